@@ -1,0 +1,128 @@
+//! The application: shared state, background tasks, and serving on a given listener with graceful shutdown.
+//! Tests bind port 0 and call [`serve`] exactly as `dukasync serve` does.
+
+use crate::{
+    auth::TokenCache,
+    cache::Redis,
+    config::{redact_url, Config},
+    http,
+    metrics::Metrics,
+    store,
+    sync::{hub::FeedHub, listener},
+};
+use sqlx::PgPool;
+use std::{
+    future::Future,
+    sync::{atomic::AtomicBool, Arc},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// State shared by every request. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: PgPool,
+    pub redis: Option<Redis>,
+    pub tokens: Arc<TokenCache>,
+    pub hub: Arc<FeedHub>,
+    pub metrics: Metrics,
+    /// Whether the LISTEN connection is up (reported by readiness and metrics).
+    pub listening: Arc<AtomicBool>,
+    /// Admission control: one permit per request in flight (`DUKASYNC_MAX_IN_FLIGHT`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when shutdown begins: long-polls answer at once and background tasks stop.
+    pub shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state without touching the network: PostgreSQL and Redis are connected on first use.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let db = store::connect_lazy(&config)?;
+        let redis = config.redis_url.as_ref().map(Redis::new).transpose()?;
+        Ok(AppState(Arc::new(Inner {
+            tokens: Arc::new(TokenCache::new(config.token_cache_ttl)),
+            hub: Arc::new(FeedHub::default()),
+            metrics: Metrics::default(),
+            listening: Arc::new(AtomicBool::new(false)),
+            shutdown: CancellationToken::new(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
+            redis,
+            db,
+            config,
+        })))
+    }
+}
+
+/// Serves on `listener` until `signal` completes, then stops accepting, wakes long-polls, and lets in-flight
+/// requests finish for at most the configured grace period.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        database = %redact_url(state.config.database_url.expose()),
+        redis = state.config.redis_url.as_ref().map(|u| redact_url(u.expose())).unwrap_or_else(|| "none".into()),
+        "dukasync listening"
+    );
+    let background = tokio::spawn(listener::run(
+        state.db.clone(),
+        state.hub.clone(),
+        state.tokens.clone(),
+        state.listening.clone(),
+        state.shutdown.clone(),
+    ));
+    let shutdown = state.shutdown.clone();
+    let grace = state.config.shutdown_grace;
+    let router = http::router(state.clone());
+    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move {
+            signal.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            shutdown.cancel();
+        }
+    });
+    let result = tokio::select! {
+        result = server => result.map_err(anyhow::Error::from),
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period");
+            Ok(())
+        }
+    };
+    shutdown.cancel();
+    let _ = background.await;
+    state.db.close().await;
+    result
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

@@ -1,0 +1,234 @@
+//! The `dukasync` command line: `serve`, `migrate`, `demo-data`, token and account administration.
+//!
+//! Configuration comes from `DUKASYNC_*` variables (see `config`); a bad one stops the command with one line.
+
+use crate::{
+    app::{self, AppState},
+    auth::NewToken,
+    config::Config,
+    demo,
+    domain::{Role, ScopeId},
+    store::{self, accounts, tokens},
+};
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "dukasync", version, about = "Offline-first sync server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API on DUKASYNC_LISTEN until SIGTERM or SIGINT.
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Load the demo businesses, users, devices and reference data (idempotent).
+    DemoData,
+    /// Issue, revoke and list device tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Create a scope (a business).
+    ScopeAdd {
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Create a user or update their role in a scope.
+    UserAdd {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        scope: String,
+        /// owner, manager or cashier
+        #[arg(long)]
+        role: String,
+    },
+    /// Compact a scope's change log below a version; cursors older than it must then reset.
+    Compact {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        below: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token for a user's device (created if new). Prints the token on stdout; it is not stored.
+    Issue {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        device: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a token by its id (see `token list`). Takes effect on every server within seconds.
+    Revoke { id: Uuid },
+    /// List tokens (ids, devices, last seen); never the tokens themselves.
+    List,
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("dukasync: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("dukasync: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("dukasync: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_env("DUKASYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let json = std::env::var("DUKASYNC_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let state = AppState::new(config)?;
+            check_schema(&state).await?;
+            let listener = tokio::net::TcpListener::bind(state.config.listen)
+                .await
+                .with_context(|| format!("cannot listen on DUKASYNC_LISTEN={}", state.config.listen))?;
+            app::serve(state, listener, app::termination_signal()).await
+        }
+        Command::Migrate => {
+            let db = connect(&config).await?;
+            store::migrate(&db).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::DemoData => {
+            let db = connect(&config).await?;
+            demo::load(&db).await?;
+            eprintln!("demo data loaded");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Issue { email, device, label }) => {
+            let db = connect(&config).await?;
+            let user = accounts::user_by_email(&db, &email)
+                .await?
+                .with_context(|| format!("no user with email {email}"))?;
+            let device_id = accounts::ensure_device(&db, user, &device).await?;
+            let token = NewToken::generate();
+            let id = tokens::insert(&db, device_id, &token.hash, &label).await?;
+            eprintln!("issued token {id} for {email} on device {device:?}; it is shown once:");
+            println!("{}", token.plaintext);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let db = connect(&config).await?;
+            if !tokens::revoke(&db, id).await? {
+                bail!("no live token with id {id}");
+            }
+            eprintln!("revoked token {id}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::List) => {
+            let db = connect(&config).await?;
+            for t in tokens::list(&db).await? {
+                let state = if t.revoked_at.is_some() { "revoked" } else { "live" };
+                let seen = t.last_seen_at.map(|s| s.to_rfc3339()).unwrap_or_else(|| "never".into());
+                println!(
+                    "{}  {state:7}  {:28}  {:16}  last seen {seen}  {}",
+                    t.id, t.email, t.device_name, t.label
+                );
+            }
+            Ok(())
+        }
+        Command::ScopeAdd { id, name } => {
+            let db = connect(&config).await?;
+            let scope = ScopeId::parse(&id).context("scope ids are lowercase letters, digits and '-', at most 40")?;
+            accounts::ensure_scope(&db, &scope, &name).await?;
+            eprintln!("scope {scope} ready");
+            Ok(())
+        }
+        Command::UserAdd {
+            email,
+            name,
+            scope,
+            role,
+        } => {
+            let db = connect(&config).await?;
+            let scope = ScopeId::parse(&scope).context("not a scope id")?;
+            let role = Role::parse(&role).context("role must be owner, manager or cashier")?;
+            let user = accounts::ensure_user(&db, &email, &name).await?;
+            accounts::set_role(&db, user, &scope, role).await?;
+            eprintln!("{email} is {} of {scope}", role.as_str());
+            Ok(())
+        }
+        Command::Compact { scope, below } => {
+            let db = connect(&config).await?;
+            let scope = ScopeId::parse(&scope).context("not a scope id")?;
+            let mut tx = db.begin().await?;
+            let removed = store::changes::compact(&mut tx, &scope, below).await?;
+            tx.commit().await?;
+            eprintln!("removed {removed} superseded changes and tombstones below version {below} of {scope}");
+            Ok(())
+        }
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let db = store::connect_lazy(config)?;
+    store::ping(&db)
+        .await
+        .context("cannot reach PostgreSQL at DUKASYNC_DATABASE_URL")?;
+    Ok(db)
+}
+
+/// Refuses to serve an out-of-date schema; tolerates PostgreSQL being down (the server reports not-ready).
+async fn check_schema(state: &AppState) -> anyhow::Result<()> {
+    let applied: Result<Vec<i64>, _> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(&state.db)
+        .await;
+    match applied {
+        Ok(applied) => {
+            let missing = store::MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count();
+            if missing > 0 {
+                bail!("the database lacks {missing} migration(s); run `dukasync migrate` first");
+            }
+            Ok(())
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            bail!("the database has no dukasync schema; run `dukasync migrate` first")
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "PostgreSQL is not reachable at start-up; serving as not ready");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Configuration, read once from `DUKASYNC_*` environment variables.
+//!
+//! Every setting is documented here, where it is read, and in `README.md`. A missing or malformed value stops
+//! start-up with one line naming the variable. Secrets (the database and Redis URLs may carry passwords) are
+//! wrapped in [`Secret`] so that neither `Debug` nor logs can print them.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+/// A value that must never appear in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is handed to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A URL with its password replaced by `***`, safe to log.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<unparseable url>".to_string(),
+    }
+}
+
+/// Explicit limits; each is documented in `protocol/README.md`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `DUKASYNC_MAX_BODY_BYTES`: largest accepted request body (default 1 MiB); larger answers 413.
+    pub max_body_bytes: usize,
+    /// `DUKASYNC_DEFAULT_PAGE_SIZE`: changes per pull page when `limit` is absent (default 500).
+    pub default_page_size: u32,
+    /// `DUKASYNC_MAX_PAGE_SIZE`: larger `limit` values are clamped to this (default 1000).
+    pub max_page_size: u32,
+    /// `DUKASYNC_MAX_WAIT_SECS`: longest long-poll `wait` (default 30); larger values are clamped.
+    pub max_wait: Duration,
+    /// `DUKASYNC_MAX_BATCH_OPS`: most operations in one push batch (default 500); more answers 413.
+    pub max_batch_ops: usize,
+    /// `DUKASYNC_MAX_IN_FLIGHT`: requests served at once, long-polls included (default 4096); more answers 503.
+    pub max_in_flight: usize,
+    /// `DUKASYNC_REQUEST_TIMEOUT_SECS`: bound on any request that is not waiting in a long-poll (default 30).
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DUKASYNC_DATABASE_URL` (required): PostgreSQL URL.
+    pub database_url: Secret,
+    /// `DUKASYNC_REDIS_URL` (optional): Redis for the shared cache; absent means in-process cache only.
+    pub redis_url: Option<Secret>,
+    /// `DUKASYNC_LISTEN`: address to bind (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `DUKASYNC_DB_MAX_CONNECTIONS`: PostgreSQL pool size (default 16).
+    pub db_max_connections: u32,
+    /// `DUKASYNC_TOKEN_CACHE_SECS`: how long a checked token is trusted without asking PostgreSQL again
+    /// (default 5). Revocations are also pushed by NOTIFY, so this is the worst case, not the usual one.
+    pub token_cache_ttl: Duration,
+    /// `DUKASYNC_SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish after SIGTERM (default 10).
+    pub shutdown_grace: Duration,
+    pub limits: Limits,
+}
+
+/// A configuration problem, phrased as the one line start-up prints.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable} {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can supply their own environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let database_url = env.required("DUKASYNC_DATABASE_URL")?;
+        check_url("DUKASYNC_DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        let redis_url = env.optional_string("DUKASYNC_REDIS_URL");
+        if let Some(url) = &redis_url {
+            check_url("DUKASYNC_REDIS_URL", url, &["redis", "rediss"])?;
+        }
+        let limits = Limits {
+            max_body_bytes: env.parse_or("DUKASYNC_MAX_BODY_BYTES", 1024 * 1024, 1..=64 * 1024 * 1024)?,
+            default_page_size: env.parse_or("DUKASYNC_DEFAULT_PAGE_SIZE", 500, 1..=10_000)?,
+            max_page_size: env.parse_or("DUKASYNC_MAX_PAGE_SIZE", 1000, 1..=10_000)?,
+            max_wait: Duration::from_secs(env.parse_or("DUKASYNC_MAX_WAIT_SECS", 30, 0..=300)?),
+            max_batch_ops: env.parse_or("DUKASYNC_MAX_BATCH_OPS", 500, 1..=10_000)?,
+            max_in_flight: env.parse_or("DUKASYNC_MAX_IN_FLIGHT", 4096, 1..=1_000_000)?,
+            request_timeout: Duration::from_secs(env.parse_or("DUKASYNC_REQUEST_TIMEOUT_SECS", 30, 1..=600)?),
+        };
+        if limits.default_page_size > limits.max_page_size {
+            return Err(ConfigError {
+                variable: "DUKASYNC_DEFAULT_PAGE_SIZE",
+                problem: format!("must not exceed DUKASYNC_MAX_PAGE_SIZE ({})", limits.max_page_size),
+            });
+        }
+        Ok(Config {
+            database_url: Secret::new(database_url),
+            redis_url: redis_url.map(Secret::new),
+            listen: env.parse_or_default("DUKASYNC_LISTEN", "127.0.0.1:8080".parse().expect("literal"))?,
+            db_max_connections: env.parse_or("DUKASYNC_DB_MAX_CONNECTIONS", 16, 2..=1000)?,
+            token_cache_ttl: Duration::from_secs(env.parse_or("DUKASYNC_TOKEN_CACHE_SECS", 5, 0..=300)?),
+            shutdown_grace: Duration::from_secs(env.parse_or("DUKASYNC_SHUTDOWN_GRACE_SECS", 10, 0..=600)?),
+            limits,
+        })
+    }
+}
+
+fn check_url(variable: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(value).map_err(|e| ConfigError {
+        variable,
+        problem: format!("is not a valid URL ({e})"),
+    })?;
+    if !schemes.contains(&parsed.scheme()) {
+        return Err(ConfigError {
+            variable,
+            problem: format!("must start with {}://", schemes[0]),
+        });
+    }
+    Ok(())
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn optional_string(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional_string(name).ok_or(ConfigError {
+            variable: name,
+            problem: "is not set".to_string(),
+        })
+    }
+
+    fn parse_or_default<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.optional_string(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e| ConfigError {
+                variable: name,
+                problem: format!("has an invalid value {raw:?} ({e})"),
+            }),
+        }
+    }
+
+    fn parse_or<T>(&self, name: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse_or_default(name, default)?;
+        if !range.contains(&value) {
+            return Err(ConfigError {
+                variable: name,
+                problem: format!("must be between {} and {}, got {value}", range.start(), range.end()),
+            });
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn missing_database_url_names_the_variable() {
+        let err = config(&[]).unwrap_err();
+        assert_eq!(err.to_string(), "configuration error: DUKASYNC_DATABASE_URL is not set");
+    }
+
+    #[test]
+    fn malformed_number_names_the_variable() {
+        let err = config(&[
+            ("DUKASYNC_DATABASE_URL", "postgres://x@h/db"),
+            ("DUKASYNC_MAX_PAGE_SIZE", "lots"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "DUKASYNC_MAX_PAGE_SIZE");
+    }
+
+    #[test]
+    fn out_of_range_is_refused() {
+        let err = config(&[
+            ("DUKASYNC_DATABASE_URL", "postgres://x@h/db"),
+            ("DUKASYNC_MAX_WAIT_SECS", "3600"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "DUKASYNC_MAX_WAIT_SECS");
+    }
+
+    #[test]
+    fn wrong_scheme_is_refused() {
+        let err = config(&[("DUKASYNC_DATABASE_URL", "mysql://x@h/db")]).unwrap_err();
+        assert_eq!(err.variable, "DUKASYNC_DATABASE_URL");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let cfg = config(&[
+            ("DUKASYNC_DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("DUKASYNC_REDIS_URL", "redis://:s3cret@h/"),
+        ])
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert_eq!(redact_url(cfg.database_url.expose()), "postgres://u:***@h/db");
+    }
+}

@@ -1,0 +1,138 @@
+//! The one error type of the request path, and its one status table.
+//!
+//! Handlers and the sync layer return [`Error`]; `http::error` turns it into the documented body
+//! `{"error": {"code", "message", "details"}}`. Codes are stable API (see `protocol/README.md`): a new
+//! condition gets a new code, an existing code never changes meaning. Internal failures are logged once where
+//! they are turned into a response, and their details never reach the client.
+
+use http::StatusCode;
+use serde_json::Value;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a feed cursor cannot be honoured; the client must drop its copy of the scope and pull from zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetReason {
+    /// The cursor is older than the retained history (compacted changes and tombstones).
+    Expired,
+    /// The cursor is ahead of the scope's head: the server was restored from a backup.
+    AheadOfHead,
+    /// The cursor names a change this database does not have: a restore, or another database.
+    UnknownHistory,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Also answered for scopes the token may not see, so their existence is not revealed.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Client input that can never be valid. `code` is one of the documented codes.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// The feed cursor cannot be honoured; answered with 410.
+    #[error("the cursor cannot be honoured ({reason:?}); reset and pull from zero")]
+    ResetRequired { reason: ResetReason, head: i64 },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("route not found")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the server is busy; retry later")]
+    Overloaded,
+    /// A dependency (PostgreSQL) is unreachable: nothing was done, the client should retry.
+    #[error("the service is temporarily unavailable; retry later")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The status table: every variant's HTTP status in one place.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) | Error::RouteNotFound => StatusCode::NOT_FOUND,
+            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::ResetRequired { .. } => StatusCode::GONE,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Overloaded | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound("scope") => "scope_not_found",
+            Error::NotFound(_) => "not_found",
+            Error::BadRequest { code, .. } => code,
+            Error::ResetRequired { .. } => "reset_required",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::RouteNotFound => "route_not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::Overloaded => "overloaded",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Structured details a client can act on, if any.
+    pub fn details(&self) -> Option<Value> {
+        match self {
+            Error::ResetRequired { reason, head } => Some(serde_json::json!({ "reason": reason, "head": head })),
+            Error::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit_bytes": limit })),
+            _ => None,
+        }
+    }
+
+    /// What the client is told. Server-side failures say nothing about their cause.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Unavailable(_) => "the service is temporarily unavailable; retry later".to_string(),
+            Error::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            // The pool could not hand out a connection, or the connection broke: PostgreSQL is unreachable
+            // or overloaded. Nothing was committed, so the client may safely retry.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                Error::Unavailable(err.to_string())
+            }
+            sqlx::Error::Database(db) if is_transient_sqlstate(db.code().as_deref()) => {
+                Error::Unavailable(err.to_string())
+            }
+            _ => Error::Internal(err.into()),
+        }
+    }
+}
+
+/// SQLSTATE classes that mean "try again": connection exceptions, serialization failures, shutdown.
+fn is_transient_sqlstate(code: Option<&str>) -> bool {
+    matches!(code, Some(c) if c.starts_with("08") || c == "40001" || c == "40P01" || c.starts_with("57P"))
+}

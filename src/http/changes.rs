@@ -1,0 +1,55 @@
+//! The change feed and its checksum.
+
+use super::{
+    auth::ScopeAccess,
+    encoding::{Format, Query},
+};
+use crate::{
+    app::AppState,
+    error::Result,
+    sync::feed::{self, Pull},
+    wire::{ChangesPage, ChangesQuery, ChecksumQuery, ChecksumReport, ErrorBody},
+};
+use axum::{extract::State, http::StatusCode, response::Response};
+
+/// Changes after `since`, in version order, one page at a time; with `wait`, a long-poll.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/changes", tag = "feed",
+    params(("scope" = String, Path, description = "Scope id"), ChangesQuery),
+    responses(
+        (status = 200, body = ChangesPage),
+        (status = 400, body = ErrorBody, description = "invalid_cursor, invalid_query, unknown_collection"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, body = ErrorBody, description = "reset_required: drop the local copy and pull from 0")))]
+pub async fn get_changes(
+    State(state): State<AppState>,
+    access: ScopeAccess,
+    Query(query): Query<ChangesQuery>,
+    format: Format,
+) -> Result<Response> {
+    let pull = Pull::from_query(
+        query.since.as_deref(),
+        query.limit,
+        query.wait,
+        query.collections.as_deref(),
+        &state.config.limits,
+    )?;
+    let page = feed::pull(&state.db, &state.hub, &access.scope, &pull, &state.shutdown).await?;
+    Ok(format.reply(StatusCode::OK, &page))
+}
+
+/// The scope's state checksum at a version (default: head), for a client to prove its copy is equal.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/checksum", tag = "feed",
+    params(("scope" = String, Path, description = "Scope id"), ChecksumQuery),
+    responses(
+        (status = 200, body = ChecksumReport),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, body = ErrorBody, description = "reset_required: the version is not in the retained history")))]
+pub async fn get_checksum(
+    State(state): State<AppState>,
+    access: ScopeAccess,
+    Query(query): Query<ChecksumQuery>,
+    format: Format,
+) -> Result<Response> {
+    let report = feed::checksum(&state.db, &access.scope, query.version).await?;
+    Ok(format.reply(StatusCode::OK, &report))
+}

@@ -1,0 +1,94 @@
+//! The HTTP layer: routing, middleware, and one file per resource. Handlers only extract, call the sync or
+//! store layer, and encode; errors map through `error::Error`'s one status table.
+//!
+//! Every route is registered through `OpenApiRouter::routes(routes!(...))`, which adds the route and its
+//! OpenAPI description together; `tests/openapi.rs` fails if a route is mounted any other way.
+
+mod auth;
+mod changes;
+pub mod encoding;
+mod error;
+mod observe;
+mod scopes;
+mod system;
+
+use crate::{app::AppState, error::Error};
+use axum::http::StatusCode;
+use axum::{extract::DefaultBodyLimit, middleware, Router};
+use std::time::Duration;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dukasync", description = "Offline-first sync server. The written protocol is protocol/README.md."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route with its description.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi_json))
+        .routes(routes!(scopes::list_scopes))
+        .routes(routes!(scopes::list_collections))
+        .routes(routes!(scopes::list_devices))
+        .routes(routes!(changes::get_changes))
+        .routes(routes!(changes::get_checksum))
+        .split_for_parts()
+}
+
+/// The OpenAPI description served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let (routes, _) = api();
+    // The longest a request may legitimately take: the longest long-poll plus the ordinary bound.
+    let timeout = limits.max_wait + limits.request_timeout;
+    // Layers run outside-in in the reverse order of these calls: the request id is set first, then errors are
+    // encoded for everything inside, then admission, the timeout and the body limit.
+    routes
+        .fallback(|| async { Error::RouteNotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout_or_default(timeout),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe::admission))
+        .layer(middleware::from_fn_with_state(state.clone(), error::encode_errors))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+fn timeout_or_default(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_secs(1))
+}

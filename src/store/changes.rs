@@ -1,0 +1,420 @@
+//! The change log and current rows of each scope.
+//!
+//! Invariants (relied on by every reader, see `sync::feed`):
+//! - Versions are dense and commit-ordered per scope. [`append`] first runs
+//!   `UPDATE scopes SET head_version = head_version + n ... RETURNING`, which takes the scope row's lock until the
+//!   transaction ends. A second writer of the same scope waits at that statement, so it can only take version
+//!   numbers after the first has committed (or rolled back, releasing its numbers unused: the counter update is
+//!   rolled back too, so no hole remains). A reader therefore never sees version `n + 1` committed while `n` is
+//!   still pending, and `version > cursor` can never skip a row. Writers of other scopes lock other rows.
+//! - `changes` rows are immutable once committed; the row at the scope's floor is never compacted.
+//! - `records` and `collection_state` always equal the fold of the log; each change stores its collection's
+//!   checksum and row count after it, so the checksum at any retained version is one index lookup.
+
+use crate::domain::{canonical, ScopeId};
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor, Row};
+use std::collections::HashMap;
+
+/// Channel carrying `scope:head` after every commit that appends changes.
+pub const FEED_CHANNEL: &str = "dukasync_changes";
+
+/// One row write: an upsert with the row's full new state, or a delete (`data: None`).
+#[derive(Debug, Clone)]
+pub struct RowWrite {
+    pub collection: String,
+    pub key: String,
+    pub data: Option<Value>,
+}
+
+/// Appends `writes` to the scope's log inside the caller's transaction; the i-th write gets version
+/// `first + i`. Returns the versions assigned, or `None` when the scope does not exist.
+pub async fn append(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    writes: &[RowWrite],
+) -> Result<Option<Vec<i64>>, sqlx::Error> {
+    if writes.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let count = writes.len() as i64;
+    // Takes the scope's version lock; see the module header.
+    let head: Option<i64> =
+        sqlx::query_scalar("UPDATE scopes SET head_version = head_version + $2 WHERE id = $1 RETURNING head_version")
+            .bind(scope.as_str())
+            .bind(count)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(head) = head else { return Ok(None) };
+    let first = head - count + 1;
+
+    let mut row_hashes = current_row_hashes(&mut *tx, scope, writes).await?;
+    let mut states = collection_states(&mut *tx, scope, writes).await?;
+
+    let mut log = LogColumns::with_capacity(writes.len());
+    for (i, write) in writes.iter().enumerate() {
+        let version = first + i as i64;
+        let slot = (write.collection.clone(), write.key.clone());
+        let state = states.entry(write.collection.clone()).or_insert((0, 0));
+        if let Some(old) = row_hashes.get(&slot).copied().flatten() {
+            state.0 = state.0.wrapping_sub(old);
+            state.1 -= 1;
+        }
+        let new_hash = write
+            .data
+            .as_ref()
+            .map(|d| canonical::row_hash(&write.collection, &write.key, d));
+        if let Some(new) = new_hash {
+            state.0 = state.0.wrapping_add(new);
+            state.1 += 1;
+        }
+        row_hashes.insert(slot, new_hash);
+        log.push(version, write, state.0, state.1);
+    }
+    log.insert(&mut *tx, scope).await?;
+    write_final_rows(&mut *tx, scope, writes, first).await?;
+    save_collection_states(&mut *tx, scope, &states).await?;
+    // Delivered at commit, and only if the transaction commits.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(FEED_CHANNEL)
+        .bind(format!("{scope}:{head}"))
+        .execute(&mut *tx)
+        .await?;
+    Ok(Some((first..=head).collect()))
+}
+
+type Slot = (String, String);
+
+/// Row hash of each written row as it stands before this transaction (`None`: no live row).
+async fn current_row_hashes(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    writes: &[RowWrite],
+) -> Result<HashMap<Slot, Option<u32>>, sqlx::Error> {
+    let collections: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
+    let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+    let rows = sqlx::query(
+        r#"SELECT collection, key, row_hash FROM records
+           WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"#,
+    )
+    .bind(scope.as_str())
+    .bind(&collections)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = HashMap::with_capacity(writes.len());
+    for row in rows {
+        let hash: i64 = row.try_get("row_hash")?;
+        out.insert((row.try_get("collection")?, row.try_get("key")?), Some(hash as u32));
+    }
+    Ok(out)
+}
+
+/// (checksum, row count) of each written collection before this transaction.
+async fn collection_states(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    writes: &[RowWrite],
+) -> Result<HashMap<String, (u32, i64)>, sqlx::Error> {
+    let mut names: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let rows = sqlx::query(
+        "SELECT collection, checksum, row_count FROM collection_state WHERE scope_id = $1 AND collection = ANY($2)",
+    )
+    .bind(scope.as_str())
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let checksum: i64 = row.try_get("checksum")?;
+        out.insert(row.try_get("collection")?, (checksum as u32, row.try_get("row_count")?));
+    }
+    Ok(out)
+}
+
+/// The new log rows, column by column, for one `INSERT ... SELECT FROM unnest(...)`.
+struct LogColumns {
+    versions: Vec<i64>,
+    collections: Vec<String>,
+    keys: Vec<String>,
+    ops: Vec<&'static str>,
+    data: Vec<Option<String>>,
+    tags: Vec<i64>,
+    checksums: Vec<i64>,
+    counts: Vec<i64>,
+}
+
+impl LogColumns {
+    fn with_capacity(n: usize) -> Self {
+        LogColumns {
+            versions: Vec::with_capacity(n),
+            collections: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            ops: Vec::with_capacity(n),
+            data: Vec::with_capacity(n),
+            tags: Vec::with_capacity(n),
+            checksums: Vec::with_capacity(n),
+            counts: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, version: i64, write: &RowWrite, checksum: u32, count: i64) {
+        self.versions.push(version);
+        self.collections.push(write.collection.clone());
+        self.keys.push(write.key.clone());
+        self.ops.push(if write.data.is_some() { "upsert" } else { "delete" });
+        self.data.push(write.data.as_ref().map(canonical::to_canonical_json));
+        self.tags.push(rand::random::<i64>());
+        self.checksums.push(i64::from(checksum));
+        self.counts.push(count);
+    }
+
+    async fn insert(&self, tx: &mut PgConnection, scope: &ScopeId) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            r#"INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
+               SELECT $1, v, c, k, o, d::jsonb, t, s, n
+               FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])
+                    AS u(v, c, k, o, d, t, s, n)"#,
+        )
+        .bind(scope.as_str())
+        .bind(&self.versions)
+        .bind(&self.collections)
+        .bind(&self.keys)
+        .bind(&self.ops)
+        .bind(&self.data)
+        .bind(&self.tags)
+        .bind(&self.checksums)
+        .bind(&self.counts)
+        .execute(tx)
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Brings `records` to the state after the last write of each row.
+async fn write_final_rows(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    writes: &[RowWrite],
+    first: i64,
+) -> Result<(), sqlx::Error> {
+    let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        last.insert((w.collection.as_str(), w.key.as_str()), i);
+    }
+    let (mut up_c, mut up_k, mut up_d, mut up_v, mut up_h) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut del_c, mut del_k) = (vec![], vec![]);
+    for (&(collection, key), &i) in &last {
+        match &writes[i].data {
+            Some(data) => {
+                up_c.push(collection);
+                up_k.push(key);
+                up_d.push(canonical::to_canonical_json(data));
+                up_v.push(first + i as i64);
+                up_h.push(i64::from(canonical::row_hash(collection, key, data)));
+            }
+            None => {
+                del_c.push(collection);
+                del_k.push(key);
+            }
+        }
+    }
+    if !up_c.is_empty() {
+        sqlx::query(
+            r#"INSERT INTO records (scope_id, collection, key, data, version, row_hash)
+               SELECT $1, c, k, d::jsonb, v, h FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS u(c, k, d, v, h)
+               ON CONFLICT (scope_id, collection, key)
+               DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash"#,
+        )
+        .bind(scope.as_str())
+        .bind(&up_c)
+        .bind(&up_k)
+        .bind(&up_d)
+        .bind(&up_v)
+        .bind(&up_h)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !del_c.is_empty() {
+        sqlx::query(
+            r#"DELETE FROM records WHERE scope_id = $1
+               AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"#,
+        )
+        .bind(scope.as_str())
+        .bind(&del_c)
+        .bind(&del_k)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn save_collection_states(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    states: &HashMap<String, (u32, i64)>,
+) -> Result<(), sqlx::Error> {
+    let names: Vec<&str> = states.keys().map(String::as_str).collect();
+    let checksums: Vec<i64> = states.values().map(|s| i64::from(s.0)).collect();
+    let counts: Vec<i64> = states.values().map(|s| s.1).collect();
+    sqlx::query(
+        r#"INSERT INTO collection_state (scope_id, collection, checksum, row_count)
+           SELECT $1, c, s, n FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(c, s, n)
+           ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count"#,
+    )
+    .bind(scope.as_str())
+    .bind(&names)
+    .bind(&checksums)
+    .bind(&counts)
+    .execute(tx)
+    .await
+    .map(|_| ())
+}
+
+/// One change as read from the log.
+#[derive(Debug, Clone)]
+pub struct LoggedChange {
+    pub version: i64,
+    pub collection: String,
+    pub key: String,
+    pub data: Option<Value>,
+    pub tag: i64,
+}
+
+/// What one read of the feed saw, all from a single statement (one snapshot).
+#[derive(Debug)]
+pub struct FeedSlice {
+    pub head: i64,
+    pub floor: i64,
+    /// Tag of the change at the requested `since` version, if that change exists.
+    pub since_tag: Option<i64>,
+    /// Tag of the change at `head`, if any.
+    pub head_tag: Option<i64>,
+    pub changes: Vec<LoggedChange>,
+}
+
+/// Reads up to `limit` changes after `since`, optionally only of `collections`, with the scope's head and floor
+/// from the same snapshot. `None` when the scope does not exist.
+pub async fn read(
+    db: impl PgExecutor<'_>,
+    scope: &ScopeId,
+    since: i64,
+    limit: i64,
+    collections: Option<&[String]>,
+) -> Result<Option<FeedSlice>, sqlx::Error> {
+    let rows = sqlx::query(
+        r#"
+        SELECT s.head_version, s.floor_version,
+               (SELECT tag FROM changes WHERE scope_id = s.id AND version = $2) AS since_tag,
+               (SELECT tag FROM changes WHERE scope_id = s.id AND version = s.head_version) AS head_tag,
+               c.version, c.collection, c.key, c.data, c.tag
+        FROM scopes s
+        LEFT JOIN LATERAL (
+            SELECT version, collection, key, data, tag FROM changes
+            WHERE scope_id = s.id AND version > $2 AND ($4::text[] IS NULL OR collection = ANY($4))
+            ORDER BY version
+            LIMIT $3
+        ) c ON true
+        WHERE s.id = $1
+        ORDER BY c.version
+        "#,
+    )
+    .bind(scope.as_str())
+    .bind(since)
+    .bind(limit)
+    .bind(collections)
+    .fetch_all(db)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut slice = FeedSlice {
+        head: first.try_get("head_version")?,
+        floor: first.try_get("floor_version")?,
+        since_tag: first.try_get("since_tag")?,
+        head_tag: first.try_get("head_tag")?,
+        changes: Vec::with_capacity(rows.len()),
+    };
+    for row in rows {
+        let Some(version) = row.try_get::<Option<i64>, _>("version")? else {
+            continue;
+        };
+        slice.changes.push(LoggedChange {
+            version,
+            collection: row.try_get("collection")?,
+            key: row.try_get("key")?,
+            data: row.try_get::<Option<sqlx::types::Json<Value>>, _>("data")?.map(|j| j.0),
+            tag: row.try_get("tag")?,
+        });
+    }
+    Ok(Some(slice))
+}
+
+/// Head and floor of a scope, or `None` when it does not exist.
+pub async fn bounds(db: impl PgExecutor<'_>, scope: &ScopeId) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT head_version, floor_version FROM scopes WHERE id = $1")
+        .bind(scope.as_str())
+        .fetch_optional(db)
+        .await
+}
+
+/// Checksum and row count of every collection of the scope as of `version` (one index lookup each).
+/// Only meaningful for `floor <= version <= head`.
+pub async fn checksums_at(
+    db: impl PgExecutor<'_>,
+    scope: &ScopeId,
+    version: i64,
+) -> Result<Vec<(String, u32, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        r#"SELECT cs.collection, c.checksum_after, c.count_after
+           FROM collection_state cs
+           CROSS JOIN LATERAL (
+               SELECT checksum_after, count_after FROM changes
+               WHERE scope_id = cs.scope_id AND collection = cs.collection AND version <= $2
+               ORDER BY version DESC LIMIT 1
+           ) c
+           WHERE cs.scope_id = $1
+           ORDER BY cs.collection"#,
+    )
+    .bind(scope.as_str())
+    .bind(version)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get("collection")?,
+                r.try_get::<i64, _>("checksum_after")? as u32,
+                r.try_get("count_after")?,
+            ))
+        })
+        .collect()
+}
+
+/// Compacts the log below `new_floor`: drops changes superseded by a later change of the same row, and
+/// tombstones, both only where the later change is itself below the floor. The change at the floor and the last
+/// change of each collection below it are kept, so checksums stay answerable for every version from the floor
+/// on. Cursors older than the floor must then reset. Returns the number of changes removed.
+pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> Result<u64, sqlx::Error> {
+    let removed = sqlx::query(
+        r#"DELETE FROM changes c
+           WHERE c.scope_id = $1 AND c.version < $2
+             AND EXISTS (
+                 SELECT 1 FROM changes l
+                 WHERE l.scope_id = c.scope_id AND l.collection = c.collection AND l.version > c.version
+                   AND l.version < $2 AND (l.key = c.key OR c.op = 'delete'))"#,
+    )
+    .bind(scope.as_str())
+    .bind(new_floor)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("UPDATE scopes SET floor_version = GREATEST(floor_version, $2) WHERE id = $1 AND head_version >= $2")
+        .bind(scope.as_str())
+        .bind(new_floor)
+        .execute(&mut *tx)
+        .await?;
+    Ok(removed)
+}

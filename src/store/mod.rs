@@ -1,0 +1,56 @@
+//! PostgreSQL access. Functions here take a pool or a connection/transaction and know nothing of HTTP.
+//!
+//! Everything that writes runs in an explicit transaction chosen by the caller, so the caller decides what
+//! commits together (for example an operation's effects and the client's sequence number).
+
+pub mod accounts;
+pub mod changes;
+pub mod tokens;
+
+use crate::config::{redact_url, Config};
+use anyhow::Context;
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions, PgPool,
+};
+use std::{str::FromStr, time::Duration};
+
+/// Embedded migrations from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens the pool lazily: the server starts even while PostgreSQL is down, reports not-ready, and answers 503
+/// until it is back.
+pub fn connect_lazy(config: &Config) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(config.database_url.expose())
+        .with_context(|| {
+            format!(
+                "DUKASYNC_DATABASE_URL is not usable ({})",
+                redact_url(config.database_url.expose())
+            )
+        })?
+        .application_name("dukasync")
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    Ok(PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(options))
+}
+
+/// Applies pending migrations.
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(db).await.context("applying migrations")
+}
+
+/// `SELECT 1`: used by readiness.
+pub async fn ping(db: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(db).await.map(|_| ())
+}
+
+/// Every scope's head version, for metrics.
+pub async fn scope_heads(db: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, head_version FROM scopes ORDER BY id")
+        .fetch_all(db)
+        .await
+}

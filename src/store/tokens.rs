@@ -1,0 +1,109 @@
+//! Device tokens: lookup by hash, issue, revoke.
+
+use crate::{
+    auth::{Principal, TokenHash},
+    domain::{Role, ScopeId},
+};
+use sqlx::{PgPool, Row};
+use std::{collections::HashMap, sync::Arc};
+use uuid::Uuid;
+
+/// Channel on which revocations are announced, so every instance drops its cached tokens at once.
+pub const AUTH_CHANNEL: &str = "dukasync_auth";
+
+/// The principal of a live token, recording that the token and its device were seen now.
+/// `None` when the token is unknown, revoked or expired.
+pub async fn principal_for(db: &PgPool, hash: &TokenHash) -> Result<Option<Principal>, sqlx::Error> {
+    let rows = sqlx::query(
+        r#"
+        WITH t AS (
+            UPDATE device_tokens SET last_seen_at = now()
+            WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+            RETURNING id, device_id
+        ), d AS (
+            UPDATE devices SET last_seen_at = now() FROM t WHERE devices.id = t.device_id
+            RETURNING devices.id, devices.user_id
+        )
+        SELECT t.id AS token_id, d.id AS device_id, d.user_id, m.scope_id, m.role
+        FROM t JOIN d ON d.id = t.device_id
+        LEFT JOIN memberships m ON m.user_id = d.user_id
+        "#,
+    )
+    .bind(&hash[..])
+    .fetch_all(db)
+    .await?;
+
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut roles = HashMap::new();
+    for row in &rows {
+        let scope: Option<String> = row.try_get("scope_id")?;
+        let role: Option<String> = row.try_get("role")?;
+        if let (Some(scope), Some(role)) = (
+            scope.as_deref().and_then(ScopeId::parse),
+            role.as_deref().and_then(Role::parse),
+        ) {
+            roles.insert(scope, role);
+        }
+    }
+    Ok(Some(Principal {
+        token_id: first.try_get("token_id")?,
+        device_id: first.try_get("device_id")?,
+        user_id: first.try_get("user_id")?,
+        roles: Arc::new(roles),
+    }))
+}
+
+/// Stores a new token for `device_id`; returns its id.
+pub async fn insert(db: &PgPool, device_id: Uuid, hash: &TokenHash, label: &str) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO device_tokens (id, device_id, token_hash, label) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(device_id)
+        .bind(&hash[..])
+        .bind(label)
+        .execute(db)
+        .await?;
+    Ok(id)
+}
+
+/// Revokes a token by id and tells every instance; returns whether a live token was revoked.
+pub async fn revoke(db: &PgPool, token_id: Uuid) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let revoked = sqlx::query("UPDATE device_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+        .bind(token_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(AUTH_CHANNEL)
+        .bind(token_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// A token as listed by the CLI (never the token itself).
+#[derive(Debug, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub device_name: String,
+    pub email: String,
+    pub label: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn list(db: &PgPool) -> Result<Vec<TokenInfo>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT t.id, d.name AS device_name, u.email, t.label, t.created_at, t.last_seen_at, t.revoked_at
+           FROM device_tokens t JOIN devices d ON d.id = t.device_id JOIN users u ON u.id = d.user_id
+           ORDER BY t.created_at"#,
+    )
+    .fetch_all(db)
+    .await
+}

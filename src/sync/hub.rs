@@ -1,0 +1,54 @@
+//! Wakes long-polling pulls when their scope changes.
+//!
+//! One `watch` channel per scope holds the last head version announced by PostgreSQL NOTIFY. A waiting pull
+//! holds only a receiver: no thread, no database connection, no polling. To never miss a wake-up, a pull
+//! subscribes *before* it reads the feed, and waits for any announcement after that read (see `feed::pull`).
+
+use crate::domain::ScopeId;
+use std::{collections::HashMap, sync::Mutex};
+use tokio::sync::watch;
+
+#[derive(Default)]
+pub struct FeedHub {
+    scopes: Mutex<HashMap<ScopeId, watch::Sender<i64>>>,
+}
+
+impl FeedHub {
+    pub fn subscribe(&self, scope: &ScopeId) -> watch::Receiver<i64> {
+        let mut scopes = self.lock();
+        match scopes.get(scope) {
+            Some(sender) => sender.subscribe(),
+            None => {
+                let (sender, receiver) = watch::channel(0);
+                scopes.insert(scope.clone(), sender);
+                receiver
+            }
+        }
+    }
+
+    /// Announces a committed head. NOTIFY delivers in commit order, so the value simply replaces the old one.
+    pub fn publish(&self, scope: &ScopeId, head: i64) {
+        if let Some(sender) = self.lock().get(scope) {
+            sender.send_replace(head);
+        }
+    }
+
+    /// Wakes every waiter (after the listener reconnected and may have missed announcements); each re-reads
+    /// the feed. Scopes nobody waits on are forgotten here, which bounds the map by the scopes in use.
+    pub fn wake_all(&self) {
+        let mut scopes = self.lock();
+        scopes.retain(|_, sender| sender.receiver_count() > 0);
+        for sender in scopes.values() {
+            sender.send_modify(|_| {});
+        }
+    }
+
+    /// Pulls currently subscribed (waiting or about to), for metrics.
+    pub fn waiters(&self) -> usize {
+        self.lock().values().map(|s| s.receiver_count()).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ScopeId, watch::Sender<i64>>> {
+        self.scopes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

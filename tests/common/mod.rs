@@ -1,0 +1,328 @@
+//! Test harness: real PostgreSQL and Redis started by `deploy/services.sh`, a fresh database per test cloned
+//! from a migrated template, and the real server on port 0.
+//!
+//! Connection URLs come from `DUKASYNC_DATABASE_URL` / `DUKASYNC_REDIS_URL`, or from `.dukasync/env` written by
+//! `deploy/services.sh start`. Without them the tests fail (they never skip).
+#![allow(dead_code)]
+
+use dukasync::{
+    auth::NewToken,
+    config::Config,
+    domain::ScopeId,
+    store::{self, accounts, changes::RowWrite, tokens},
+    AppState,
+};
+use sqlx::{postgres::PgPoolOptions, Connection, PgConnection, PgPool};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+/// Settings from the environment or `.dukasync/env`.
+pub fn service_env() -> HashMap<String, String> {
+    let mut vars = HashMap::new();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/.dukasync/env");
+    if let Ok(text) = std::fs::read_to_string(file) {
+        for line in text.lines() {
+            if let Some((k, v)) = line.trim().trim_start_matches("export ").split_once('=') {
+                vars.insert(k.to_string(), v.trim_matches('"').to_string());
+            }
+        }
+    }
+    for key in ["DUKASYNC_DATABASE_URL", "DUKASYNC_REDIS_URL"] {
+        if let Ok(v) = std::env::var(key) {
+            vars.insert(key.to_string(), v);
+        }
+    }
+    assert!(
+        vars.contains_key("DUKASYNC_DATABASE_URL"),
+        "no DUKASYNC_DATABASE_URL: run `deploy/services.sh start` (or `deploy/dev test`) first"
+    );
+    vars
+}
+
+pub fn admin_url() -> String {
+    service_env()["DUKASYNC_DATABASE_URL"].clone()
+}
+
+pub fn redis_url() -> String {
+    service_env()
+        .get("DUKASYNC_REDIS_URL")
+        .cloned()
+        .expect("no DUKASYNC_REDIS_URL: run `deploy/services.sh start`")
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("database URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// A migrated template database, named after the migrations so a schema change makes a new one.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let admin = admin_url();
+            let mut hasher = blake3::Hasher::new();
+            for m in store::MIGRATOR.iter() {
+                hasher.update(&m.checksum);
+            }
+            let name = format!("dukasync_tmpl_{}", &hasher.finalize().to_hex()[..12]);
+            let mut conn = PgConnection::connect(&admin).await.expect("connect to PostgreSQL");
+            // Serialise template creation across concurrently running test binaries.
+            sqlx::query("SELECT pg_advisory_lock(727274)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if !exists {
+                let building = format!("{name}_building");
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {building}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                sqlx::query(&format!("CREATE DATABASE {building}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let pool = PgPool::connect(&with_database(&admin, &building)).await.unwrap();
+                store::migrate(&pool)
+                    .await
+                    .expect("migrations apply to an empty database");
+                pool.close().await;
+                sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query("SELECT pg_advisory_unlock(727274)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            name
+        })
+        .await
+}
+
+/// A fresh, migrated, empty database; returns its URL.
+pub async fn fresh_database() -> String {
+    let template = template().await;
+    let admin = admin_url();
+    let name = format!("dukasync_test_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    with_database(&admin, &name)
+}
+
+/// A configuration for tests: `overrides` are applied over the database URL and defaults.
+pub fn config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert("DUKASYNC_DATABASE_URL".into(), database_url.into());
+    vars.insert("DUKASYNC_LISTEN".into(), "127.0.0.1:0".into());
+    for (k, v) in overrides {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid")
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: PgPool,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// A server on a fresh database, with the demo data loaded.
+    pub async fn start() -> TestApp {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(overrides: &[(&str, &str)]) -> TestApp {
+        let url = fresh_database().await;
+        let app = Self::on_database(&url, overrides).await;
+        dukasync::demo::load(&app.db).await.expect("demo data loads");
+        app
+    }
+
+    /// A server on an existing database (for several instances sharing one).
+    pub async fn on_database(url: &str, overrides: &[(&str, &str)]) -> TestApp {
+        let state = AppState::new(config(url, overrides)).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(dukasync::serve(state, listener, async move {
+            let _ = rx.await;
+        }));
+        let db = PgPoolOptions::new().max_connections(8).connect_lazy(url).unwrap();
+        TestApp {
+            addr,
+            db,
+            database_url: url.to_string(),
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request reaches the server")
+    }
+
+    /// Issues a token for a demo user's device.
+    pub async fn token(&self, email: &str, device: &str) -> String {
+        issue_token(&self.db, email, device).await
+    }
+
+    /// Starts graceful shutdown and waits for the server to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.handle.take().unwrap().await.unwrap()
+    }
+
+    /// Commits one transaction of row writes in `scope`.
+    pub async fn write(&self, scope: &str, writes: Vec<RowWrite>) -> Vec<i64> {
+        write_rows(&self.db, scope, writes).await
+    }
+
+    /// Polls `/metrics` until `metric` reads `value` (observable state, not a sleep). Panics after 10 s.
+    pub async fn wait_for_metric(&self, metric: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.get("/metrics", None).await.text().await.unwrap();
+            let current = text
+                .lines()
+                .find(|l| l.starts_with(metric) && l[metric.len()..].starts_with(' '))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok());
+            if current == Some(value) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{metric} never reached {value}; last {current:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+pub async fn issue_token(db: &PgPool, email: &str, device: &str) -> String {
+    let user = accounts::user_by_email(db, email)
+        .await
+        .unwrap()
+        .expect("demo user exists");
+    let device_id = accounts::ensure_device(db, user, device).await.unwrap();
+    let token = NewToken::generate();
+    tokens::insert(db, device_id, &token.hash, "test").await.unwrap();
+    token.plaintext
+}
+
+pub async fn write_rows(db: &PgPool, scope: &str, writes: Vec<RowWrite>) -> Vec<i64> {
+    let scope = ScopeId::parse(scope).unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let versions = store::changes::append(&mut tx, &scope, &writes)
+        .await
+        .unwrap()
+        .expect("scope exists");
+    tx.commit().await.unwrap();
+    versions
+}
+
+pub fn upsert(collection: &str, key: &str, data: serde_json::Value) -> RowWrite {
+    RowWrite {
+        collection: collection.into(),
+        key: key.into(),
+        data: Some(data),
+    }
+}
+
+pub fn delete(collection: &str, key: &str) -> RowWrite {
+    RowWrite {
+        collection: collection.into(),
+        key: key.into(),
+        data: None,
+    }
+}
+
+pub const OWNER: &str = "owner@duka.test";
+pub const MANAGER: &str = "manager@duka.test";
+pub const WATER_CASHIER: &str = "cashier.water@duka.test";
+pub const SHOP_CASHIER: &str = "cashier.shop@duka.test";
+
+/// A private `redis-server` process on a free loopback port, killed on drop.
+pub struct RedisProcess {
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisProcess {
+    pub fn start() -> RedisProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (deploy/services.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        RedisProcess { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL, and wait until the port is closed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
