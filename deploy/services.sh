@@ -42,13 +42,14 @@ install_missing() {
   # existing package lists are usually good enough to install from.
   "${apt[@]}" update -q >&2 || say "apt-get update failed; trying install with existing lists"
   "${apt[@]}" install -y -q "${pkgs[@]}" >&2 || die "apt-get install ${pkgs[*]} failed"
-  find_pgbin >/dev/null || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb found"
-  command -v redis-server >/dev/null || die "redis-server still not on PATH after install"
 }
 
 # --- ports --------------------------------------------------------------------
 port_busy() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
-who_has() { command -v ss >/dev/null && ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -1; }
+who_has() {  # best effort: ' ("proc",pid=N)'
+  local w; w=$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o '"[^"]*",pid=[0-9]*' | head -1) || true
+  [[ -z $w ]] || echo " ($w)"
+}
 
 load_ports() {  # the ports persisted by the last start
   PG_PORT='' REDIS_PORT=''
@@ -57,6 +58,7 @@ load_ports() {  # the ports persisted by the last start
   return 0
 }
 
+save_ports() { printf 'PG_PORT=%s\nREDIS_PORT=%s\n' "$PG_PORT" "$REDIS_PORT" >"$PORTS_FILE"; }
 choose_ports() {  # env overrides win over persisted ports, and get persisted
   load_ports
   PG_PORT=${DUKASYNC_PG_PORT:-$PG_PORT} REDIS_PORT=${DUKASYNC_REDIS_PORT:-$REDIS_PORT}
@@ -71,10 +73,11 @@ choose_ports() {  # env overrides win over persisted ports, and get persisted
       port_busy "$p" || port_busy $((p + 1)) || break
     done
     PG_PORT=${PG_PORT:-$p} REDIS_PORT=${REDIS_PORT:-$((p + 1))}
+    # Persist a hashed pick at once: a half-failed start must find the same ports again.
+    [[ -n ${DUKASYNC_PG_PORT:-}${DUKASYNC_REDIS_PORT:-} ]] || save_ports
   fi
   [[ $PG_PORT =~ ^[0-9]+$ && $REDIS_PORT =~ ^[0-9]+$ && $PG_PORT != "$REDIS_PORT" ]] ||
     die "bad ports: pg=$PG_PORT redis=$REDIS_PORT"
-  printf 'PG_PORT=%s\nREDIS_PORT=%s\n' "$PG_PORT" "$REDIS_PORT" >"$PORTS_FILE"
 }
 
 # --- postgres -----------------------------------------------------------------
@@ -93,12 +96,9 @@ pg_live_port() { sed -n 4p "$PGDATA/postmaster.pid" 2>/dev/null; }
 
 check_traversable() {  # the run user must reach $PGROOT through every parent dir
   as_pg test -w "$PGROOT" -a -x "$PGROOT" && return 0
-  local d=$PGROOT
-  while [[ $d != / ]]; do
-    d=$(dirname "$d")
-    as_pg test -x "$d" || die "user $PG_USER cannot traverse $d (chmod o+x it, or set DUKASYNC_HOME elsewhere)"
-  done
-  die "user $PG_USER cannot write $PGROOT"
+  local d=$PGROOT bad=$PGROOT
+  while [[ $d != / ]]; do d=$(dirname "$d"); as_pg test -x "$d" || bad=$d; done  # topmost blocker
+  die "user $PG_USER cannot reach $PGROOT: $bad is not traversable (chmod o+x it, or set DUKASYNC_HOME elsewhere)"
 }
 
 pg_start() {
@@ -124,7 +124,7 @@ pg_start() {
     [[ $(pg_live_port) == "$PG_PORT" ]] || die "postgres already running on port $(pg_live_port), not $PG_PORT; run stop first"
     say "postgres already running on 127.0.0.1:$PG_PORT"
   else
-    port_busy "$PG_PORT" && die "port $PG_PORT is in use by something else $(who_has "$PG_PORT"); set DUKASYNC_PG_PORT"
+    port_busy "$PG_PORT" && die "port $PG_PORT is in use by another process$(who_has "$PG_PORT"); set DUKASYNC_PG_PORT"
     local sockdir=${PGROOT//"'"/"''"}
     # Rewritten each start so port/socket changes apply. fsync stays on: benchmarks need durability.
     as_pg tee "$PGDATA/dukasync.conf" >/dev/null <<EOF
@@ -172,7 +172,7 @@ redis_start() {
     redis_ping "$REDIS_PORT" || die "our redis (pid $(redis_pid)) does not answer on port $REDIS_PORT; run stop first"
     say "redis already running on 127.0.0.1:$REDIS_PORT"; return 0
   fi
-  port_busy "$REDIS_PORT" && die "port $REDIS_PORT is in use by something else $(who_has "$REDIS_PORT"); set DUKASYNC_REDIS_PORT"
+  port_busy "$REDIS_PORT" && die "port $REDIS_PORT is in use by another process$(who_has "$REDIS_PORT"); set DUKASYNC_REDIS_PORT"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
     --dir "$RDIR" --pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" \
     --maxmemory 256mb --maxmemory-policy allkeys-lru 9>&- || die "redis-server failed, see $RDIR/redis.log"
@@ -189,8 +189,9 @@ cmd_start() {
   install_missing
   [[ -d $HOME_DIR ]] || { mkdir -p "$HOME_DIR"; chmod 755 "$HOME_DIR"; }  # postgres user must traverse it
   lock
-  PGBIN=$(find_pgbin); PSQL=$PGBIN/psql; [[ -x $PSQL ]] || PSQL=$(command -v psql) || die "psql not found"
+  PGBIN=$(find_pgbin) || die "no /usr/lib/postgresql/*/bin/initdb after install"; PSQL=$PGBIN/psql; [[ -x $PSQL ]] || PSQL=$(command -v psql) || die "psql not found"
   choose_ports; pick_pg_user; pg_start; redis_start
+  save_ports  # overrides are persisted only once they worked
   (umask 077 && cat >"$ENV_FILE" <<EOF
 DUKASYNC_DATABASE_URL=postgres://dukasync:$PASSWORD@127.0.0.1:$PG_PORT/dukasync
 DUKASYNC_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
@@ -201,7 +202,7 @@ EOF
   )
   echo "DUKASYNC_DATABASE_URL=postgres://dukasync:***@127.0.0.1:$PG_PORT/dukasync"
   echo "DUKASYNC_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
-  say "full URLs (with password) in $ENV_FILE; use: eval \"\$($0 env)\""
+  say "full URLs (with password) in $ENV_FILE; use: eval \"\$(${DUKASYNC_HOME:+DUKASYNC_HOME=$HOME_DIR }$0 env)\""
 }
 
 cmd_stop() {
