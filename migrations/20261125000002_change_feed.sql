@@ -3,7 +3,8 @@
 -- head_version: the scope's last assigned version. Every writing transaction increments it with
 -- UPDATE ... RETURNING, which locks the scope row until commit: versions are dense and commit-ordered per scope,
 -- and writers of different scopes never wait on each other.
--- floor_version: changes at or below it may have been compacted; cursors below it must reset.
+-- floor_version: changes below it may have been compacted (the one at the floor is kept); cursors below it
+-- must reset unless issued after that compaction (see src/sync/cursor.rs).
 ALTER TABLE scopes
     ADD COLUMN head_version  bigint NOT NULL DEFAULT 0 CHECK (head_version >= 0),
     ADD COLUMN floor_version bigint NOT NULL DEFAULT 0 CHECK (floor_version >= 0);

@@ -29,7 +29,7 @@ pub struct Inner {
     pub tokens: Arc<TokenCache>,
     pub hub: Arc<FeedHub>,
     pub metrics: Metrics,
-    /// Whether the LISTEN connection is up (reported by readiness and metrics).
+    /// Whether the LISTEN connection is up (reported by `/metrics` as `dukasync_listener_connected`).
     pub listening: Arc<AtomicBool>,
     /// Admission control: one permit per request in flight (`DUKASYNC_MAX_IN_FLIGHT`).
     pub in_flight: Arc<tokio::sync::Semaphore>,

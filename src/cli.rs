@@ -194,7 +194,9 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             let db = connect(&config).await?;
             let scope = ScopeId::parse(&scope).context("not a scope id")?;
             let mut tx = db.begin().await?;
-            let removed = store::changes::compact(&mut tx, &scope, below).await?;
+            let removed = store::changes::compact(&mut tx, &scope, below)
+                .await?
+                .with_context(|| format!("no scope {scope}, or version {below} is beyond its head"))?;
             tx.commit().await?;
             eprintln!("removed {removed} superseded changes and tombstones below version {below} of {scope}");
             Ok(())

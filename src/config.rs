@@ -54,7 +54,8 @@ pub struct Limits {
     pub max_batch_ops: usize,
     /// `DUKASYNC_MAX_IN_FLIGHT`: requests served at once, long-polls included (default 4096); more answers 503.
     pub max_in_flight: usize,
-    /// `DUKASYNC_REQUEST_TIMEOUT_SECS`: bound on any request that is not waiting in a long-poll (default 30).
+    /// `DUKASYNC_REQUEST_TIMEOUT_SECS`: how long a request may take beyond the longest long-poll wait
+    /// (default 30); the router's timeout is `DUKASYNC_MAX_WAIT_SECS` plus this. Past it: 408 `timeout`.
     pub request_timeout: Duration,
 }
 

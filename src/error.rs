@@ -35,7 +35,7 @@ pub enum Error {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     /// The feed cursor cannot be honoured; answered with 410.
-    #[error("the cursor cannot be honoured ({reason:?}); reset and pull from zero")]
+    #[error("this version is not in the scope's history here; drop the local copy and pull from zero")]
     ResetRequired { reason: ResetReason, head: i64 },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },

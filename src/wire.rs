@@ -41,6 +41,23 @@ pub struct ScopeList {
     pub scopes: Vec<ScopeInfo>,
 }
 
+/// A device of one of the scope's members.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeviceInfo {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub user_email: String,
+    pub role: Role,
+    pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Tokens neither revoked nor expired.
+    pub live_tokens: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeviceList {
+    pub devices: Vec<DeviceInfo>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CollectionList {
     pub collections: Vec<Collection>,
@@ -54,9 +71,11 @@ pub struct ChangesQuery {
     /// Cursor from the previous page (`"0"` or absent for the beginning). A bare version number is accepted
     /// but cannot detect a restored or different database; prefer the cursor.
     pub since: Option<String>,
-    /// Most changes per page; default 500, larger values are clamped to the maximum (1000).
+    /// Most changes per page (default `DUKASYNC_DEFAULT_PAGE_SIZE`, 500); larger values are clamped to
+    /// `DUKASYNC_MAX_PAGE_SIZE` (1000).
     pub limit: Option<u32>,
-    /// Seconds to wait for a change when none is newer than `since` (long-poll); at most 30.
+    /// Seconds to wait for a change when none is newer than `since` (long-poll); clamped to
+    /// `DUKASYNC_MAX_WAIT_SECS` (30).
     pub wait: Option<u32>,
     /// Comma-separated collection names; only their changes are returned.
     pub collections: Option<String>,

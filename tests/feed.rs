@@ -185,7 +185,18 @@ async fn compaction_expires_old_cursors_and_a_fresh_pull_still_converges() {
     let floor = base + 6;
     let mut tx = app.db.begin().await.unwrap();
     let scope = dukasync::domain::ScopeId::parse("retail").unwrap();
-    let removed = dukasync::store::changes::compact(&mut tx, &scope, floor).await.unwrap();
+    let head = floor + 10;
+    assert_eq!(
+        dukasync::store::changes::compact(&mut tx, &scope, head + 100)
+            .await
+            .unwrap(),
+        None,
+        "beyond head"
+    );
+    let removed = dukasync::store::changes::compact(&mut tx, &scope, floor)
+        .await
+        .unwrap()
+        .unwrap();
     tx.commit().await.unwrap();
     assert!(removed >= 2, "superseded versions of c-x were compacted ({removed})");
 

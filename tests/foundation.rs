@@ -102,7 +102,7 @@ async fn roles_that_may_not_administer_get_403() {
         .json()
         .await
         .unwrap();
-    let names: Vec<&str> = devices
+    let names: Vec<&str> = devices["devices"]
         .as_array()
         .unwrap()
         .iter()
@@ -402,4 +402,54 @@ async fn the_binary_serves_hides_secrets_and_stops_on_sigterm() {
         !log.contains(&password),
         "the database password leaked into the log:\n{log}"
     );
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_with_the_limit() {
+    let app = TestApp::start_with(&[("DUKASYNC_MAX_BODY_BYTES", "1024")]).await;
+    let token = app.token(OWNER, "owner-phone").await;
+    let resp = app
+        .http
+        .get(app.url("/v1/scopes"))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    assert_eq!(body.error.details.unwrap()["limit_bytes"], 1024);
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        text.contains(r#"route="/v1/scopes",method="GET",status="413""#),
+        "rejections are counted: {text}"
+    );
+}
+
+#[tokio::test]
+async fn messagepack_carries_ids_and_times_as_strings_like_json() {
+    let app = TestApp::start().await;
+    let owner = app.token(OWNER, "owner-phone").await;
+    app.get("/v1/scopes", Some(&owner)).await; // marks the device as seen
+    let json: dukasync::wire::DeviceList = app
+        .get("/v1/scopes/water/devices", Some(&owner))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let resp = app
+        .http
+        .get(app.url("/v1/scopes/water/devices"))
+        .bearer_auth(&owner)
+        .header("accept", "application/msgpack")
+        .send()
+        .await
+        .unwrap();
+    let raw: serde_json::Value = rmp_serde::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert!(raw["devices"][0]["id"].is_string(), "{raw}");
+    assert_eq!(raw["devices"].as_array().unwrap().len(), json.devices.len());
+    assert!(json.devices.iter().any(|d| d.last_seen_at.is_some()));
 }

@@ -48,7 +48,17 @@ impl Format {
     pub fn encode<T: Serialize>(self, value: &T) -> Result<Vec<u8>, Error> {
         match self {
             Format::Json => serde_json::to_vec(value).map_err(|e| Error::Internal(e.into())),
-            Format::MessagePack => rmp_serde::to_vec_named(value).map_err(|e| Error::Internal(e.into())),
+            Format::MessagePack => {
+                // Human-readable mode: UUIDs, timestamps and decimals are strings, exactly as in JSON.
+                let mut out = Vec::new();
+                let mut serializer = rmp_serde::Serializer::new(&mut out)
+                    .with_struct_map()
+                    .with_human_readable();
+                value
+                    .serialize(&mut serializer)
+                    .map_err(|e| Error::Internal(e.into()))?;
+                Ok(out)
+            }
         }
     }
 
@@ -112,7 +122,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
 pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, Error> {
     let result = match format {
         Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-        Format::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+        Format::MessagePack => {
+            T::deserialize(&mut rmp_serde::Deserializer::new(bytes).with_human_readable()).map_err(|e| e.to_string())
+        }
     };
     result.map_err(|message| {
         let code = if message.contains("unknown field") {

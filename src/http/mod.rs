@@ -70,12 +70,12 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = api();
     // The longest a request may legitimately take: the longest long-poll plus the ordinary bound.
     let timeout = limits.max_wait + limits.request_timeout;
-    // Layers run outside-in in the reverse order of these calls: the request id is set first, then errors are
-    // encoded for everything inside, then admission, the timeout and the body limit.
+    // Layers run outside-in in the reverse order of these calls: the request id is set first, then the request
+    // is observed (span and metrics see every final answer, rejections by the layers below included), errors
+    // are encoded, then admission, the timeout and the body limit.
     routes
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), observe::admission))
         .layer(middleware::from_fn_with_state(state.clone(), error::encode_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)

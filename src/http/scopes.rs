@@ -6,10 +6,10 @@ use super::{
 };
 use crate::{
     app::AppState,
-    domain::{collections::COLLECTIONS, ScopeId},
+    domain::{collections::COLLECTIONS, Role, ScopeId},
     error::Result,
-    store::accounts::{self, ScopeDevice},
-    wire::{CollectionList, ErrorBody, ScopeInfo, ScopeList},
+    store::accounts,
+    wire::{CollectionList, DeviceInfo, DeviceList, ErrorBody, ScopeInfo, ScopeList},
 };
 use axum::{extract::State, http::StatusCode, response::Response};
 
@@ -44,9 +44,22 @@ pub async fn list_collections(_caller: Caller, format: Format) -> Response {
 /// The devices of the scope's members, with when each was last seen. Owners and managers only.
 #[utoipa::path(get, path = "/v1/scopes/{scope}/devices", tag = "scopes",
     params(("scope" = String, Path, description = "Scope id")),
-    responses((status = 200, body = Vec<ScopeDevice>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DeviceList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_devices(State(state): State<AppState>, access: ScopeAccess, format: Format) -> Result<Response> {
     access.require_admin()?;
-    let devices = accounts::devices_in_scope(&state.db, &access.scope).await?;
-    Ok(format.reply(StatusCode::OK, &devices))
+    let devices = accounts::devices_in_scope(&state.db, &access.scope)
+        .await?
+        .into_iter()
+        .filter_map(|d| {
+            Some(DeviceInfo {
+                role: Role::parse(&d.role)?,
+                id: d.id,
+                name: d.name,
+                user_email: d.user_email,
+                last_seen_at: d.last_seen_at,
+                live_tokens: d.live_tokens,
+            })
+        })
+        .collect();
+    Ok(format.reply(StatusCode::OK, &DeviceList { devices }))
 }

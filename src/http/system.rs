@@ -1,5 +1,5 @@
-//! Operations endpoints: liveness, readiness, metrics, and the OpenAPI description. None needs a token;
-//! deploy/nginx keeps `/metrics` off the public internet.
+//! Operations endpoints: liveness, readiness, metrics, and the OpenAPI description. None needs a token, so
+//! the reverse proxy in front must keep `/metrics` off the public internet.
 
 use super::encoding::Format;
 use crate::{

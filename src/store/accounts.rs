@@ -71,7 +71,7 @@ pub async fn scopes_by_id(db: impl PgExecutor<'_>, ids: &[String]) -> Result<Vec
 }
 
 /// A device of one of the scope's members, as its administrators see it.
-#[derive(Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, sqlx::FromRow)]
 pub struct ScopeDevice {
     pub id: Uuid,
     pub name: String,
@@ -84,7 +84,8 @@ pub struct ScopeDevice {
 pub async fn devices_in_scope(db: impl PgExecutor<'_>, scope: &ScopeId) -> Result<Vec<ScopeDevice>, sqlx::Error> {
     sqlx::query_as(
         r#"SELECT d.id, d.name, u.email AS user_email, m.role, d.last_seen_at,
-                  (SELECT count(*) FROM device_tokens t WHERE t.device_id = d.id AND t.revoked_at IS NULL) AS live_tokens
+                  (SELECT count(*) FROM device_tokens t WHERE t.device_id = d.id AND t.revoked_at IS NULL
+                   AND (t.expires_at IS NULL OR t.expires_at > now())) AS live_tokens
            FROM memberships m JOIN users u ON u.id = m.user_id JOIN devices d ON d.user_id = u.id
            WHERE m.scope_id = $1 ORDER BY u.email, d.name"#,
     )

@@ -396,8 +396,18 @@ pub async fn checksums_at(
 /// Compacts the log below `new_floor`: drops changes superseded by a later change of the same row, and
 /// tombstones, both only where the later change is itself below the floor. The change at the floor and the last
 /// change of each collection below it are kept, so checksums stay answerable for every version from the floor
-/// on. Cursors older than the floor must then reset. Returns the number of changes removed.
-pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> Result<u64, sqlx::Error> {
+/// on. Cursors older than the floor must then reset. Returns the number of changes removed, or `None` (nothing
+/// done) when the scope does not exist or `new_floor` is outside `0..=head`.
+pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> Result<Option<u64>, sqlx::Error> {
+    // Lock the scope and check the floor first: compacting past the head would drop tombstones without moving
+    // the floor, and devices would never be told to reset.
+    let head: Option<i64> = sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR UPDATE")
+        .bind(scope.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if !matches!(head, Some(head) if (0..=head).contains(&new_floor)) {
+        return Ok(None);
+    }
     let removed = sqlx::query(
         r#"DELETE FROM changes c
            WHERE c.scope_id = $1 AND c.version < $2
@@ -411,10 +421,10 @@ pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> 
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("UPDATE scopes SET floor_version = GREATEST(floor_version, $2) WHERE id = $1 AND head_version >= $2")
+    sqlx::query("UPDATE scopes SET floor_version = GREATEST(floor_version, $2) WHERE id = $1")
         .bind(scope.as_str())
         .bind(new_floor)
         .execute(&mut *tx)
         .await?;
-    Ok(removed)
+    Ok(Some(removed))
 }

@@ -45,7 +45,9 @@ impl Cursor {
         let version = parse_decimal(parts.next()?)?;
         let tag = match parts.next() {
             None => None,
-            Some(t) if t.len() == 16 => Some(u64::from_str_radix(t, 16).ok()? as i64),
+            Some(t) if t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(u64::from_str_radix(t, 16).ok()? as i64)
+            }
             Some(_) => return None,
         };
         let floor = match parts.next() {
@@ -122,6 +124,7 @@ mod tests {
             "1.0000000000000001.",
             "1.0000000000000001.x",
             "1.0000000000000001.2.3",
+            "1.+000000000000001",
         ] {
             assert_eq!(Cursor::parse(bad), None, "{bad:?}");
         }
