@@ -1,0 +1,118 @@
+//! Replays the protocol vectors in `protocol/vectors/` against the real server, so the written protocol and
+//! the server cannot drift apart. The JS client tests replay the same files.
+
+mod common;
+
+use common::*;
+use dukasync::domain::{canonical, Role, ScopeId};
+use serde_json::Value;
+
+fn load(name: &str) -> Value {
+    let path = format!("{}/protocol/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn row_hashes_match_the_independently_computed_vectors() {
+    let doc = load("row_hash.json");
+    let mut sum = 0u32;
+    for row in doc["rows"].as_array().unwrap() {
+        let (collection, key, data) = (
+            row["collection"].as_str().unwrap(),
+            row["key"].as_str().unwrap(),
+            &row["data"],
+        );
+        assert_eq!(
+            canonical::to_canonical_json(data),
+            row["canonical"].as_str().unwrap(),
+            "{key}"
+        );
+        let hash = canonical::row_hash(collection, key, data);
+        assert_eq!(u64::from(hash), row["row_hash"].as_u64().unwrap(), "{key}");
+        sum = sum.wrapping_add(hash);
+    }
+    assert_eq!(u64::from(sum), doc["checksum_of_all_rows"].as_u64().unwrap());
+}
+
+/// `expected` matches `actual`, where the string `{any}` matches any string and `{tag}` 16 hex digits.
+fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(e), Value::String(a)) if e == "{any}" => !a.is_empty(),
+        (Value::String(e), Value::String(a)) if e.contains("{tag}") => {
+            let (prefix, suffix) = e.split_once("{tag}").unwrap();
+            a.len() == prefix.len() + 16 + suffix.len()
+                && a.starts_with(prefix)
+                && a.ends_with(suffix)
+                && a[prefix.len()..prefix.len() + 16]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }
+        (Value::Object(e), Value::Object(a)) => {
+            e.len() == a.len() && e.iter().all(|(k, v)| a.get(k).is_some_and(|av| matches(v, av)))
+        }
+        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(x, y)| matches(x, y)),
+        _ => expected == actual,
+    }
+}
+
+#[tokio::test]
+async fn the_server_answers_every_feed_vector() {
+    let doc = load("feed.json");
+    let app = TestApp::start().await;
+    let scope = ScopeId::parse(doc["scope"].as_str().unwrap()).unwrap();
+    dukasync::store::accounts::ensure_scope(&app.db, &scope, "Vectors")
+        .await
+        .unwrap();
+    let owner = dukasync::store::accounts::user_by_email(&app.db, OWNER)
+        .await
+        .unwrap()
+        .unwrap();
+    dukasync::store::accounts::set_role(&app.db, owner, &scope, Role::Owner)
+        .await
+        .unwrap();
+    for tx in doc["setup"].as_array().unwrap() {
+        let writes = tx
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| dukasync::store::changes::RowWrite {
+                collection: w["collection"].as_str().unwrap().into(),
+                key: w["key"].as_str().unwrap().into(),
+                data: (!w["data"].is_null()).then(|| w["data"].clone()),
+            })
+            .collect();
+        app.write(scope.as_str(), writes).await;
+    }
+    let token = app.token(OWNER, "owner-phone").await;
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let request = &case["request"];
+        let mut req = app.http.get(app.url(request["path"].as_str().unwrap()));
+        if request["token"] != Value::Bool(false) {
+            req = req.bearer_auth(&token);
+        }
+        if let Some(accept) = request["accept"].as_str() {
+            req = req.header("accept", accept);
+        }
+        let resp = req.send().await.unwrap();
+        let expected = &case["response"];
+        assert_eq!(
+            u64::from(resp.status().as_u16()),
+            expected["status"].as_u64().unwrap(),
+            "{name}"
+        );
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert_eq!(content_type, expected["content_type"].as_str().unwrap(), "{name}");
+        let bytes = resp.bytes().await.unwrap();
+        let body: Value = if content_type == "application/msgpack" {
+            rmp_serde::from_slice(&bytes).unwrap()
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        assert!(
+            matches(&expected["body"], &body),
+            "{name}:\nexpected {}\nactual   {body}",
+            expected["body"]
+        );
+    }
+}
