@@ -48,6 +48,16 @@ trait Feed: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = (Vec<(i64, String)>, String, bool)> + Send;
 }
 
+/// Holds the transaction open for `delay` (so commits interleave), then commits or rolls back.
+async fn finish(tx: sqlx::Transaction<'_, sqlx::Postgres>, delay: Duration, rollback: bool) {
+    tokio::time::sleep(delay).await;
+    if rollback {
+        tx.rollback().await.unwrap();
+    } else {
+        tx.commit().await.unwrap();
+    }
+}
+
 /// The real thing: writes through `store::changes::append`, reads through the HTTP API.
 struct RealFeed {
     db: PgPool,
@@ -65,12 +75,7 @@ impl Feed for RealFeed {
             .await
             .unwrap()
             .unwrap();
-        tokio::time::sleep(delay).await;
-        if rollback {
-            tx.rollback().await.unwrap();
-        } else {
-            tx.commit().await.unwrap();
-        }
+        finish(tx, delay, rollback).await;
     }
 
     async fn read(&self, cursor: String, limit: u32) -> (Vec<(i64, String)>, String, bool) {
@@ -106,12 +111,7 @@ impl Feed for NaiveFeed {
             .execute(&mut *tx)
             .await
             .unwrap();
-        tokio::time::sleep(delay).await;
-        if rollback {
-            tx.rollback().await.unwrap();
-        } else {
-            tx.commit().await.unwrap();
-        }
+        finish(tx, delay, rollback).await;
     }
 
     async fn read(&self, cursor: String, limit: u32) -> (Vec<(i64, String)>, String, bool) {

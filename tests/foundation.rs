@@ -8,6 +8,13 @@ use dukasync::wire::{ErrorBody, Readiness, ScopeList};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
+/// Asserts the response is an error with `status` and `code`; returns its body.
+async fn expect_error(resp: reqwest::Response, status: StatusCode, code: &str) -> ErrorBody {
+    let (actual, body) = error_of(resp).await;
+    assert_eq!((actual, body.error.code.as_str()), (status, code));
+    body
+}
+
 async fn error_of(resp: reqwest::Response) -> (StatusCode, ErrorBody) {
     let status = resp.status();
     let body = resp
@@ -24,11 +31,7 @@ async fn health_needs_no_token_and_v1_needs_one() {
 
     let resp = app.get("/v1/scopes", None).await;
     assert_eq!(resp.headers()["www-authenticate"], "Bearer");
-    let (status, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body.error.code.as_str()),
-        (StatusCode::UNAUTHORIZED, "unauthorized")
-    );
+    expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
     for bad in ["nonsense", "dks_1234", &format!("dks_{}", "0".repeat(64))] {
         let (status, body) = error_of(app.get("/v1/scopes", Some(bad)).await).await;
@@ -205,11 +208,7 @@ async fn errors_come_in_messagepack_when_asked() {
         .send()
         .await
         .unwrap();
-    let (status, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body.error.code.as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
+    expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
 #[tokio::test]
@@ -416,11 +415,7 @@ async fn oversized_bodies_get_413_with_the_limit() {
         .send()
         .await
         .unwrap();
-    let (status, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body.error.code.as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-    );
+    let body = expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     assert_eq!(body.error.details.unwrap()["limit_bytes"], 1024);
     let text = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
