@@ -74,7 +74,9 @@ async fn template() -> &'static str {
                 hasher.update(&m.checksum);
             }
             let name = format!("dukasync_tmpl_{}", &hasher.finalize().to_hex()[..12]);
-            let mut conn = PgConnection::connect(&admin).await.expect("connect to PostgreSQL");
+            let mut conn = PgConnection::connect(&admin)
+                .await
+                .expect("cannot reach PostgreSQL: start it with `deploy/services.sh start` (deploy/dev test does)");
             // Serialise template creation across concurrently running test binaries.
             sqlx::query("SELECT pg_advisory_lock(727274)")
                 .execute(&mut conn)
