@@ -123,7 +123,8 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(state.config.listen)
                 .await
                 .with_context(|| format!("cannot listen on DUKASYNC_LISTEN={}", state.config.listen))?;
-            app::serve(state, listener, app::termination_signal()).await
+            let signal = app::termination_signal().context("cannot install signal handlers")?;
+            app::serve(state, listener, signal).await
         }
         Command::Migrate => {
             let db = connect(&config).await?;

@@ -37,6 +37,20 @@ pub enum Error {
     /// The feed cursor cannot be honoured; answered with 410.
     #[error("this version is not in the scope's history here; drop the local copy and pull from zero")]
     ResetRequired { reason: ResetReason, head: i64 },
+    #[error("the batch has more than {limit} operations")]
+    BatchTooLarge { limit: usize },
+    /// Operations were sent past a gap in the client's sequence; nothing was applied.
+    #[error("operation sequence {expected} is the next one expected from this client")]
+    SequenceGap { expected: i64 },
+    /// An operation sequence or id was already used with a different payload; nothing was applied.
+    #[error("{message}")]
+    PayloadMismatch {
+        code: &'static str,
+        message: String,
+        seq: i64,
+    },
+    #[error("this client id belongs to another device")]
+    ClientTaken,
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -70,7 +84,9 @@ impl Error {
             Error::NotFound(_) | Error::RouteNotFound => StatusCode::NOT_FOUND,
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::ResetRequired { .. } => StatusCode::GONE,
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge { .. } | Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::SequenceGap { .. } | Error::ClientTaken => StatusCode::CONFLICT,
+            Error::PayloadMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Overloaded | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +104,10 @@ impl Error {
             Error::BadRequest { code, .. } => code,
             Error::ResetRequired { .. } => "reset_required",
             Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::BatchTooLarge { .. } => "batch_too_large",
+            Error::SequenceGap { .. } => "sequence_gap",
+            Error::PayloadMismatch { code, .. } => code,
+            Error::ClientTaken => "client_id_taken",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::RouteNotFound => "route_not_found",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -102,6 +122,9 @@ impl Error {
         match self {
             Error::ResetRequired { reason, head } => Some(serde_json::json!({ "reason": reason, "head": head })),
             Error::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit_bytes": limit })),
+            Error::BatchTooLarge { limit } => Some(serde_json::json!({ "limit_ops": limit })),
+            Error::SequenceGap { expected } => Some(serde_json::json!({ "expected_seq": expected })),
+            Error::PayloadMismatch { seq, .. } => Some(serde_json::json!({ "seq": seq })),
             _ => None,
         }
     }

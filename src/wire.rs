@@ -154,3 +154,93 @@ pub struct Readiness {
     /// `up`, `down` or `not_configured`.
     pub redis: String,
 }
+
+/// Body of `POST /v1/scopes/{scope}/ops`: a run of one client's outbox, in the order the client made them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpsRequest {
+    /// The outbox's id (one per device installation); bound to the token's device on first use.
+    pub client_id: uuid::Uuid,
+    pub ops: Vec<Operation>,
+}
+
+/// The kind of a generic operation, as Dexie records changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OpType {
+    /// Dexie `add` / Dexie.Syncable type 1: the whole object. Same effect as `put`.
+    Create,
+    /// Dexie `put`: the whole object, replacing the row.
+    Put,
+    /// Dexie `update` / type 2: `mods` maps key paths (`"address.city"`) to new values.
+    Update,
+    /// Dexie `delete` / type 3.
+    Delete,
+}
+
+/// One operation of the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    /// The client's sequence number: 1, 2, 3, ... without gaps.
+    pub seq: i64,
+    /// Unique id of the operation (UUID), stable across replays.
+    pub id: uuid::Uuid,
+    #[serde(rename = "type")]
+    pub op_type: OpType,
+    pub collection: String,
+    pub key: String,
+    /// The whole object (`create`, `put`); its `id` field must equal `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    /// Key path to new value (`update`); a `null` value clears the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub mods: Option<serde_json::Map<String, Value>>,
+    /// The row version the device last saw; older than the server's row means a conflict check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OpStatus {
+    /// Took effect now.
+    Applied,
+    /// Took effect earlier; this is the stored result (`original` says how it ended then).
+    Duplicate,
+    /// Took effect, but overlapping fields were settled by the collection's policy; see `conflict_id`.
+    Conflict,
+    /// Can never take effect (e.g. updating a row that does not exist); the sequence moved on.
+    Rejected,
+}
+
+/// The result of one operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OpResult {
+    pub seq: i64,
+    pub id: uuid::Uuid,
+    pub status: OpStatus,
+    /// For `duplicate`: the status the operation had when it was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<OpStatus>,
+    /// Feed versions the operation produced (empty when it changed nothing).
+    pub versions: Vec<i64>,
+    /// For `rejected`: a stable code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For `conflict` (and `rejected`): the recorded case, for `/v1/admin/conflicts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_id: Option<uuid::Uuid>,
+}
+
+/// Answer of `POST /v1/scopes/{scope}/ops`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OpsResponse {
+    pub results: Vec<OpResult>,
+    /// The last sequence the server has applied for this client: outbox entries up to it can be deleted.
+    pub last_seq: i64,
+}

@@ -34,10 +34,12 @@ fn row_hashes_match_the_independently_computed_vectors() {
     assert_eq!(u64::from(sum), doc["checksum_of_all_rows"].as_u64().unwrap());
 }
 
-/// `expected` matches `actual`, where the string `{any}` matches any string and `{tag}` 16 hex digits.
+/// `expected` matches `actual`, where the string `{any}` matches any string, `{uuid}` a UUID and `{tag}` 16 hex
+/// digits.
 fn matches(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::String(e), Value::String(a)) if e == "{any}" => !a.is_empty(),
+        (Value::String(e), Value::String(a)) if e == "{uuid}" => uuid::Uuid::parse_str(a).is_ok(),
         (Value::String(e), Value::String(a)) if e.contains("{tag}") => {
             let (prefix, suffix) = e.split_once("{tag}").unwrap();
             a.len() == prefix.len() + 16 + suffix.len()
@@ -55,9 +57,8 @@ fn matches(expected: &Value, actual: &Value) -> bool {
     }
 }
 
-#[tokio::test]
-async fn the_server_answers_every_feed_vector() {
-    let doc = load("feed.json");
+/// A server with the vectors' scope, owned by the demo owner.
+async fn app_with_scope(doc: &Value) -> (TestApp, ScopeId) {
     let app = TestApp::start().await;
     let scope = ScopeId::parse(doc["scope"].as_str().unwrap()).unwrap();
     dukasync::store::accounts::ensure_scope(&app.db, &scope, "Vectors")
@@ -70,6 +71,62 @@ async fn the_server_answers_every_feed_vector() {
     dukasync::store::accounts::set_role(&app.db, owner, &scope, Role::Owner)
         .await
         .unwrap();
+    (app, scope)
+}
+
+/// The body of a response, decoded by its content type (MessagePack in human-readable mode, as specified).
+async fn decoded(resp: reqwest::Response) -> (String, Value) {
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+    let bytes = resp.bytes().await.unwrap();
+    let body = if content_type == "application/msgpack" {
+        rmp_serde::from_slice(&bytes).unwrap()
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (content_type, body)
+}
+
+#[tokio::test]
+async fn the_server_answers_every_ops_vector_in_order() {
+    let doc = load("ops.json");
+    let (app, scope) = app_with_scope(&doc).await;
+    let token = app.token(OWNER, "owner-phone").await;
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let request = &case["request"];
+        let mut req = app
+            .http
+            .post(app.url(&format!("/v1/scopes/{scope}/ops")))
+            .bearer_auth(&token);
+        req = match request["content_type"].as_str() {
+            Some("application/msgpack") => {
+                let mut bytes = Vec::new();
+                let mut serializer = rmp_serde::Serializer::new(&mut bytes).with_struct_map();
+                serde::Serialize::serialize(&request["body"], &mut serializer).unwrap();
+                req.header("content-type", "application/msgpack").body(bytes)
+            }
+            _ => req.json(&request["body"]),
+        };
+        let resp = req.send().await.unwrap();
+        let expected = &case["response"];
+        assert_eq!(
+            u64::from(resp.status().as_u16()),
+            expected["status"].as_u64().unwrap(),
+            "{name}"
+        );
+        let (_, body) = decoded(resp).await;
+        assert!(
+            matches(&expected["body"], &body),
+            "{name}:\nexpected {}\nactual   {body}",
+            expected["body"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_server_answers_every_feed_vector() {
+    let doc = load("feed.json");
+    let (app, scope) = app_with_scope(&doc).await;
     for tx in doc["setup"].as_array().unwrap() {
         let writes = tx
             .as_array()
@@ -101,14 +158,8 @@ async fn the_server_answers_every_feed_vector() {
             expected["status"].as_u64().unwrap(),
             "{name}"
         );
-        let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+        let (content_type, body) = decoded(resp).await;
         assert_eq!(content_type, expected["content_type"].as_str().unwrap(), "{name}");
-        let bytes = resp.bytes().await.unwrap();
-        let body: Value = if content_type == "application/msgpack" {
-            rmp_serde::from_slice(&bytes).unwrap()
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
         assert!(
             matches(&expected["body"], &body),
             "{name}:\nexpected {}\nactual   {body}",

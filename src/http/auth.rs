@@ -43,6 +43,7 @@ impl FromRequestParts<AppState> for Caller {
 pub struct ScopeAccess {
     pub scope: ScopeId,
     pub role: Role,
+    pub principal: Principal,
 }
 
 impl ScopeAccess {
@@ -70,6 +71,6 @@ impl FromRequestParts<AppState> for ScopeAccess {
             .ok_or(Error::NotFound("scope"))?;
         let scope = ScopeId::parse(raw).ok_or(Error::NotFound("scope"))?;
         let role = principal.role_in(&scope).ok_or(Error::NotFound("scope"))?;
-        Ok(ScopeAccess { scope, role })
+        Ok(ScopeAccess { scope, role, principal })
     }
 }

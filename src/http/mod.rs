@@ -9,6 +9,7 @@ mod changes;
 pub mod encoding;
 mod error;
 mod observe;
+mod ops;
 mod scopes;
 mod system;
 
@@ -57,6 +58,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(scopes::list_devices))
         .routes(routes!(changes::get_changes))
         .routes(routes!(changes::get_checksum))
+        .routes(routes!(ops::post_ops))
         .split_for_parts()
 }
 

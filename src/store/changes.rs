@@ -428,3 +428,58 @@ pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> 
         .await?;
     Ok(Some(removed))
 }
+
+/// Takes the scope's version lock for the rest of the transaction (the same row lock [`append`] takes), so
+/// rows read afterwards cannot change before this transaction's writes. Returns the head, or `None`.
+pub async fn lock_scope(tx: &mut PgConnection, scope: &ScopeId) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR UPDATE")
+        .bind(scope.as_str())
+        .fetch_optional(tx)
+        .await
+}
+
+/// A live row's data and version.
+pub async fn current_row(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    collection: &str,
+    key: &str,
+) -> Result<Option<(Value, i64)>, sqlx::Error> {
+    let row: Option<(sqlx::types::Json<Value>, i64)> =
+        sqlx::query_as("SELECT data, version FROM records WHERE scope_id = $1 AND collection = $2 AND key = $3")
+            .bind(scope.as_str())
+            .bind(collection)
+            .bind(key)
+            .fetch_optional(tx)
+            .await?;
+    Ok(row.map(|(data, version)| (data.0, version)))
+}
+
+/// The row as it stood at `version`: `Some(Some(data))` live, `Some(None)` deleted or not yet created, `None`
+/// when the log no longer tells (compacted).
+pub async fn row_at(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    collection: &str,
+    key: &str,
+    version: i64,
+) -> Result<Option<Option<Value>>, sqlx::Error> {
+    let floor: i64 = sqlx::query_scalar("SELECT floor_version FROM scopes WHERE id = $1")
+        .bind(scope.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    if version < floor {
+        return Ok(None);
+    }
+    let data: Option<Option<sqlx::types::Json<Value>>> = sqlx::query_scalar(
+        r#"SELECT data FROM changes WHERE scope_id = $1 AND collection = $2 AND key = $3 AND version <= $4
+           ORDER BY version DESC LIMIT 1"#,
+    )
+    .bind(scope.as_str())
+    .bind(collection)
+    .bind(key)
+    .bind(version)
+    .fetch_optional(tx)
+    .await?;
+    Ok(Some(data.flatten().map(|j| j.0)))
+}

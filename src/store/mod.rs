@@ -5,6 +5,8 @@
 
 pub mod accounts;
 pub mod changes;
+pub mod conflicts;
+pub mod replay;
 pub mod tokens;
 
 use crate::config::{redact_url, Config};

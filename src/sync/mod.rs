@@ -5,3 +5,5 @@ pub mod cursor;
 pub mod feed;
 pub mod hub;
 pub mod listener;
+pub mod operations;
+pub mod replay;

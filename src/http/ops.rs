@@ -1,0 +1,40 @@
+//! Operation replay: a device's outbox, applied exactly once.
+
+use super::{
+    auth::ScopeAccess,
+    encoding::{Body, Format},
+};
+use crate::{
+    app::AppState,
+    error::Result,
+    sync::replay::{self, Replayer},
+    wire::{ErrorBody, OpsRequest, OpsResponse},
+};
+use axum::{extract::State, http::StatusCode, response::Response};
+
+/// Applies a batch of one client's operations, in order, each exactly once; replays return stored results.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/ops", tag = "replay",
+    params(("scope" = String, Path, description = "Scope id")),
+    request_body(content = OpsRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = OpsResponse),
+        (status = 400, body = ErrorBody, description = "malformed batch or operation; nothing written"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "sequence_gap (details.expected_seq) or client_id_taken"),
+        (status = 413, body = ErrorBody, description = "payload_too_large or batch_too_large"),
+        (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "payload_mismatch or op_id_reused"),
+        (status = 503, body = ErrorBody, description = "unavailable: nothing applied, retry")))]
+pub async fn post_ops(
+    State(state): State<AppState>,
+    access: ScopeAccess,
+    format: Format,
+    Body(batch): Body<OpsRequest>,
+) -> Result<Response> {
+    let who = Replayer {
+        device_id: access.principal.device_id,
+        user_id: access.principal.user_id,
+    };
+    let response = replay::replay(&state.db, &access.scope, who, batch, state.config.limits.max_batch_ops).await?;
+    Ok(format.reply(StatusCode::OK, &response))
+}

@@ -1,0 +1,114 @@
+//! Per-client replay state: the last applied sequence and the stored result of each operation.
+
+use crate::domain::ScopeId;
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+/// Locks the client's row for the rest of the transaction, creating it bound to `device` on first use.
+/// Returns the device the client is bound to and its last applied sequence.
+pub async fn lock_client(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    client: Uuid,
+    device: Uuid,
+) -> Result<(Uuid, i64), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO replay_clients (scope_id, client_id, device_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(scope.as_str())
+    .bind(client)
+    .bind(device)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_as("SELECT device_id, last_seq FROM replay_clients WHERE scope_id = $1 AND client_id = $2 FOR UPDATE")
+        .bind(scope.as_str())
+        .bind(client)
+        .fetch_one(tx)
+        .await
+}
+
+pub async fn set_last_seq(tx: &mut PgConnection, scope: &ScopeId, client: Uuid, seq: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE replay_clients SET last_seq = $3, updated_at = now() WHERE scope_id = $1 AND client_id = $2")
+        .bind(scope.as_str())
+        .bind(client)
+        .bind(seq)
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
+/// A stored result of an applied operation.
+pub struct Stored {
+    pub seq: i64,
+    pub op_id: Uuid,
+    pub fingerprint: Vec<u8>,
+    pub result: Value,
+}
+
+/// Stored results of the client's operations with sequences in `from..=to`.
+pub async fn stored_results(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    client: Uuid,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Stored>, sqlx::Error> {
+    let rows = sqlx::query(
+        r#"SELECT seq, op_id, fingerprint, result FROM replay_results
+           WHERE scope_id = $1 AND client_id = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq"#,
+    )
+    .bind(scope.as_str())
+    .bind(client)
+    .bind(from)
+    .bind(to)
+    .fetch_all(tx)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Stored {
+                seq: r.try_get("seq")?,
+                op_id: r.try_get("op_id")?,
+                fingerprint: r.try_get("fingerprint")?,
+                result: r.try_get::<sqlx::types::Json<Value>, _>("result")?.0,
+            })
+        })
+        .collect()
+}
+
+/// Which of `op_ids` were already used in the scope, with the client and sequence that used them.
+pub async fn used_op_ids(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    op_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT op_id, client_id, seq FROM replay_results WHERE scope_id = $1 AND op_id = ANY($2)")
+        .bind(scope.as_str())
+        .bind(op_ids)
+        .fetch_all(tx)
+        .await
+}
+
+pub async fn store_result(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    client: Uuid,
+    seq: i64,
+    op_id: Uuid,
+    fingerprint: &[u8; 32],
+    result: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO replay_results (scope_id, client_id, seq, op_id, fingerprint, result)
+           VALUES ($1, $2, $3, $4, $5, $6)"#,
+    )
+    .bind(scope.as_str())
+    .bind(client)
+    .bind(seq)
+    .bind(op_id)
+    .bind(&fingerprint[..])
+    .bind(sqlx::types::Json(result))
+    .execute(tx)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,431 @@
+//! Generic operations as Dexie records them (create, put, update with key-path `mods`, delete) and how an
+//! operation made against an old base version is settled.
+//!
+//! Shape errors (unknown collection, a server-only collection, floats, a key that does not match `id`, ...)
+//! are refused for the whole batch before anything is written: the client has a bug, and retrying cannot help.
+//! Operations that are well-formed but cannot apply to the current state (updating a row that does not exist)
+//! are *rejected*: recorded, answered as such, and the client's sequence moves on, so its queue never wedges.
+//!
+//! Conflicts: when `base_version` is older than the row, the row as the device saw it is read back from the
+//! log. Fields only the device changed are applied, fields only the server changed are kept, and fields both
+//! changed follow the collection's policy (`server_wins`, `client_wins`, or `manual`, which keeps the server's
+//! value). Every such case is recorded in `conflicts` with base, server and client values.
+
+use crate::{
+    domain::{
+        canonical::{self, CanonicalError},
+        collections::{self, ConflictPolicy, Writer, KEY_FIELD, MAX_KEY_LEN},
+        ScopeId,
+    },
+    error::{Error, Result},
+    store::{
+        changes::{self, RowWrite},
+        conflicts::{self, NewConflict, Origin},
+    },
+    wire::{OpType, Operation},
+};
+use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// How an operation ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Applied {
+        versions: Vec<i64>,
+    },
+    Conflict {
+        versions: Vec<i64>,
+        conflict_id: Uuid,
+    },
+    Rejected {
+        code: &'static str,
+        message: String,
+        conflict_id: Uuid,
+    },
+}
+
+/// Checks an operation's shape; any error refuses the whole batch (4xx, nothing written).
+pub fn validate(op: &Operation) -> Result<()> {
+    let bad = |code, message: String| Err(Error::bad_request(code, format!("operation {}: {message}", op.seq)));
+    if op.seq < 1 {
+        return bad("invalid_sequence", "sequence numbers start at 1".into());
+    }
+    let Some(collection) = collections::find(&op.collection) else {
+        return bad("unknown_collection", format!("unknown collection `{}`", op.collection));
+    };
+    if collection.writer == Writer::Server {
+        return bad(
+            "server_only_collection",
+            format!("`{}` is written only by the server", op.collection),
+        );
+    }
+    if op.key.is_empty() || op.key.len() > MAX_KEY_LEN {
+        return bad("invalid_key", format!("keys are 1 to {MAX_KEY_LEN} bytes"));
+    }
+    if op.base_version.is_some_and(|v| v < 0) {
+        return bad("invalid_base_version", "base_version must not be negative".into());
+    }
+    match op.op_type {
+        OpType::Create | OpType::Put => {
+            let Some(Value::Object(data)) = &op.data else {
+                return bad(
+                    "invalid_operation",
+                    "create and put carry the whole object in `data`".into(),
+                );
+            };
+            if op.mods.is_some() {
+                return bad("invalid_operation", "create and put take no `mods`".into());
+            }
+            if data.get(KEY_FIELD) != Some(&Value::String(op.key.clone())) {
+                return bad("key_mismatch", format!("`data.{KEY_FIELD}` must equal `key`"));
+            }
+            check_values(op, op.data.as_ref().expect("checked above"))
+        }
+        OpType::Update => {
+            let Some(mods) = op.mods.as_ref().filter(|m| !m.is_empty()) else {
+                return bad("invalid_operation", "update carries a non-empty `mods`".into());
+            };
+            if op.data.is_some() {
+                return bad("invalid_operation", "update takes `mods`, not `data`".into());
+            }
+            for (path, value) in mods {
+                if path.split('.').any(str::is_empty) || path.split('.').next() == Some(KEY_FIELD) {
+                    return bad(
+                        "invalid_path",
+                        format!("`{path}` is not a key path that may be changed"),
+                    );
+                }
+                check_values(op, value)?;
+            }
+            Ok(())
+        }
+        OpType::Delete => {
+            if op.data.is_some() || op.mods.is_some() {
+                return bad("invalid_operation", "delete takes neither `data` nor `mods`".into());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_values(op: &Operation, value: &Value) -> Result<()> {
+    canonical::validate(value).map_err(|e| match e {
+        CanonicalError::NonIntegerNumber { path } => Error::bad_request(
+            "float_not_allowed",
+            format!(
+                "operation {}: `{path}` is not an integer; send decimals as strings",
+                op.seq
+            ),
+        ),
+        CanonicalError::TooDeep => Error::bad_request("too_deep", format!("operation {}: nested too deeply", op.seq)),
+    })
+}
+
+/// Applies a validated operation inside the caller's transaction, which holds the scope lock.
+pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origin: Origin) -> Result<Outcome> {
+    let policy = collections::find(&op.collection).expect("validated").conflict_policy;
+    let current = changes::current_row(tx, scope, &op.collection, &op.key).await?;
+    let stale_base = match (&current, op.base_version) {
+        (Some((_, version)), Some(base)) if base < *version => Some(base),
+        _ => None,
+    };
+    let base = match stale_base {
+        Some(version) => changes::row_at(tx, scope, &op.collection, &op.key, version).await?,
+        None => None,
+    };
+    let plan = match op.op_type {
+        OpType::Create | OpType::Put => {
+            let data = op.data.clone().expect("validated");
+            match (&current, stale_base) {
+                (Some((server, _)), Some(_)) => {
+                    merge_fields(server, &top_level_mods(base.as_ref(), &data), base.as_ref(), policy)
+                }
+                _ => Plan::write(Some(data)),
+            }
+        }
+        OpType::Update => {
+            let Some((server, _)) = &current else {
+                return reject(
+                    tx,
+                    scope,
+                    op,
+                    origin,
+                    "row_not_found",
+                    "update of a row that does not exist",
+                )
+                .await;
+            };
+            let mods = op.mods.as_ref().expect("validated");
+            match stale_base {
+                Some(_) => merge_fields(server, mods, base.as_ref(), policy),
+                None => match with_mods(server, mods) {
+                    Some(updated) => Plan::write(Some(updated)),
+                    None => {
+                        return reject(
+                            tx,
+                            scope,
+                            op,
+                            origin,
+                            "invalid_path",
+                            "a key path runs through a value that is not an object",
+                        )
+                        .await
+                    }
+                },
+            }
+        }
+        OpType::Delete => match (&current, stale_base) {
+            (None, _) => Plan::nothing(),
+            (Some(_), Some(_)) if policy != ConflictPolicy::ClientWins => Plan {
+                write: None,
+                changes_row: false,
+                overlap: vec!["*".into()],
+            },
+            (Some(_), stale) => Plan {
+                write: None,
+                changes_row: true,
+                overlap: if stale.is_some() { vec!["*".into()] } else { vec![] },
+            },
+        },
+    };
+    let server_value = current.as_ref().map(|(d, _)| d.clone());
+    let versions = if plan.changes_row && plan.write.as_ref() != server_value.as_ref() {
+        let write = RowWrite {
+            collection: op.collection.clone(),
+            key: op.key.clone(),
+            data: plan.write.clone(),
+        };
+        changes::append(tx, scope, &[write])
+            .await?
+            .ok_or(Error::NotFound("scope"))?
+    } else {
+        Vec::new()
+    };
+    if plan.overlap.is_empty() {
+        return Ok(Outcome::Applied { versions });
+    }
+    let client = op.data.clone().or_else(|| op.mods.clone().map(Value::Object));
+    let conflict_id = conflicts::insert(
+        tx,
+        scope,
+        origin,
+        NewConflict {
+            kind: "field_conflict",
+            collection: &op.collection,
+            key: &op.key,
+            fields: plan.overlap,
+            base: base.flatten(),
+            server: server_value,
+            client,
+            detail: json!({ "policy": policy, "operation": op.op_type, "base_version": op.base_version }),
+        },
+    )
+    .await?;
+    Ok(Outcome::Conflict { versions, conflict_id })
+}
+
+/// What an operation will write.
+struct Plan {
+    /// The row's new state (`None`: delete).
+    write: Option<Value>,
+    /// Whether to write at all.
+    changes_row: bool,
+    /// Fields both sides changed (`*`: the whole row).
+    overlap: Vec<String>,
+}
+
+impl Plan {
+    fn write(data: Option<Value>) -> Plan {
+        Plan {
+            write: data,
+            changes_row: true,
+            overlap: Vec::new(),
+        }
+    }
+    fn nothing() -> Plan {
+        Plan {
+            write: None,
+            changes_row: false,
+            overlap: Vec::new(),
+        }
+    }
+}
+
+/// A whole object turned into the top-level changes it makes to `base` (fields it drops are set to null).
+fn top_level_mods(base: Option<&Option<Value>>, data: &Value) -> Map<String, Value> {
+    let empty = Map::new();
+    let base_fields = match base {
+        Some(Some(Value::Object(m))) => m,
+        _ => &empty,
+    };
+    let new_fields = data.as_object().expect("validated");
+    let mut mods = Map::new();
+    for (k, v) in new_fields {
+        if base_fields.get(k) != Some(v) {
+            mods.insert(k.clone(), v.clone());
+        }
+    }
+    for k in base_fields.keys() {
+        if !new_fields.contains_key(k) {
+            mods.insert(k.clone(), Value::Null);
+        }
+    }
+    mods
+}
+
+/// Applies `mods` made against `base` to the server's row, settling paths both sides changed by `policy`.
+/// An unknown base (compacted log) counts every differing path as changed by both.
+fn merge_fields(
+    server: &Value,
+    mods: &Map<String, Value>,
+    base: Option<&Option<Value>>,
+    policy: ConflictPolicy,
+) -> Plan {
+    let base_value = match base {
+        Some(Some(v)) => Some(v),
+        Some(None) => Some(&Value::Null),
+        None => None,
+    };
+    let mut merged = server.clone();
+    let mut overlap = Vec::new();
+    for (path, client_value) in mods {
+        let server_at = get_path(server, path);
+        let server_changed = match base_value {
+            Some(b) => get_path(b, path) != server_at,
+            None => true,
+        };
+        let differs = server_at != Some(client_value) && !(client_value.is_null() && server_at.is_none());
+        if server_changed && differs {
+            overlap.push(path.clone());
+            if policy != ConflictPolicy::ClientWins {
+                continue;
+            }
+        }
+        if !set_path(&mut merged, path, client_value.clone()) {
+            overlap.push(path.clone());
+        }
+    }
+    overlap.sort();
+    overlap.dedup();
+    Plan {
+        write: Some(merged),
+        changes_row: true,
+        overlap,
+    }
+}
+
+fn with_mods(row: &Value, mods: &Map<String, Value>) -> Option<Value> {
+    let mut updated = row.clone();
+    mods.iter()
+        .all(|(path, value)| set_path(&mut updated, path, value.clone()))
+        .then_some(updated)
+}
+
+fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(value, |v, segment| v.as_object()?.get(segment))
+}
+
+/// Sets (or, for null, removes) the value at a dotted key path, creating intermediate objects.
+/// Returns false when the path runs through a value that is not an object.
+fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
+    let mut segments: Vec<&str> = path.split('.').collect();
+    let last = segments.pop().expect("split yields at least one segment");
+    let mut target = value;
+    for segment in segments {
+        let Some(object) = target.as_object_mut() else {
+            return false;
+        };
+        target = object.entry(segment).or_insert_with(|| Value::Object(Map::new()));
+    }
+    let Some(object) = target.as_object_mut() else {
+        return false;
+    };
+    if new.is_null() {
+        object.remove(last);
+    } else {
+        object.insert(last.to_string(), new);
+    }
+    true
+}
+
+async fn reject(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    op: &Operation,
+    origin: Origin,
+    code: &'static str,
+    message: &str,
+) -> Result<Outcome> {
+    let conflict_id = conflicts::insert(
+        tx,
+        scope,
+        origin,
+        NewConflict {
+            kind: "rejected_operation",
+            collection: &op.collection,
+            key: &op.key,
+            fields: Vec::new(),
+            base: None,
+            server: None,
+            client: serde_json::to_value(op).ok(),
+            detail: json!({ "code": code, "message": message }),
+        },
+    )
+    .await?;
+    Ok(Outcome::Rejected {
+        code,
+        message: message.to_string(),
+        conflict_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_set_nested_values_and_null_removes() {
+        let mut row = json!({"id": "c1", "address": {"city": "Nakuru"}, "tags": ["a"]});
+        assert!(set_path(&mut row, "address.city", json!("Nairobi")));
+        assert!(set_path(&mut row, "phone.mobile", json!("+254700")));
+        assert!(set_path(&mut row, "tags", Value::Null));
+        assert_eq!(
+            row,
+            json!({"id": "c1", "address": {"city": "Nairobi"}, "phone": {"mobile": "+254700"}})
+        );
+        assert!(!set_path(&mut row, "address.city.x", json!(1)), "through a string");
+    }
+
+    #[test]
+    fn disjoint_fields_merge_and_overlaps_follow_the_policy() {
+        let base = Some(json!({"id": "c", "name": "A", "phone": "1", "note": "x"}));
+        let server = json!({"id": "c", "name": "A", "phone": "2", "note": "server"});
+        let mods: Map<String, Value> = serde_json::from_value(json!({"name": "B", "note": "client"})).unwrap();
+        let plan = merge_fields(&server, &mods, Some(&base), ConflictPolicy::ServerWins);
+        assert_eq!(
+            plan.write,
+            Some(json!({"id": "c", "name": "B", "phone": "2", "note": "server"}))
+        );
+        assert_eq!(plan.overlap, ["note"]);
+        let plan = merge_fields(&server, &mods, Some(&base), ConflictPolicy::ClientWins);
+        assert_eq!(
+            plan.write,
+            Some(json!({"id": "c", "name": "B", "phone": "2", "note": "client"}))
+        );
+        assert_eq!(plan.overlap, ["note"]);
+        // The same value on both sides is no conflict.
+        let same: Map<String, Value> = serde_json::from_value(json!({"phone": "2"})).unwrap();
+        assert!(merge_fields(&server, &same, Some(&base), ConflictPolicy::Manual)
+            .overlap
+            .is_empty());
+    }
+
+    #[test]
+    fn a_whole_object_becomes_the_fields_it_changes() {
+        let base = Some(json!({"id": "c", "name": "A", "gone": 1}));
+        let mods = top_level_mods(Some(&base), &json!({"id": "c", "name": "B", "new": "n"}));
+        assert_eq!(Value::Object(mods), json!({"name": "B", "new": "n", "gone": null}));
+    }
+}

@@ -1,0 +1,455 @@
+//! Operation replay through the HTTP API: exactly once whatever the replays, and nothing written on bad input.
+
+mod common;
+
+use common::*;
+use dukasync::wire::{ChangesPage, ErrorBody, OpStatus, OpsResponse};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+struct Device<'a> {
+    app: &'a TestApp,
+    token: String,
+    client_id: Uuid,
+    scope: &'static str,
+}
+
+impl<'a> Device<'a> {
+    async fn new(app: &'a TestApp, email: &str, name: &str, scope: &'static str) -> Device<'a> {
+        Device {
+            app,
+            token: app.token(email, name).await,
+            client_id: Uuid::new_v4(),
+            scope,
+        }
+    }
+
+    async fn send_raw(&self, body: Value) -> reqwest::Response {
+        self.app
+            .http
+            .post(self.app.url(&format!("/v1/scopes/{}/ops", self.scope)))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn push(&self, ops: &[Value]) -> OpsResponse {
+        let resp = self.send_raw(json!({"client_id": self.client_id, "ops": ops})).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    async fn push_error(&self, ops: &[Value]) -> (StatusCode, ErrorBody) {
+        let resp = self.send_raw(json!({"client_id": self.client_id, "ops": ops})).await;
+        (resp.status(), resp.json().await.unwrap())
+    }
+}
+
+fn put(seq: i64, id: Uuid, key: &str, name: &str) -> Value {
+    json!({"seq": seq, "id": id, "type": "put", "collection": "customers", "key": key,
+           "data": {"id": key, "name": name, "credit_limit": "1000.00"}})
+}
+
+/// What "nothing was written" is checked against: the feed head, stored results, conflicts, client sequences.
+async fn footprint(app: &TestApp) -> (i64, i64, i64, i64) {
+    sqlx::query_as(
+        r#"SELECT (SELECT sum(head_version) FROM scopes)::bigint, (SELECT count(*) FROM replay_results),
+                  (SELECT count(*) FROM conflicts), (SELECT coalesce(sum(last_seq), 0) FROM replay_clients)::bigint"#,
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+async fn customer_changes(app: &TestApp, token: &str, scope: &str) -> Vec<dukasync::wire::Change> {
+    let page: ChangesPage = app
+        .get(
+            &format!("/v1/scopes/{scope}/changes?since=0&collections=customers&limit=1000"),
+            Some(token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    page.changes
+}
+
+#[tokio::test]
+async fn a_batch_replayed_three_times_takes_effect_once() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let ops: Vec<Value> = (1..=3)
+        .map(|i| put(i, Uuid::new_v4(), &format!("c-{i}"), "Achieng"))
+        .collect();
+    let before = customer_changes(&app, &device.token, "water").await.len();
+
+    let first = device.push(&ops).await;
+    assert_eq!(first.last_seq, 3);
+    assert!(first
+        .results
+        .iter()
+        .all(|r| r.status == OpStatus::Applied && r.versions.len() == 1));
+    for _ in 0..2 {
+        let again = device.push(&ops).await;
+        assert_eq!(again.last_seq, 3);
+        for (a, b) in first.results.iter().zip(&again.results) {
+            assert_eq!(
+                (b.status, b.original, &b.versions),
+                (OpStatus::Duplicate, Some(OpStatus::Applied), &a.versions)
+            );
+        }
+    }
+    assert_eq!(customer_changes(&app, &device.token, "water").await.len(), before + 3);
+}
+
+#[tokio::test]
+async fn overlapping_and_split_batches_apply_each_operation_once() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let ops: Vec<Value> = (1..=6)
+        .map(|i| put(i, Uuid::new_v4(), &format!("c-{i}"), "Baraka"))
+        .collect();
+    let before = customer_changes(&app, &device.token, "water").await.len();
+    device.push(&ops[0..3]).await;
+    let r = device.push(&ops[1..5]).await;
+    let statuses: Vec<OpStatus> = r.results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            OpStatus::Duplicate,
+            OpStatus::Duplicate,
+            OpStatus::Applied,
+            OpStatus::Applied
+        ]
+    );
+    let r = device.push(&ops).await;
+    assert_eq!(r.last_seq, 6);
+    assert_eq!(r.results.iter().filter(|r| r.status == OpStatus::Applied).count(), 1);
+    assert_eq!(customer_changes(&app, &device.token, "water").await.len(), before + 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_connections_sending_the_same_batch_apply_it_once() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let ops: Vec<Value> = (1..=20)
+        .map(|i| put(i, Uuid::new_v4(), &format!("c-{i}"), "Chebet"))
+        .collect();
+    let before = customer_changes(&app, &device.token, "water").await.len();
+    let (a, b) = tokio::join!(device.push(&ops), device.push(&ops));
+    assert_eq!((a.last_seq, b.last_seq), (20, 20));
+    let applied = |r: &OpsResponse| r.results.iter().filter(|x| x.status == OpStatus::Applied).count();
+    assert_eq!(
+        applied(&a) + applied(&b),
+        20,
+        "each operation applied by exactly one of the two"
+    );
+    assert_eq!(customer_changes(&app, &device.token, "water").await.len(), before + 20);
+}
+
+#[tokio::test]
+async fn a_gap_is_refused_with_the_expected_sequence_and_nothing_applied() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    device.push(&[put(1, Uuid::new_v4(), "c-1", "Dama")]).await;
+    let before = footprint(&app).await;
+    let (status, body) = device.push_error(&[put(3, Uuid::new_v4(), "c-3", "Dama")]).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::CONFLICT, "sequence_gap")
+    );
+    assert_eq!(body.error.details.unwrap()["expected_seq"], 2);
+    assert_eq!(footprint(&app).await, before);
+}
+
+#[tokio::test]
+async fn the_same_sequence_or_id_with_another_payload_is_422_and_nothing_applied() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let id = Uuid::new_v4();
+    device.push(&[put(1, id, "c-1", "Esther")]).await;
+    let before = footprint(&app).await;
+
+    let (status, body) = device.push_error(&[put(1, id, "c-1", "Esther changed")]).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "payload_mismatch")
+    );
+    // A changed payload inside an otherwise good batch refuses the whole batch.
+    let (status, _) = device
+        .push_error(&[
+            put(1, Uuid::new_v4(), "c-1", "Esther"),
+            put(2, Uuid::new_v4(), "c-2", "F"),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = device.push_error(&[put(2, id, "c-2", "Esther")]).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "op_id_reused")
+    );
+    assert_eq!(footprint(&app).await, before);
+}
+
+#[tokio::test]
+async fn an_operation_that_can_never_apply_is_rejected_and_the_queue_moves_on() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let update_missing = json!({"seq": 1, "id": Uuid::new_v4(), "type": "update", "collection": "customers",
+                                "key": "nobody", "mods": {"name": "X"}});
+    let r = device
+        .push(&[update_missing.clone(), put(2, Uuid::new_v4(), "c-2", "Faraji")])
+        .await;
+    assert_eq!(r.results[0].status, OpStatus::Rejected);
+    assert_eq!(r.results[0].code.as_deref(), Some("row_not_found"));
+    assert!(r.results[0].conflict_id.is_some(), "rejections are recorded");
+    assert_eq!(r.results[1].status, OpStatus::Applied);
+    assert_eq!(r.last_seq, 2);
+    // Replayed, the rejection is returned again as stored.
+    let again = device.push(&[update_missing]).await;
+    assert_eq!(
+        (again.results[0].status, again.results[0].original),
+        (OpStatus::Duplicate, Some(OpStatus::Rejected))
+    );
+}
+
+async fn offline_edits(collection: &str, key: &str) -> (TestApp, dukasync::wire::OpResult, Value) {
+    let app = TestApp::start().await;
+    let a = Device::new(&app, OWNER, "owner-phone", "laundry").await;
+    let b = Device::new(&app, MANAGER, "manager-phone", "laundry").await;
+    let data = json!({"id": key, "name": "Gathoni", "phone": "0700", "status": "received"});
+    let created = a
+        .push(&[
+            json!({"seq": 1, "id": Uuid::new_v4(), "type": "put", "collection": collection, "key": key, "data": data}),
+        ])
+        .await;
+    let base = created.results[0].versions[0];
+    // Both devices saw version `base`; A changes name, then B (offline) changes name and phone.
+    a.push(&[
+        json!({"seq": 2, "id": Uuid::new_v4(), "type": "update", "collection": collection, "key": key,
+                    "mods": {"name": "Gathoni A"}, "base_version": base}),
+    ])
+    .await;
+    let r = b
+        .push(&[
+            json!({"seq": 1, "id": Uuid::new_v4(), "type": "update", "collection": collection, "key": key,
+                       "mods": {"name": "Gathoni B", "phone": "0711"}, "base_version": base}),
+        ])
+        .await;
+    let page: ChangesPage = app
+        .get(
+            &format!("/v1/scopes/laundry/changes?since=0&collections={collection}&limit=1000"),
+            Some(&a.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row = page
+        .changes
+        .iter()
+        .rev()
+        .find(|c| c.key == key)
+        .unwrap()
+        .data
+        .clone()
+        .unwrap();
+    (app, r.results[0].clone(), row)
+}
+
+#[tokio::test]
+async fn concurrent_edits_merge_disjoint_fields_and_record_the_overlap() {
+    // laundry_orders: server wins on overlapping fields.
+    let (app, result, row) = offline_edits("laundry_orders", "lo-1").await;
+    assert_eq!(result.status, OpStatus::Conflict);
+    assert_eq!(
+        (row["name"].as_str(), row["phone"].as_str()),
+        (Some("Gathoni A"), Some("0711"))
+    );
+    let (fields, base, server, client): (Vec<String>, Value, Value, Value) =
+        sqlx::query_as("SELECT fields, base, server, client FROM conflicts WHERE id = $1")
+            .bind(result.conflict_id.unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(fields, ["name"]);
+    assert_eq!(
+        (base["name"].as_str(), server["name"].as_str()),
+        (Some("Gathoni"), Some("Gathoni A"))
+    );
+    assert_eq!(client, json!({"name": "Gathoni B", "phone": "0711"}));
+
+    // customers: the client wins.
+    let (_, result, row) = offline_edits("customers", "cu-1").await;
+    assert_eq!(result.status, OpStatus::Conflict);
+    assert_eq!(
+        (row["name"].as_str(), row["phone"].as_str()),
+        (Some("Gathoni B"), Some("0711"))
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_nothing_is_written() {
+    let app = TestApp::start_with(&[("DUKASYNC_MAX_BATCH_OPS", "5"), ("DUKASYNC_MAX_BODY_BYTES", "4096")]).await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let id = || Uuid::new_v4();
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "unknown field in the batch",
+            json!({"client_id": device.client_id, "ops": [], "extra": 1}),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            "unknown field in an op",
+            json!({"client_id": device.client_id, "ops": [{"seq": 1, "id": id(), "type": "delete", "collection": "customers", "key": "k", "oops": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            "float money",
+            json!({"client_id": device.client_id, "ops": [{"seq": 1, "id": id(), "type": "put", "collection": "customers", "key": "k", "data": {"id": "k", "credit_limit": 10.5}}]}),
+            StatusCode::BAD_REQUEST,
+            "float_not_allowed",
+        ),
+        (
+            "unknown collection",
+            json!({"client_id": device.client_id, "ops": [{"seq": 1, "id": id(), "type": "delete", "collection": "widgets", "key": "k"}]}),
+            StatusCode::BAD_REQUEST,
+            "unknown_collection",
+        ),
+        (
+            "server-only collection",
+            json!({"client_id": device.client_id, "ops": [{"seq": 1, "id": id(), "type": "put", "collection": "journal_entries", "key": "k", "data": {"id": "k"}}]}),
+            StatusCode::BAD_REQUEST,
+            "server_only_collection",
+        ),
+        (
+            "unknown operation type",
+            json!({"client_id": device.client_id, "ops": [{"seq": 1, "id": id(), "type": "upsert", "collection": "customers", "key": "k"}]}),
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+        (
+            "key differs from data.id",
+            json!({"client_id": device.client_id, "ops": [{"seq": 1, "id": id(), "type": "put", "collection": "customers", "key": "k", "data": {"id": "other"}}]}),
+            StatusCode::BAD_REQUEST,
+            "key_mismatch",
+        ),
+        (
+            "update without mods",
+            json!({"client_id": device.client_id, "ops": [{"seq": 1, "id": id(), "type": "update", "collection": "customers", "key": "k"}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_operation",
+        ),
+        (
+            "sequence zero",
+            json!({"client_id": device.client_id, "ops": [{"seq": 0, "id": id(), "type": "delete", "collection": "customers", "key": "k"}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_sequence",
+        ),
+        (
+            "non-consecutive sequences",
+            json!({"client_id": device.client_id, "ops": [put(1, id(), "a", "A"), put(3, id(), "b", "B")]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_sequence",
+        ),
+        (
+            "too many operations",
+            json!({"client_id": device.client_id, "ops": (1..=6).map(|i| json!({"seq": i, "id": id(), "type": "delete", "collection": "customers", "key": "k"})).collect::<Vec<_>>()}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        ),
+        (
+            "body over the byte limit",
+            json!({"client_id": device.client_id, "ops": [put(1, id(), "k", &"x".repeat(5000))]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "client id not a uuid",
+            json!({"client_id": "phone-1", "ops": []}),
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+    ];
+    let before = footprint(&app).await;
+    for (name, body, status, code) in cases {
+        let resp = device.send_raw(body).await;
+        let actual = resp.status();
+        let error: ErrorBody = resp.json().await.unwrap();
+        assert_eq!(
+            (actual, error.error.code.as_str()),
+            (status, code),
+            "{name}: {}",
+            error.error.message
+        );
+    }
+    let raw = |content_type: &'static str, body: &'static [u8]| {
+        app.http
+            .post(app.url("/v1/scopes/water/ops"))
+            .bearer_auth(&device.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let resp = raw("application/json", b"{\"client_id\": ").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = raw("application/msgpack", b"\xc1\xc1").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = raw("text/plain", b"hello").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Another scope's ops endpoint: 404, like any other route of it.
+    let resp = app
+        .http
+        .post(app.url("/v1/scopes/retail/ops"))
+        .bearer_auth(&device.token)
+        .json(&json!({"client_id": device.client_id, "ops": [put(1, id(), "k", "K")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        footprint(&app).await,
+        before,
+        "nothing was written by any refused request"
+    );
+}
+
+#[tokio::test]
+async fn messagepack_batches_work_and_a_client_id_stays_with_its_device() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, OWNER, "owner-phone", "water").await;
+    let body = json!({"client_id": device.client_id, "ops": [put(1, Uuid::new_v4(), "c-m", "Mumbua")]});
+    let mut bytes = Vec::new();
+    serde::Serialize::serialize(&body, &mut rmp_serde::Serializer::new(&mut bytes).with_struct_map()).unwrap();
+    let resp = app
+        .http
+        .post(app.url("/v1/scopes/water/ops"))
+        .bearer_auth(&device.token)
+        .header("content-type", "application/msgpack")
+        .header("accept", "application/msgpack")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.bytes().await.unwrap();
+    // As the protocol says: ids are strings in MessagePack too (human-readable mode).
+    let answer: OpsResponse =
+        serde::Deserialize::deserialize(&mut rmp_serde::Deserializer::new(&bytes[..]).with_human_readable()).unwrap();
+    assert_eq!((answer.last_seq, answer.results[0].status), (1, OpStatus::Applied));
+
+    let other = Device {
+        client_id: device.client_id,
+        ..Device::new(&app, WATER_CASHIER, "water-counter", "water").await
+    };
+    let (status, body) = other.push_error(&[put(2, Uuid::new_v4(), "c-n", "N")]).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::CONFLICT, "client_id_taken")
+    );
+}
