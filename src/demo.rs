@@ -141,10 +141,9 @@ pub async fn load(db: &PgPool) -> anyhow::Result<()> {
         let scope = ScopeId::parse(business.id).context("demo scope id")?;
         let mut tx = db.begin().await?;
         // Lock the scope row so two concurrent loads cannot both seed.
-        let head: i64 = sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR UPDATE")
-            .bind(scope.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+        let head = changes::lock_scope(&mut tx, &scope)
+            .await?
+            .context("the demo scope was just created")?;
         if head == 0 {
             changes::append(&mut tx, &scope, &rows(business)).await?;
         }

@@ -243,16 +243,10 @@ async fn messagepack_pages_equal_json_pages() {
     let app = TestApp::start().await;
     let token = app.token(OWNER, "owner-phone").await;
     let json_page = pull(&app, &token, "retail", "since=0&limit=20").await;
-    let resp = app
-        .http
-        .get(app.url("/v1/scopes/retail/changes?since=0&limit=20"))
-        .bearer_auth(&token)
-        .header("accept", "application/msgpack")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["content-type"], "application/msgpack");
-    let msgpack_page: ChangesPage = rmp_serde::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let bytes = app
+        .get_msgpack("/v1/scopes/retail/changes?since=0&limit=20", &token)
+        .await;
+    let msgpack_page: ChangesPage = rmp_serde::from_slice(&bytes).unwrap();
     assert_eq!(json_page, msgpack_page);
     // Money is a decimal string in both.
     let product = json_page.changes.iter().find(|c| c.collection == "products").unwrap();

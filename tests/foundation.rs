@@ -435,15 +435,8 @@ async fn messagepack_carries_ids_and_times_as_strings_like_json() {
         .json()
         .await
         .unwrap();
-    let resp = app
-        .http
-        .get(app.url("/v1/scopes/water/devices"))
-        .bearer_auth(&owner)
-        .header("accept", "application/msgpack")
-        .send()
-        .await
-        .unwrap();
-    let raw: serde_json::Value = rmp_serde::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let bytes = app.get_msgpack("/v1/scopes/water/devices", &owner).await;
+    let raw: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
     assert!(raw["devices"][0]["id"].is_string(), "{raw}");
     assert_eq!(raw["devices"].as_array().unwrap().len(), json.devices.len());
     assert!(json.devices.iter().any(|d| d.last_seen_at.is_some()));

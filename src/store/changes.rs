@@ -401,10 +401,7 @@ pub async fn checksums_at(
 pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> Result<Option<u64>, sqlx::Error> {
     // Lock the scope and check the floor first: compacting past the head would drop tombstones without moving
     // the floor, and devices would never be told to reset.
-    let head: Option<i64> = sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR UPDATE")
-        .bind(scope.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let head = lock_scope(tx, scope).await?;
     if !matches!(head, Some(head) if (0..=head).contains(&new_floor)) {
         return Ok(None);
     }
@@ -464,12 +461,9 @@ pub async fn row_at(
     key: &str,
     version: i64,
 ) -> Result<Option<Option<Value>>, sqlx::Error> {
-    let floor: i64 = sqlx::query_scalar("SELECT floor_version FROM scopes WHERE id = $1")
-        .bind(scope.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    if version < floor {
-        return Ok(None);
+    match bounds(&mut *tx, scope).await? {
+        Some((_, floor)) if version >= floor => {}
+        _ => return Ok(None),
     }
     let data: Option<Option<sqlx::types::Json<Value>>> = sqlx::query_scalar(
         r#"SELECT data FROM changes WHERE scope_id = $1 AND collection = $2 AND key = $3 AND version <= $4

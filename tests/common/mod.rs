@@ -195,6 +195,20 @@ impl TestApp {
         req.send().await.expect("request reaches the server")
     }
 
+    /// GET asking for MessagePack; asserts the answer is MessagePack and returns its bytes.
+    pub async fn get_msgpack(&self, path: &str, token: &str) -> bytes::Bytes {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .header("accept", "application/msgpack")
+            .send()
+            .await
+            .expect("request reaches the server");
+        assert_eq!(resp.headers()["content-type"], "application/msgpack", "{path}");
+        resp.bytes().await.unwrap()
+    }
+
     /// Issues a token for a demo user's device.
     pub async fn token(&self, email: &str, device: &str) -> String {
         issue_token(&self.db, email, device).await
