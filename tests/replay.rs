@@ -8,60 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-struct Device<'a> {
-    app: &'a TestApp,
-    token: String,
-    client_id: Uuid,
-    scope: &'static str,
-}
-
-impl<'a> Device<'a> {
-    async fn new(app: &'a TestApp, email: &str, name: &str, scope: &'static str) -> Device<'a> {
-        Device {
-            app,
-            token: app.token(email, name).await,
-            client_id: Uuid::new_v4(),
-            scope,
-        }
-    }
-
-    async fn send_raw(&self, body: Value) -> reqwest::Response {
-        self.app
-            .http
-            .post(self.app.url(&format!("/v1/scopes/{}/ops", self.scope)))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn push(&self, ops: &[Value]) -> OpsResponse {
-        let resp = self.send_raw(json!({"client_id": self.client_id, "ops": ops})).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.unwrap()
-    }
-
-    async fn push_error(&self, ops: &[Value]) -> (StatusCode, ErrorBody) {
-        let resp = self.send_raw(json!({"client_id": self.client_id, "ops": ops})).await;
-        (resp.status(), resp.json().await.unwrap())
-    }
-}
-
 fn put(seq: i64, id: Uuid, key: &str, name: &str) -> Value {
     json!({"seq": seq, "id": id, "type": "put", "collection": "customers", "key": key,
            "data": {"id": key, "name": name, "credit_limit": "1000.00"}})
-}
-
-/// What "nothing was written" is checked against: the feed head, stored results, conflicts, client sequences.
-async fn footprint(app: &TestApp) -> (i64, i64, i64, i64) {
-    sqlx::query_as(
-        r#"SELECT (SELECT sum(head_version) FROM scopes)::bigint, (SELECT count(*) FROM replay_results),
-                  (SELECT count(*) FROM conflicts), (SELECT coalesce(sum(last_seq), 0) FROM replay_clients)::bigint"#,
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap()
 }
 
 async fn customer_changes(app: &TestApp, token: &str, scope: &str) -> Vec<dukasync::wire::Change> {
