@@ -36,7 +36,7 @@ fn parse(field: &str, text: &str, scale: u32, signed: bool) -> Result<Decimal, D
     let well_formed = !whole.is_empty()
         && whole.bytes().all(|b| b.is_ascii_digit())
         && fraction.bytes().all(|b| b.is_ascii_digit())
-        && (fraction.is_empty() == !digits.contains('.'))
+        && (fraction.is_empty() != digits.contains('.'))
         && whole.len() <= 13;
     if !well_formed {
         return fail(

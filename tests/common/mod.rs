@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 mod device;
+#[allow(unused_imports)]
 pub use device::{footprint, Device};
 
 use dukasync::{
