@@ -118,6 +118,7 @@ fn init_tracing() {
 async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            crate::failpoint::warn_if_any();
             let state = AppState::new(config)?;
             check_schema(&state).await?;
             let listener = tokio::net::TcpListener::bind(state.config.listen)

@@ -16,6 +16,7 @@ use super::operations::{self, Outcome};
 use crate::{
     domain::{canonical, ScopeId},
     error::{Error, Result},
+    failpoint,
     store::{self, conflicts::Origin},
     wire::{OpResult, OpStatus, Operation, OpsRequest, OpsResponse},
 };
@@ -98,6 +99,7 @@ pub async fn replay(
         store::replay::set_last_seq(&mut tx, scope, batch.client_id, new_last).await?;
     }
     tx.commit().await?;
+    failpoint::hang(failpoint::REPLAY_HANG_AFTER_COMMIT).await;
     Ok(OpsResponse {
         results,
         last_seq: new_last,
