@@ -402,3 +402,33 @@ async fn messagepack_batches_work_and_a_client_id_stays_with_its_device() {
         (StatusCode::CONFLICT, "client_id_taken")
     );
 }
+
+#[tokio::test]
+async fn pruned_results_answer_result_expired_and_never_reapply() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let ops: Vec<Value> = (1..=3)
+        .map(|i| put(i, Uuid::new_v4(), &format!("p-{i}"), "Wanjiku"))
+        .collect();
+    device.push(&ops).await;
+    // Results of the first two are old; the third is recent.
+    sqlx::query("UPDATE replay_results SET applied_at = now() - interval '31 days' WHERE seq <= 2")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let removed = dukasync::store::replay::prune_results(&app.db, 30).await.unwrap();
+    assert_eq!(removed, 2);
+    let before = footprint(&app).await;
+    let again = device.push(&ops).await;
+    let codes: Vec<(OpStatus, Option<&str>)> = again.results.iter().map(|r| (r.status, r.code.as_deref())).collect();
+    assert_eq!(
+        codes,
+        [
+            (OpStatus::Duplicate, Some("result_expired")),
+            (OpStatus::Duplicate, Some("result_expired")),
+            (OpStatus::Duplicate, None),
+        ]
+    );
+    assert_eq!(again.last_seq, 3);
+    assert_eq!(footprint(&app).await, before, "nothing re-applied");
+}
