@@ -1,0 +1,449 @@
+//! The load harness: `benches/run` prepares a fresh database and runs this (`cargo bench --bench load`).
+//!
+//! It loads the data set, starts the release server, runs every scenario and the references (nginx on the
+//! same bytes, pgbench TPC-B on the same PostgreSQL) in one invocation, and writes
+//! `benches/results/<date>.json` and `.md`. A benchmark, not a test: targets are reported, never asserted.
+//!
+//! Settings (environment): `DUKASYNC_DATABASE_URL` (the fresh, migrated bench database), `DUKASYNC_REDIS_URL`
+//! (optional, passed to the server), `BENCH_PGBENCH_URL` (a scratch database for pgbench), `BENCH_SERVER`
+//! (the release binary), `BENCH_SECONDS` (per throughput scenario, default 8), `BENCH_OUT`, `BENCH_COMMAND`.
+
+mod dataset;
+mod devices;
+mod references;
+mod report;
+mod stats;
+mod system;
+mod wrk;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use stats::Outcome;
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Simulated devices with their own token (long-poll uses all of them).
+const DEVICES: usize = 1_000;
+const READ_CONNECTIONS: usize = 50;
+const PUSH_DEVICES: usize = 16;
+const BATCH_OPS: usize = 50;
+const PGBENCH_SCALE: u32 = 16;
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it: do nothing then.
+    if !env::args().any(|a| a == "--bench") {
+        eprintln!("the load harness runs from benches/run (cargo bench --bench load)");
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+fn var(name: &str) -> anyhow::Result<String> {
+    env::var(name).with_context(|| format!("{name} is not set; run benches/run"))
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn start_server(binary: &str, log: &Path) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let child = Command::new(binary)
+        .arg("serve")
+        .env("DUKASYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log)?)
+        .spawn()
+        .with_context(|| format!("cannot start {binary}"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if r.status() == 200 {
+                return Ok(Server { child, base });
+            }
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("the server did not become ready in 20 s; see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Memory of the services, sampled after each scenario.
+#[derive(Default, serde::Serialize)]
+struct ServiceMemory {
+    postgres_pss_mib_max: f64,
+    postgres_processes: usize,
+    redis_rss_mib_max: f64,
+}
+
+async fn sample_services(db: &sqlx::PgPool, backend_pid: u32, mem: &mut ServiceMemory) {
+    if let Some((mib, n)) = system::postgres_mib(backend_pid) {
+        mem.postgres_pss_mib_max = mem.postgres_pss_mib_max.max(mib);
+        mem.postgres_processes = mem.postgres_processes.max(n);
+    }
+    let _ = db;
+    if let Ok(url) = env::var("DUKASYNC_REDIS_URL") {
+        if let Ok(client) = redis::Client::open(url) {
+            if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+                let info: Result<String, _> = redis::cmd("INFO").arg("memory").query_async(&mut con).await;
+                if let Some(rss) = info.ok().and_then(|i| system::info_field(&i, "used_memory_rss")) {
+                    mem.redis_rss_mib_max = mem.redis_rss_mib_max.max(rss as f64 / 1048576.0);
+                }
+            }
+        }
+    }
+}
+
+async fn get(http: &reqwest::Client, base: &str, path: &str, token: &str) -> anyhow::Result<reqwest::Response> {
+    Ok(http.get(format!("{base}{path}")).bearer_auth(token).send().await?)
+}
+
+/// Cursors the server issued at `versions` (pulling one change after `v - 1` returns the cursor at `v`).
+async fn cursors_at(
+    http: &reqwest::Client,
+    base: &str,
+    scope: &str,
+    token: &str,
+    versions: &[i64],
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for v in versions {
+        let page: Value = get(
+            http,
+            base,
+            &format!("/v1/scopes/{scope}/changes?since={}&limit=1", v - 1),
+            token,
+        )
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+        out.push(page["cursor"].as_str().context("cursor")?.to_string());
+    }
+    Ok(out)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let seconds: u64 = env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let server_bin = env::var("BENCH_SERVER").unwrap_or_else(|_| "target/release/dukasync".into());
+    let out_dir = PathBuf::from(env::var("BENCH_OUT").unwrap_or_else(|_| "benches/results".into()));
+    let pgbench_url = var("BENCH_PGBENCH_URL")?;
+    let work = env::temp_dir().join(format!("dukasync-bench-{}", std::process::id()));
+    fs::create_dir_all(&work)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wrk/paths.lua");
+    let load_before = system::load();
+
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&var("DUKASYNC_DATABASE_URL")?)
+        .await
+        .context("cannot reach the bench database")?;
+    let backend_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&db).await?;
+    let backend_pid = backend_pid as u32;
+    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&db).await?;
+    let sync_commit: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&db).await?;
+
+    eprintln!("bench: loading the data set");
+    let t = Instant::now();
+    let data = dataset::load(&db, DEVICES).await?;
+    let load_seconds = t.elapsed().as_secs_f64();
+    eprintln!("bench: loaded {:?} in {load_seconds:.1} s", data.heads);
+
+    let server = start_server(&server_bin, &work.join("server.log")).await?;
+    let base = server.base.clone();
+    let pid = server.pid();
+    let token = data.tokens[0].clone();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let mut mem = ServiceMemory::default();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let big = dataset::BIG_SCOPE;
+    let big_head = data
+        .heads
+        .iter()
+        .find(|(s, _)| s == big)
+        .map(|h| h.1)
+        .context("big scope")?;
+
+    // The page nginx serves: 100 changes from the middle of the history, exactly as dukasync answers it.
+    let hot_cursor = cursors_at(&http, &base, big, &token, &[big_head / 2]).await?.remove(0);
+    let hot_path = format!("/v1/scopes/{big}/changes?since={hot_cursor}&limit=100");
+    let page = get(&http, &base, &hot_path, &token)
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let hot_file = work.join("hot.paths");
+    fs::write(&hot_file, format!("{hot_path}\n"))?;
+
+    let wrk_scenario =
+        |name: &str, what: &str, base: &str, file: &Path, tok: &str, inm: &str| -> anyhow::Result<Outcome> {
+            eprintln!("bench: {name}");
+            system::reset_peak(pid);
+            let mut o = wrk::run(
+                &script,
+                &wrk::Run {
+                    base,
+                    paths_file: file,
+                    token: tok,
+                    if_none_match: inm,
+                    connections: READ_CONNECTIONS,
+                    seconds,
+                },
+            )?;
+            o.name = name.into();
+            o.what = what.into();
+            Ok(o)
+        };
+
+    // Reference: nginx, same bytes, same generator.
+    let nginx_port = free_port()?;
+    let nginx = references::Nginx::start(&work.join("nginx"), &page, nginx_port)?;
+    references::wait_for_port(nginx_port)?;
+    let nginx_file = work.join("nginx.paths");
+    fs::write(&nginx_file, "/page.json\n")?;
+    let nginx_base = format!("http://127.0.0.1:{nginx_port}");
+    let check = reqwest::get(format!("{nginx_base}/page.json")).await?.bytes().await?;
+    if check != page {
+        bail!("nginx does not serve the page's exact bytes");
+    }
+    let mut nginx_outcome = wrk_scenario(
+        "nginx_static_page",
+        "reference: nginx serving the exact bytes of the 100-change pull page as a static file",
+        &nginx_base,
+        &nginx_file,
+        "",
+        "",
+    )?;
+    nginx_outcome.server_peak_rss_mib = None;
+    nginx_outcome.response_bytes = Some(page.len());
+    nginx.stop();
+
+    let mut o = wrk_scenario(
+        "pull_same_page",
+        "GET the same 100-change page (the bytes nginx served), one cursor",
+        &base,
+        &hot_file,
+        &token,
+        "",
+    )?;
+    o.response_bytes = Some(page.len());
+    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+
+    let mut rng_versions: Vec<i64> = (0..200).map(|i| 1 + (i * 7919 % (big_head - 100))).collect();
+    rng_versions.sort_unstable();
+    let varied = cursors_at(&http, &base, big, &token, &rng_versions).await?;
+    let varied_file = work.join("varied.paths");
+    fs::write(
+        &varied_file,
+        varied
+            .iter()
+            .map(|c| format!("/v1/scopes/{big}/changes?since={c}&limit=100\n"))
+            .collect::<String>(),
+    )?;
+    let mut o = wrk_scenario(
+        "pull_varied_cursors",
+        "GET 100-change pages from 200 cursors spread over the 100k history",
+        &base,
+        &varied_file,
+        &token,
+        "",
+    )?;
+    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+
+    let tail = cursors_at(&http, &base, big, &token, &[big_head]).await?.remove(0);
+    let tail_file = work.join("tail.paths");
+    fs::write(&tail_file, format!("/v1/scopes/{big}/changes?since={tail}&limit=100\n"))?;
+    let mut o = wrk_scenario(
+        "pull_open_tail",
+        "GET at the head cursor (nothing new: the common poll of an up-to-date device)",
+        &base,
+        &tail_file,
+        &token,
+        "",
+    )?;
+    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+
+    // Reference revalidation (issue 5): skipped, and said so, where the route does not exist yet.
+    let ref_path = format!("/v1/scopes/{big}/reference/products");
+    let first = get(&http, &base, &ref_path, &token).await?;
+    if first.status() == 200 {
+        let etag = first
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .context("reference answer without ETag")?
+            .to_string();
+        let again = http
+            .get(format!("{base}{ref_path}"))
+            .bearer_auth(&token)
+            .header("if-none-match", &etag)
+            .send()
+            .await?;
+        if again.status() != 304 {
+            bail!("revalidation with the current ETag answered {}", again.status());
+        }
+        let ref_file = work.join("ref.paths");
+        fs::write(&ref_file, format!("{ref_path}\n"))?;
+        let mut o = wrk_scenario(
+            "reference_304",
+            "GET the 2,000-product reference snapshot with its current ETag (answers 304)",
+            &base,
+            &ref_file,
+            &token,
+            &etag,
+        )?;
+        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+    } else {
+        outcomes.push(Outcome {
+            name: "reference_304".into(),
+            what: format!("NOT RUN: {ref_path} answered {} on this build", first.status()),
+            ..Outcome::default()
+        });
+    }
+
+    eprintln!("bench: initial sync");
+    system::reset_peak(pid);
+    let (mut o, received) = devices::initial_sync(&http, &base, big, &token).await?;
+    o.name = "initial_sync_100k".into();
+    o.what = format!("one device pulls the {big} scope from 0, 1,000 per page, parsing JSON; {received} changes");
+    if received < dataset::BIG_SCOPE_CHANGES as u64 {
+        o.errors += 1;
+    }
+    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+
+    eprintln!("bench: long-poll");
+    system::reset_peak(pid);
+    let (mut o, parked_rss) = devices::long_poll(
+        &db,
+        &devices::LongPoll {
+            base: &base,
+            tokens: &data.tokens,
+            scope: "laundry",
+            waiters: DEVICES,
+        },
+        || system::rss_mib(pid).0,
+    )
+    .await?;
+    o.name = "longpoll_1000_wakeup".into();
+    o.what = "1,000 devices (own tokens) long-poll one scope; latency of each wake-up after one commit".into();
+    o.notes
+        .push(format!("server RSS with all 1,000 parked: {parked_rss:.1} MiB"));
+    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+
+    eprintln!("bench: pgbench");
+    let mut pgbench = references::pgbench(&pgbench_url, PGBENCH_SCALE, PUSH_DEVICES as u32, seconds as u32)?;
+    pgbench.fsync = fsync.clone();
+    pgbench.synchronous_commit = sync_commit.clone();
+    sample_services(&db, backend_pid, &mut mem).await;
+
+    for (name, per, what) in [
+        (
+            "push_single_sale",
+            1,
+            "each device POSTs one record_sale per request, waiting for each answer",
+        ),
+        (
+            "push_batch_50",
+            BATCH_OPS,
+            "each device POSTs 50 record_sale operations per request",
+        ),
+    ] {
+        eprintln!("bench: {name}");
+        system::reset_peak(pid);
+        let mut o = devices::push(
+            &http,
+            &devices::Push {
+                base: &base,
+                tokens: &data.tokens,
+                sellable: &data.sellable,
+                devices: PUSH_DEVICES,
+                ops_per_request: per,
+                duration: Duration::from_secs(seconds),
+            },
+        )
+        .await?;
+        o.name = name.into();
+        o.what = format!(
+            "{PUSH_DEVICES} devices over the 3 scopes; {what}; fsync={fsync}, synchronous_commit={sync_commit}"
+        );
+        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+    }
+
+    let (_, server_peak_overall) = system::rss_mib(pid);
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let mut server = server;
+    let _ = server.child.wait();
+    let load_after = system::load();
+
+    let report = report::Report {
+        date: chrono::Utc::now().to_rfc3339(),
+        command: env::var("BENCH_COMMAND").unwrap_or_else(|_| "benches/run".into()),
+        git_commit: Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        machine: system::machine(),
+        load_before,
+        load_after,
+        dataset: report::Dataset {
+            heads: data.heads,
+            catalogue: dataset::CATALOGUE,
+            devices_with_tokens: DEVICES,
+            load_seconds,
+        },
+        seconds_per_scenario: seconds,
+        nginx: nginx_outcome,
+        pgbench,
+        scenarios: outcomes,
+        services: mem,
+        server_peak_rss_mib_last_scenario: server_peak_overall,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    report::write(&report, &out_dir)?;
+    let _ = fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Records the scenario's peak server RSS and the services' memory, and files the outcome.
+async fn finish(
+    o: &mut Outcome,
+    pid: u32,
+    db: &sqlx::PgPool,
+    backend_pid: u32,
+    mem: &mut ServiceMemory,
+    outcomes: &mut Vec<Outcome>,
+) {
+    o.server_peak_rss_mib = Some(system::rss_mib(pid).1);
+    sample_services(db, backend_pid, mem).await;
+    eprintln!(
+        "bench:   {:.0} req/s p50 {:.2} p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",
+        o.req_per_s,
+        o.p50_ms,
+        o.p99_ms,
+        o.errors,
+        o.server_peak_rss_mib.unwrap_or(0.0)
+    );
+    outcomes.push(std::mem::take(o));
+}

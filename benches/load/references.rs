@@ -1,0 +1,115 @@
+//! The references run in the same invocation: a private nginx serving the exact bytes of a pull page as a
+//! static file, and pgbench's TPC-B on the same PostgreSQL.
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::{
+    fs,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A private nginx: its own prefix, config, pid, logs and temp paths under `dir`; never the system one.
+pub struct Nginx {
+    child: Child,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, body: &[u8], port: u16) -> anyhow::Result<Self> {
+        let www = dir.join("www");
+        fs::create_dir_all(&www)?;
+        fs::create_dir_all(dir.join("tmp"))?;
+        fs::write(www.join("page.json"), body)?;
+        let d = dir.display();
+        // Two workers for two cores, logging off, keep-alive without a request cap (dukasync has none).
+        let conf = format!(
+            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  keepalive_requests 10000000;\n\
+               client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+               fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
+                 location / {{ default_type application/json; }}\n  }}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        fs::write(&conf_path, conf)?;
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start nginx (apt-get install nginx)")?;
+        Ok(Nginx { child })
+    }
+
+    pub fn stop(mut self) {
+        // SIGTERM via `kill` on our own child's pid (fast shutdown), then reap it.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Serialize, Default)]
+pub struct Pgbench {
+    pub scale: u32,
+    pub clients: u32,
+    pub seconds: u32,
+    pub tps: f64,
+    pub latency_avg_ms: f64,
+    pub init_seconds: f64,
+    pub fsync: String,
+    pub synchronous_commit: String,
+}
+
+/// `pgbench -i` on the scratch database at `url`, then a TPC-B run.
+pub fn pgbench(url: &str, scale: u32, clients: u32, seconds: u32) -> anyhow::Result<Pgbench> {
+    let started = Instant::now();
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", &scale.to_string(), url])
+        .output()
+        .context("cannot run pgbench")?;
+    if !init.status.success() {
+        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    let init_seconds = started.elapsed().as_secs_f64();
+    let run = Command::new("pgbench")
+        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), url])
+        .output()?;
+    if !run.status.success() {
+        bail!("pgbench failed: {}", String::from_utf8_lossy(&run.stderr));
+    }
+    let out = String::from_utf8_lossy(&run.stdout);
+    let number_after = |prefix: &str| -> Option<f64> {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Ok(Pgbench {
+        scale,
+        clients,
+        seconds,
+        tps: number_after("tps = ").context("pgbench printed no tps")?,
+        latency_avg_ms: number_after("latency average = ").unwrap_or(0.0),
+        init_seconds,
+        ..Pgbench::default()
+    })
+}
+
+/// Waits until `port` answers TCP on loopback.
+pub fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("nothing listens on port {port} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The run's report: JSON for comparing runs, and a markdown table for the README, with each target of
+//! issue 8 checked against what was measured (reported, never asserted).
+
+use crate::{references::Pgbench, stats::Outcome, system, ServiceMemory};
+use serde::Serialize;
+use std::{fmt::Write, fs, path::Path};
+
+#[derive(Serialize)]
+pub struct Dataset {
+    pub heads: Vec<(String, i64)>,
+    pub catalogue: usize,
+    pub devices_with_tokens: usize,
+    pub load_seconds: f64,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub date: String,
+    pub command: String,
+    pub git_commit: String,
+    pub machine: system::Machine,
+    pub load_before: system::Load,
+    pub load_after: system::Load,
+    pub dataset: Dataset,
+    pub seconds_per_scenario: u64,
+    pub nginx: Outcome,
+    pub pgbench: Pgbench,
+    pub scenarios: Vec<Outcome>,
+    pub services: ServiceMemory,
+    pub server_peak_rss_mib_last_scenario: f64,
+    pub total_seconds: f64,
+}
+
+#[derive(Serialize)]
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    /// `None`: the scenario did not run.
+    pub met: Option<bool>,
+}
+
+impl Report {
+    fn scenario(&self, name: &str) -> Option<&Outcome> {
+        self.scenarios.iter().find(|o| o.name == name && o.requests > 0)
+    }
+
+    fn server_peak(&self) -> f64 {
+        self.scenarios
+            .iter()
+            .filter_map(|o| o.server_peak_rss_mib)
+            .fold(0.0, f64::max)
+    }
+
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let mut v = Vec::new();
+        let mut check = |target: &str, found: Option<(String, bool)>| {
+            let (measured, met) = match found {
+                Some((m, ok)) => (m, Some(ok)),
+                None => ("not run".into(), None),
+            };
+            v.push(Verdict {
+                target: target.into(),
+                measured,
+                met,
+            });
+        };
+        let nginx = self.nginx.req_per_s.max(1.0);
+        check(
+            "cached 100-change page ≥ 0.5 × nginx req/s, p99 < 5 ms at 50 connections",
+            self.scenario("pull_same_page").map(|o| {
+                let r = o.req_per_s / nginx;
+                (
+                    format!("{r:.2} × nginx, p99 {:.2} ms", o.p99_ms),
+                    r >= 0.5 && o.p99_ms < 5.0,
+                )
+            }),
+        );
+        check(
+            "reference revalidation (304) ≥ 0.6 × nginx req/s",
+            self.scenario("reference_304").map(|o| {
+                let r = o.req_per_s / nginx;
+                (format!("{r:.2} × nginx"), r >= 0.6)
+            }),
+        );
+        check(
+            "uncached pull of the open tail: p99 < 10 ms",
+            self.scenario("pull_open_tail")
+                .map(|o| (format!("p99 {:.2} ms", o.p99_ms), o.p99_ms < 10.0)),
+        );
+        check(
+            "single-operation push (a sale): p99 < 15 ms, ≥ 0.5 × pgbench TPC-B tps",
+            self.scenario("push_single_sale").map(|o| {
+                let r = o.req_per_s / self.pgbench.tps.max(1.0);
+                (
+                    format!("p99 {:.2} ms, {r:.2} × pgbench", o.p99_ms),
+                    o.p99_ms < 15.0 && r >= 0.5,
+                )
+            }),
+        );
+        check(
+            "batched push: ≥ 20,000 operations/s, durable",
+            self.scenario("push_batch_50").map(|o| {
+                let ops = o.ops_per_s.unwrap_or(0.0);
+                (format!("{ops:.0} ops/s"), ops >= 20_000.0)
+            }),
+        );
+        check(
+            "initial sync of the 100,000-change scope: < 3 s",
+            self.scenario("initial_sync_100k")
+                .map(|o| (format!("{:.2} s", o.seconds), o.seconds < 3.0 && o.errors == 0)),
+        );
+        check(
+            "1,000 long-poll devices: server RSS < 100 MB, all woken within 200 ms",
+            self.scenario("longpoll_1000_wakeup").map(|o| {
+                let rss = o.server_peak_rss_mib.unwrap_or(f64::MAX);
+                (
+                    format!(
+                        "peak RSS {rss:.1} MiB, slowest wake-up {:.1} ms, {} missed",
+                        o.max_ms, o.errors
+                    ),
+                    rss < 100.0 && o.max_ms < 200.0 && o.errors == 0,
+                )
+            }),
+        );
+        let stack = self.server_peak() + self.services.postgres_pss_mib_max + self.services.redis_rss_mib_max;
+        check(
+            "whole stack < 1.5 GB resident (server peak + PostgreSQL PSS + Redis RSS)",
+            Some((
+                format!(
+                    "{stack:.0} MiB ({:.0} + {:.0} + {:.0})",
+                    self.server_peak(),
+                    self.services.postgres_pss_mib_max,
+                    self.services.redis_rss_mib_max
+                ),
+                stack < 1536.0,
+            )),
+        );
+        v
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            md,
+            "Run {} (commit {}), {} cores ({}), {} MiB memory, kernel {}. Command: `{}`. Load before: `{}`; \
+             after: `{}`. Load generator (wrk, 2 threads, or the harness's Rust clients) on the same cores.\n",
+            &self.date[..19],
+            self.git_commit,
+            m.cores,
+            m.cpu_model,
+            m.memory_mib,
+            m.kernel,
+            self.command,
+            self.load_before.uptime,
+            self.load_after.uptime
+        );
+        md.push_str(
+            "| Scenario | Conns | req/s | ops/s | p50 ms | p95 ms | p99 ms | max ms | Errors | Server peak RSS MiB |\n",
+        );
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for o in std::iter::once(&self.nginx).chain(&self.scenarios) {
+            if o.requests == 0 {
+                let _ = writeln!(md, "| {} | | | | | | | | | {} |", o.name, o.what);
+                continue;
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                o.name,
+                o.connections,
+                o.req_per_s,
+                o.ops_per_s.map(|x| format!("{x:.0}")).unwrap_or_default(),
+                o.p50_ms,
+                o.p95_ms,
+                o.p99_ms,
+                o.max_ms,
+                o.errors,
+                o.server_peak_rss_mib
+                    .map(|x| format!("{x:.1}"))
+                    .unwrap_or_else(|| "n/a".into()),
+            );
+        }
+        let p = &self.pgbench;
+        let _ = writeln!(
+            md,
+            "| pgbench TPC-B (reference) | {} | {:.0} tps | | avg {:.2} | | | | | n/a |\n",
+            p.clients, p.tps, p.latency_avg_ms
+        );
+        let _ = writeln!(
+            md,
+            "PostgreSQL (shared cluster, all its processes) PSS max {:.0} MiB over {} processes; Redis RSS max {:.1} MiB; \
+             fsync={}, synchronous_commit={}.\n",
+            self.services.postgres_pss_mib_max,
+            self.services.postgres_processes,
+            self.services.redis_rss_mib_max,
+            p.fsync,
+            p.synchronous_commit
+        );
+        md.push_str("| Target | Measured | Met |\n|---|---|---|\n");
+        for v in self.verdicts() {
+            let met = match v.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not run",
+            };
+            let _ = writeln!(md, "| {} | {} | {met} |", v.target, v.measured);
+        }
+        md
+    }
+}
+
+pub fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir)?;
+    let stamp = report.date[..19].replace(':', "-");
+    let mut json = serde_json::to_value(report)?;
+    json["verdicts"] = serde_json::to_value(report.verdicts())?;
+    let json_path = dir.join(format!("{stamp}.json"));
+    fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
+    let md = report.markdown();
+    fs::write(dir.join(format!("{stamp}.md")), &md)?;
+    println!("{md}");
+    eprintln!("bench: wrote {}", json_path.display());
+    Ok(())
+}
