@@ -38,6 +38,8 @@ struct DeviceTally {
     errors: u64,
     conflicts: u64,
     ops: u64,
+    /// The first error seen, for the report.
+    first_error: Option<String>,
 }
 
 /// Each device pushes sales into one scope (device i into the i-th scope, round robin), one batch at a time
@@ -45,20 +47,35 @@ struct DeviceTally {
 pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcome> {
     let mut scopes: Vec<&str> = p.sellable.iter().map(|s| s.scope.as_str()).collect();
     scopes.dedup();
-    let deadline = Instant::now() + p.duration;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
+    // A device's first batch registers its outbox; send those one at a time, untimed, so the timed part
+    // measures devices in their steady state (a real device registers once in its life).
+    let mut devices = Vec::new();
     for d in 0..p.devices {
         let scope = scopes[d % scopes.len()].to_string();
         let items: Vec<Sellable> = p.sellable.iter().filter(|s| s.scope == scope).cloned().collect();
         let url = format!("{}/v1/scopes/{scope}/ops", p.base);
         let token = p.tokens[d % p.tokens.len()].clone();
+        let client = Uuid::new_v4();
+        let first = json!({"client_id": client, "ops": [sale(1, &items[d % items.len()])]});
+        let r = http.post(&url).bearer_auth(&token).json(&first).send().await?;
+        if r.status() != 200 {
+            bail!(
+                "a device's first push answered {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+        devices.push((url, token, client, items));
+    }
+    let deadline = Instant::now() + p.duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (d, (url, token, client, items)) in devices.into_iter().enumerate() {
         let http = http.clone();
         let per = p.ops_per_request;
         tasks.push(tokio::spawn(async move {
-            let client = Uuid::new_v4();
             let mut tally = DeviceTally::default();
-            let mut seq = 1;
+            let mut seq = 2;
             let mut n = d;
             while Instant::now() < deadline {
                 let ops: Vec<Value> = (0..per)
@@ -71,22 +88,31 @@ pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcom
                 let t = Instant::now();
                 let answer = http.post(&url).bearer_auth(&token).json(&body).send().await;
                 let answer = match answer {
-                    Ok(r) if r.status() == 200 => r.json::<Value>().await.ok(),
-                    _ => None,
+                    Ok(r) => (r.status(), r.text().await.unwrap_or_default()),
+                    Err(e) => (reqwest::StatusCode::default(), e.to_string()),
                 };
                 tally.latencies.push(t.elapsed());
-                let Some(answer) = answer else {
+                let parsed: Option<Value> = (answer.0 == 200)
+                    .then(|| serde_json::from_str(&answer.1).ok())
+                    .flatten();
+                let Some(parsed) = parsed else {
                     tally.errors += 1;
+                    tally
+                        .first_error
+                        .get_or_insert(format!("{} {:.200}", answer.0, answer.1));
                     continue;
                 };
-                for result in answer["results"].as_array().into_iter().flatten() {
+                for result in parsed["results"].as_array().into_iter().flatten() {
                     match result["status"].as_str() {
                         Some("applied") => tally.ops += 1,
                         Some("conflict") => {
                             tally.ops += 1;
                             tally.conflicts += 1
                         }
-                        _ => tally.errors += 1,
+                        _ => {
+                            tally.errors += 1;
+                            tally.first_error.get_or_insert(format!("{result:.200}"));
+                        }
                     }
                 }
                 seq += per as i64;
@@ -101,6 +127,7 @@ pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcom
         all.errors += t.errors;
         all.conflicts += t.conflicts;
         all.ops += t.ops;
+        all.first_error = all.first_error.or(t.first_error);
     }
     let seconds = started.elapsed().as_secs_f64();
     let mut outcome = Outcome {
@@ -117,6 +144,9 @@ pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcom
             "{} sales answered `conflict` (applied, flagged)",
             all.conflicts
         ));
+    }
+    if let Some(e) = all.first_error {
+        outcome.notes.push(format!("first error: {e}"));
     }
     fill_latencies(&mut outcome, &mut all.latencies);
     Ok(outcome)

@@ -153,6 +153,9 @@ async fn run() -> anyhow::Result<()> {
     fs::create_dir_all(&work)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wrk/paths.lua");
     let load_before = system::load();
+    // BENCH_ONLY=name,name runs only those scenarios (nginx always runs), for profiling one of them.
+    let only = env::var("BENCH_ONLY").ok();
+    let want = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == name));
 
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
@@ -239,120 +242,136 @@ async fn run() -> anyhow::Result<()> {
     nginx_outcome.response_bytes = Some(page.len());
     nginx.stop();
 
-    let mut o = wrk_scenario(
-        "pull_same_page",
-        "GET the same 100-change page (the bytes nginx served), one cursor",
-        &base,
-        &hot_file,
-        &token,
-        "",
-    )?;
-    o.response_bytes = Some(page.len());
-    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
-
-    let mut rng_versions: Vec<i64> = (0..200).map(|i| 1 + (i * 7919 % (big_head - 100))).collect();
-    rng_versions.sort_unstable();
-    let varied = cursors_at(&http, &base, big, &token, &rng_versions).await?;
-    let varied_file = work.join("varied.paths");
-    fs::write(
-        &varied_file,
-        varied
-            .iter()
-            .map(|c| format!("/v1/scopes/{big}/changes?since={c}&limit=100\n"))
-            .collect::<String>(),
-    )?;
-    let mut o = wrk_scenario(
-        "pull_varied_cursors",
-        "GET 100-change pages from 200 cursors spread over the 100k history",
-        &base,
-        &varied_file,
-        &token,
-        "",
-    )?;
-    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
-
-    let tail = cursors_at(&http, &base, big, &token, &[big_head]).await?.remove(0);
-    let tail_file = work.join("tail.paths");
-    fs::write(&tail_file, format!("/v1/scopes/{big}/changes?since={tail}&limit=100\n"))?;
-    let mut o = wrk_scenario(
-        "pull_open_tail",
-        "GET at the head cursor (nothing new: the common poll of an up-to-date device)",
-        &base,
-        &tail_file,
-        &token,
-        "",
-    )?;
-    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
-
-    // Reference revalidation (issue 5): skipped, and said so, where the route does not exist yet.
-    let ref_path = format!("/v1/scopes/{big}/reference/products");
-    let first = get(&http, &base, &ref_path, &token).await?;
-    if first.status() == 200 {
-        let etag = first
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .context("reference answer without ETag")?
-            .to_string();
-        let again = http
-            .get(format!("{base}{ref_path}"))
-            .bearer_auth(&token)
-            .header("if-none-match", &etag)
-            .send()
-            .await?;
-        if again.status() != 304 {
-            bail!("revalidation with the current ETag answered {}", again.status());
-        }
-        let ref_file = work.join("ref.paths");
-        fs::write(&ref_file, format!("{ref_path}\n"))?;
+    if want("pull_same_page") {
         let mut o = wrk_scenario(
-            "reference_304",
-            "GET the 2,000-product reference snapshot with its current ETag (answers 304)",
+            "pull_same_page",
+            "GET the same 100-change page (the bytes nginx served), one cursor",
             &base,
-            &ref_file,
+            &hot_file,
             &token,
-            &etag,
+            "",
+        )?;
+        o.response_bytes = Some(page.len());
+        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+    }
+
+    if want("pull_varied_cursors") {
+        let mut rng_versions: Vec<i64> = (0..200).map(|i| 1 + (i * 7919 % (big_head - 100))).collect();
+        rng_versions.sort_unstable();
+        let varied = cursors_at(&http, &base, big, &token, &rng_versions).await?;
+        let varied_file = work.join("varied.paths");
+        fs::write(
+            &varied_file,
+            varied
+                .iter()
+                .map(|c| format!("/v1/scopes/{big}/changes?since={c}&limit=100\n"))
+                .collect::<String>(),
+        )?;
+        let mut o = wrk_scenario(
+            "pull_varied_cursors",
+            "GET 100-change pages from 200 cursors spread over the 100k history",
+            &base,
+            &varied_file,
+            &token,
+            "",
         )?;
         finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
-    } else {
-        outcomes.push(Outcome {
-            name: "reference_304".into(),
-            what: format!("NOT RUN: {ref_path} answered {} on this build", first.status()),
-            ..Outcome::default()
-        });
     }
 
-    eprintln!("bench: initial sync");
-    system::reset_peak(pid);
-    let (mut o, received) = devices::initial_sync(&http, &base, big, &token).await?;
-    o.name = "initial_sync_100k".into();
-    o.what = format!("one device pulls the {big} scope from 0, 1,000 per page, parsing JSON; {received} changes");
-    if received < dataset::BIG_SCOPE_CHANGES as u64 {
-        o.errors += 1;
+    if want("pull_open_tail") {
+        let tail = cursors_at(&http, &base, big, &token, &[big_head]).await?.remove(0);
+        let tail_file = work.join("tail.paths");
+        fs::write(&tail_file, format!("/v1/scopes/{big}/changes?since={tail}&limit=100\n"))?;
+        let mut o = wrk_scenario(
+            "pull_open_tail",
+            "GET at the head cursor (nothing new: the common poll of an up-to-date device)",
+            &base,
+            &tail_file,
+            &token,
+            "",
+        )?;
+        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
     }
-    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
 
-    eprintln!("bench: long-poll");
-    system::reset_peak(pid);
-    let (mut o, parked_rss) = devices::long_poll(
-        &db,
-        &devices::LongPoll {
-            base: &base,
-            tokens: &data.tokens,
-            scope: "laundry",
-            waiters: DEVICES,
-        },
-        || system::rss_mib(pid).0,
-    )
-    .await?;
-    o.name = "longpoll_1000_wakeup".into();
-    o.what = "1,000 devices (own tokens) long-poll one scope; latency of each wake-up after one commit".into();
-    o.notes
-        .push(format!("server RSS with all 1,000 parked: {parked_rss:.1} MiB"));
-    finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+    // Reference revalidation (issue 5): skipped, and said so, where the route does not exist yet.
+    if want("reference_304") {
+        let ref_path = format!("/v1/scopes/{big}/reference/products");
+        let first = get(&http, &base, &ref_path, &token).await?;
+        if first.status() == 200 {
+            let etag = first
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .context("reference answer without ETag")?
+                .to_string();
+            let again = http
+                .get(format!("{base}{ref_path}"))
+                .bearer_auth(&token)
+                .header("if-none-match", &etag)
+                .send()
+                .await?;
+            if again.status() != 304 {
+                bail!("revalidation with the current ETag answered {}", again.status());
+            }
+            let ref_file = work.join("ref.paths");
+            fs::write(&ref_file, format!("{ref_path}\n"))?;
+            let mut o = wrk_scenario(
+                "reference_304",
+                "GET the 2,000-product reference snapshot with its current ETag (answers 304)",
+                &base,
+                &ref_file,
+                &token,
+                &etag,
+            )?;
+            finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+        } else {
+            outcomes.push(Outcome {
+                name: "reference_304".into(),
+                what: format!("NOT RUN: {ref_path} answered {} on this build", first.status()),
+                ..Outcome::default()
+            });
+        }
+    }
+
+    if want("initial_sync_100k") {
+        eprintln!("bench: initial sync");
+        system::reset_peak(pid);
+        let (mut o, received) = devices::initial_sync(&http, &base, big, &token).await?;
+        o.name = "initial_sync_100k".into();
+        o.what = format!("one device pulls the {big} scope from 0, 1,000 per page, parsing JSON; {received} changes");
+        if received < dataset::BIG_SCOPE_CHANGES as u64 {
+            o.errors += 1;
+        }
+        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+    }
+
+    if want("longpoll_1000_wakeup") {
+        eprintln!("bench: long-poll");
+        system::reset_peak(pid);
+        let (mut o, parked_rss) = devices::long_poll(
+            &db,
+            &devices::LongPoll {
+                base: &base,
+                tokens: &data.tokens,
+                scope: "laundry",
+                waiters: DEVICES,
+            },
+            || system::rss_mib(pid).0,
+        )
+        .await?;
+        o.name = "longpoll_1000_wakeup".into();
+        o.what = "1,000 devices (own tokens) long-poll one scope; latency of each wake-up after one commit".into();
+        o.notes
+            .push(format!("server RSS with all 1,000 parked: {parked_rss:.1} MiB"));
+        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+    }
 
     eprintln!("bench: pgbench");
-    let mut pgbench = references::pgbench(&pgbench_url, PGBENCH_SCALE, PUSH_DEVICES as u32, seconds as u32)?;
+    let mut pgbench = if want("pgbench") {
+        references::pgbench(&pgbench_url, PGBENCH_SCALE, PUSH_DEVICES as u32, seconds as u32)?
+    } else {
+        references::Pgbench::default()
+    };
     pgbench.fsync = fsync.clone();
     pgbench.synchronous_commit = sync_commit.clone();
     sample_services(&db, backend_pid, &mut mem).await;
@@ -369,6 +388,9 @@ async fn run() -> anyhow::Result<()> {
             "each device POSTs 50 record_sale operations per request",
         ),
     ] {
+        if !want(name) {
+            continue;
+        }
         eprintln!("bench: {name}");
         system::reset_peak(pid);
         let mut o = devices::push(
@@ -422,7 +444,11 @@ async fn run() -> anyhow::Result<()> {
         total_seconds: started.elapsed().as_secs_f64(),
     };
     report::write(&report, &out_dir)?;
-    let _ = fs::remove_dir_all(&work);
+    if env::var_os("BENCH_KEEP").is_none() {
+        let _ = fs::remove_dir_all(&work);
+    } else {
+        eprintln!("bench: kept {} (server.log)", work.display());
+    }
     Ok(())
 }
 
