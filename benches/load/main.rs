@@ -176,6 +176,13 @@ async fn run() -> anyhow::Result<()> {
     let server = start_server(&server_bin, &work.join("server.log")).await?;
     let base = server.base.clone();
     let pid = server.pid();
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&db).await?;
+    let probe = Probe {
+        pid,
+        backend_pid,
+        cpu: system::CpuProbe::new(pid, backend_pid, &database),
+        started: Default::default(),
+    };
     let token = data.tokens[0].clone();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let mut mem = ServiceMemory::default();
@@ -202,7 +209,7 @@ async fn run() -> anyhow::Result<()> {
     let wrk_scenario =
         |name: &str, what: &str, base: &str, file: &Path, tok: &str, inm: &str| -> anyhow::Result<Outcome> {
             eprintln!("bench: {name}");
-            system::reset_peak(pid);
+            probe.start();
             let mut o = wrk::run(
                 &script,
                 &wrk::Run {
@@ -252,7 +259,7 @@ async fn run() -> anyhow::Result<()> {
             "",
         )?;
         o.response_bytes = Some(page.len());
-        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
     }
 
     if want("pull_varied_cursors") {
@@ -275,7 +282,7 @@ async fn run() -> anyhow::Result<()> {
             &token,
             "",
         )?;
-        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
     }
 
     if want("pull_open_tail") {
@@ -290,7 +297,7 @@ async fn run() -> anyhow::Result<()> {
             &token,
             "",
         )?;
-        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
     }
 
     // Reference revalidation (issue 5): skipped, and said so, where the route does not exist yet.
@@ -323,7 +330,7 @@ async fn run() -> anyhow::Result<()> {
                 &token,
                 &etag,
             )?;
-            finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+            finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
         } else {
             outcomes.push(Outcome {
                 name: "reference_304".into(),
@@ -335,19 +342,19 @@ async fn run() -> anyhow::Result<()> {
 
     if want("initial_sync_100k") {
         eprintln!("bench: initial sync");
-        system::reset_peak(pid);
+        probe.start();
         let (mut o, received) = devices::initial_sync(&http, &base, big, &token).await?;
         o.name = "initial_sync_100k".into();
         o.what = format!("one device pulls the {big} scope from 0, 1,000 per page, parsing JSON; {received} changes");
         if received < dataset::BIG_SCOPE_CHANGES as u64 {
             o.errors += 1;
         }
-        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
     }
 
     if want("longpoll_1000_wakeup") {
         eprintln!("bench: long-poll");
-        system::reset_peak(pid);
+        probe.start();
         let (mut o, parked_rss) = devices::long_poll(
             &db,
             &devices::LongPoll {
@@ -363,7 +370,7 @@ async fn run() -> anyhow::Result<()> {
         o.what = "1,000 devices (own tokens) long-poll one scope; latency of each wake-up after one commit".into();
         o.notes
             .push(format!("server RSS with all 1,000 parked: {parked_rss:.1} MiB"));
-        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
     }
 
     eprintln!("bench: pgbench");
@@ -392,7 +399,7 @@ async fn run() -> anyhow::Result<()> {
             continue;
         }
         eprintln!("bench: {name}");
-        system::reset_peak(pid);
+        probe.start();
         let mut o = devices::push(
             &http,
             &devices::Push {
@@ -409,7 +416,7 @@ async fn run() -> anyhow::Result<()> {
         o.what = format!(
             "{PUSH_DEVICES} devices over the 3 scopes; {what}; fsync={fsync}, synchronous_commit={sync_commit}"
         );
-        finish(&mut o, pid, &db, backend_pid, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
     }
 
     let (_, server_peak_overall) = system::rss_mib(pid);
@@ -452,17 +459,37 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Measures one scenario: the server's peak RSS and the CPU of the server and the bench database's backends.
+struct Probe {
+    pid: u32,
+    backend_pid: u32,
+    cpu: system::CpuProbe,
+    started: std::cell::RefCell<Option<system::CpuMark>>,
+}
+
+impl Probe {
+    fn start(&self) {
+        system::reset_peak(self.pid);
+        *self.started.borrow_mut() = Some(self.cpu.mark());
+    }
+}
+
 /// Records the scenario's peak server RSS and the services' memory, and files the outcome.
 async fn finish(
     o: &mut Outcome,
-    pid: u32,
+    probe: &Probe,
     db: &sqlx::PgPool,
-    backend_pid: u32,
     mem: &mut ServiceMemory,
     outcomes: &mut Vec<Outcome>,
 ) {
-    o.server_peak_rss_mib = Some(system::rss_mib(pid).1);
-    sample_services(db, backend_pid, mem).await;
+    o.server_peak_rss_mib = Some(system::rss_mib(probe.pid).1);
+    if let Some(start) = probe.started.borrow_mut().take() {
+        let (server, pg) = probe.cpu.since(&start);
+        let per = |ms: f64| (o.requests > 0).then(|| (ms / o.requests as f64 * 1000.0).round() / 1000.0);
+        o.server_cpu_ms_per_req = per(server);
+        o.postgres_cpu_ms_per_req = per(pg);
+    }
+    sample_services(db, probe.backend_pid, mem).await;
     eprintln!(
         "bench:   {:.0} req/s p50 {:.2} p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",
         o.req_per_s,

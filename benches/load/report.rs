@@ -156,17 +156,17 @@ impl Report {
             self.load_after.uptime
         );
         md.push_str(
-            "| Scenario | Conns | req/s | ops/s | p50 ms | p95 ms | p99 ms | max ms | Errors | Server peak RSS MiB |\n",
+            "| Scenario | Conns | req/s | ops/s | p50 ms | p95 ms | p99 ms | max ms | Errors | Server peak RSS MiB | CPU ms/req server + PG |\n",
         );
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for o in std::iter::once(&self.nginx).chain(&self.scenarios) {
             if o.requests == 0 {
-                let _ = writeln!(md, "| {} | | | | | | | | | {} |", o.name, o.what);
+                let _ = writeln!(md, "| {} | | | | | | | | | | {} |", o.name, o.what);
                 continue;
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
                 o.name,
                 o.connections,
                 o.req_per_s,
@@ -179,12 +179,16 @@ impl Report {
                 o.server_peak_rss_mib
                     .map(|x| format!("{x:.1}"))
                     .unwrap_or_else(|| "n/a".into()),
+                match (o.server_cpu_ms_per_req, o.postgres_cpu_ms_per_req) {
+                    (Some(s), Some(p)) => format!("{s:.3} + {p:.3}"),
+                    _ => String::new(),
+                },
             );
         }
         let p = &self.pgbench;
         let _ = writeln!(
             md,
-            "| pgbench TPC-B (reference) | {} | {:.0} tps | | avg {:.2} | | | | | n/a |\n",
+            "| pgbench TPC-B (reference) | {} | {:.0} tps | | avg {:.2} | | | | | n/a | |\n",
             p.clients, p.tps, p.latency_avg_ms
         );
         let _ = writeln!(

@@ -120,3 +120,78 @@ pub fn info_field(info: &str, field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// CPU time (user + system) of a process so far, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state; USER_HZ is 100.
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+/// PostgreSQL backends serving `database` (their process title names it), children of the postmaster.
+fn backends_of(postmaster: u32, database: &str) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let needle = format!(" {database} ");
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent(*pid) == Some(postmaster))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// CPU used by the server and by the bench database's PostgreSQL backends between two marks.
+pub struct CpuMark {
+    server: f64,
+    backends: std::collections::HashMap<u32, f64>,
+}
+
+pub struct CpuProbe {
+    pub server_pid: u32,
+    pub postmaster: Option<u32>,
+    pub database: String,
+}
+
+impl CpuProbe {
+    pub fn new(server_pid: u32, backend_pid: u32, database: &str) -> Self {
+        CpuProbe {
+            server_pid,
+            postmaster: parent(backend_pid),
+            database: database.into(),
+        }
+    }
+
+    pub fn mark(&self) -> CpuMark {
+        let backends = self
+            .postmaster
+            .map(|pm| backends_of(pm, &self.database))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|pid| (pid, cpu_ms(pid)))
+            .collect();
+        CpuMark {
+            server: cpu_ms(self.server_pid),
+            backends,
+        }
+    }
+
+    /// (server ms, PostgreSQL ms) since `start`; backends that appeared since count from zero.
+    pub fn since(&self, start: &CpuMark) -> (f64, f64) {
+        let now = self.mark();
+        let pg = now
+            .backends
+            .iter()
+            .map(|(pid, ms)| ms - start.backends.get(pid).copied().unwrap_or(0.0))
+            .sum();
+        (now.server - start.server, pg)
+    }
+}
