@@ -481,6 +481,12 @@ impl Run<'_> {
             .ok_or(Error::NotFound("scope"))?;
         let mut first_conflict = None;
         let client = serde_json::to_value(self.op).ok();
+        // The version of the command's own row (the sale, ...), recorded with its flags.
+        let row_version = effects
+            .rows
+            .iter()
+            .position(|w| w.collection == collection && w.key == self.op.key)
+            .and_then(|i| versions.get(i).copied());
         for flag in effects.flags {
             let id = conflicts::insert(
                 self.tx,
@@ -495,6 +501,7 @@ impl Run<'_> {
                     server: None,
                     client: client.clone(),
                     detail: flag.detail,
+                    row_version,
                 },
             )
             .await?;
@@ -520,6 +527,7 @@ impl Run<'_> {
                 server: None,
                 client: serde_json::to_value(self.op).ok(),
                 detail: json!({ "code": code, "message": message }),
+                row_version: None,
             },
         )
         .await?;

@@ -251,6 +251,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
             server: server_value,
             client,
             detail: json!({ "policy": policy, "operation": op.op_type, "base_version": op.base_version }),
+            row_version: versions.last().copied().or(current.as_ref().map(|(_, v)| *v)),
         },
     )
     .await?;
@@ -347,21 +348,21 @@ fn merge_fields(
     }
 }
 
-fn with_mods(row: &Value, mods: &Map<String, Value>) -> Option<Value> {
+pub(crate) fn with_mods(row: &Value, mods: &Map<String, Value>) -> Option<Value> {
     let mut updated = row.clone();
     mods.iter()
         .all(|(path, value)| set_path(&mut updated, path, value.clone()))
         .then_some(updated)
 }
 
-fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.')
         .try_fold(value, |v, segment| v.as_object()?.get(segment))
 }
 
 /// Sets (or, for null, removes) the value at a dotted key path, creating intermediate objects.
 /// Returns false when the path runs through a value that is not an object.
-fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
+pub(crate) fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
     let mut segments: Vec<&str> = path.split('.').collect();
     let last = segments.pop().expect("split yields at least one segment");
     let mut target = value;
@@ -403,6 +404,8 @@ async fn reject(
             server: None,
             client: serde_json::to_value(op).ok(),
             detail: json!({ "code": code, "message": message }),
+            // The operation did not touch the row; a rejection is only ever accepted, never re-applied.
+            row_version: None,
         },
     )
     .await?;
