@@ -602,14 +602,11 @@ mod tests {
             json!({"name": "C"}),
             "update",
         );
-        let paths: Vec<&str> = diff(&r).iter().map(|d| d.path.as_str()).collect();
+        let diff = diff(&r);
+        let paths: Vec<&str> = diff.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["name", "city"]);
-        assert_eq!(diff(&r)[0].client, json!("C"));
-        assert_eq!(
-            diff(&r)[1].client,
-            json!("X"),
-            "the client's row is its base with its mods"
-        );
+        assert_eq!(diff[0].client, json!("C"));
+        assert_eq!(diff[1].client, json!("X"), "the client's row is its base with its mods");
     }
 
     #[test]
