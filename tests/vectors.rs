@@ -184,7 +184,11 @@ async fn the_server_answers_every_conflicts_vector_in_order() {
             }
         }
     }
-    assert_eq!(conflict_ids.len(), 2, "the setup records a field conflict and a rejection");
+    assert_eq!(
+        conflict_ids.len(),
+        2,
+        "the setup records a field conflict and a rejection"
+    );
     for case in doc["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let request = &case["request"];
