@@ -383,11 +383,13 @@ pub(crate) fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
     true
 }
 
-async fn reject(
+/// Records an operation that can never take effect (against `collection`) and answers `rejected`.
+pub(super) async fn reject_in(
     tx: &mut PgConnection,
     scope: &ScopeId,
     op: &Operation,
     origin: Origin,
+    collection: &str,
     code: &'static str,
     message: &str,
 ) -> Result<Outcome> {
@@ -397,14 +399,13 @@ async fn reject(
         origin,
         NewConflict {
             kind: "rejected_operation",
-            collection: &op.collection,
+            collection,
             key: &op.key,
             fields: Vec::new(),
             base: None,
             server: None,
             client: serde_json::to_value(op).ok(),
             detail: json!({ "code": code, "message": message }),
-            // The operation did not touch the row; a rejection is only ever accepted, never re-applied.
             row_version: None,
         },
     )
@@ -414,6 +415,17 @@ async fn reject(
         message: message.to_string(),
         conflict_id,
     })
+}
+
+async fn reject(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    op: &Operation,
+    origin: Origin,
+    code: &'static str,
+    message: &str,
+) -> Result<Outcome> {
+    reject_in(tx, scope, op, origin, &op.collection, code, message).await
 }
 
 #[cfg(test)]
