@@ -10,6 +10,8 @@ use crate::{
     domain::{Role, ScopeId},
     store::{self, accounts, tokens},
 };
+mod conflicts;
+
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,6 +60,14 @@ enum Command {
         #[arg(long)]
         below: i64,
     },
+    /// Drop stored operation results older than some days (see protocol/README.md, "Retention").
+    PruneResults {
+        #[arg(long, default_value_t = 30)]
+        older_than_days: u32,
+    },
+    /// List, show and resolve recorded conflicts (as /v1/admin/conflicts).
+    #[command(subcommand)]
+    Conflicts(conflicts::ConflictsCommand),
 }
 
 #[derive(Subcommand)]
@@ -118,6 +128,7 @@ fn init_tracing() {
 async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            crate::failpoint::warn_if_any();
             let state = AppState::new(config)?;
             check_schema(&state).await?;
             let listener = tokio::net::TcpListener::bind(state.config.listen)
@@ -202,6 +213,13 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             eprintln!("removed {removed} superseded changes and tombstones below version {below} of {scope}");
             Ok(())
         }
+        Command::PruneResults { older_than_days } => {
+            let db = connect(&config).await?;
+            let removed = store::replay::prune_results(&db, older_than_days).await?;
+            eprintln!("removed {removed} stored operation results older than {older_than_days} days");
+            Ok(())
+        }
+        Command::Conflicts(command) => conflicts::execute(&connect(&config).await?, command).await,
     }
 }
 
