@@ -246,6 +246,9 @@ async fn run() -> anyhow::Result<()> {
         "",
     )?;
     nginx_outcome.server_peak_rss_mib = None;
+    if let Some(start) = probe.started.borrow_mut().take() {
+        nginx_outcome.machine_busy_pct = Some(probe.cpu.since(&start).2);
+    }
     nginx_outcome.response_bytes = Some(page.len());
     nginx.stop();
 
@@ -484,7 +487,8 @@ async fn finish(
 ) {
     o.server_peak_rss_mib = Some(system::rss_mib(probe.pid).1);
     if let Some(start) = probe.started.borrow_mut().take() {
-        let (server, pg) = probe.cpu.since(&start);
+        let (server, pg, busy) = probe.cpu.since(&start);
+        o.machine_busy_pct = Some(busy);
         let per = |ms: f64| (o.requests > 0).then(|| (ms / o.requests as f64 * 1000.0).round() / 1000.0);
         o.server_cpu_ms_per_req = per(server);
         o.postgres_cpu_ms_per_req = per(pg);

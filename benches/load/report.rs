@@ -156,17 +156,17 @@ impl Report {
             self.load_after.uptime
         );
         md.push_str(
-            "| Scenario | Conns | req/s | ops/s | p50 ms | p95 ms | p99 ms | max ms | Errors | Server peak RSS MiB | CPU ms/req server + PG |\n",
+            "| Scenario | Conns | req/s | ops/s | p50 ms | p95 ms | p99 ms | max ms | Errors | Server peak RSS MiB | CPU ms/req server + PG | Machine busy % |\n",
         );
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for o in std::iter::once(&self.nginx).chain(&self.scenarios) {
             if o.requests == 0 {
-                let _ = writeln!(md, "| {} | | | | | | | | | | {} |", o.name, o.what);
+                let _ = writeln!(md, "| {} | | | | | | | | | | | {} |", o.name, o.what);
                 continue;
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
                 o.name,
                 o.connections,
                 o.req_per_s,
@@ -183,12 +183,13 @@ impl Report {
                     (Some(s), Some(p)) => format!("{s:.3} + {p:.3}"),
                     _ => String::new(),
                 },
+                o.machine_busy_pct.map(|b| format!("{b:.0}")).unwrap_or_default(),
             );
         }
         let p = &self.pgbench;
         let _ = writeln!(
             md,
-            "| pgbench TPC-B (reference) | {} | {:.0} tps | | avg {:.2} | | | | | n/a | |\n",
+            "| pgbench TPC-B (reference) | {} | {:.0} tps | | avg {:.2} | | | | | n/a | | |\n",
             p.clients, p.tps, p.latency_avg_ms
         );
         let _ = writeln!(

@@ -151,6 +151,7 @@ fn backends_of(postmaster: u32, database: &str) -> Vec<u32> {
 
 /// CPU used by the server and by the bench database's PostgreSQL backends between two marks.
 pub struct CpuMark {
+    machine: (u64, u64),
     server: f64,
     backends: std::collections::HashMap<u32, f64>,
 }
@@ -179,19 +180,39 @@ impl CpuProbe {
             .map(|pid| (pid, cpu_ms(pid)))
             .collect();
         CpuMark {
+            machine: cpu_jiffies(),
             server: cpu_ms(self.server_pid),
             backends,
         }
     }
 
-    /// (server ms, PostgreSQL ms) since `start`; backends that appeared since count from zero.
-    pub fn since(&self, start: &CpuMark) -> (f64, f64) {
+    /// (server ms, PostgreSQL ms, machine busy %) since `start`; backends that appeared since count from zero.
+    pub fn since(&self, start: &CpuMark) -> (f64, f64, f64) {
         let now = self.mark();
         let pg = now
             .backends
             .iter()
             .map(|(pid, ms)| ms - start.backends.get(pid).copied().unwrap_or(0.0))
             .sum();
-        (now.server - start.server, pg)
+        let busy = now.machine.0.saturating_sub(start.machine.0) as f64;
+        let total = now.machine.1.saturating_sub(start.machine.1).max(1) as f64;
+        (now.server - start.server, pg, (busy / total * 1000.0).round() / 10.0)
     }
+}
+
+/// (busy, total) jiffies of all CPUs so far, from /proc/stat.
+pub fn cpu_jiffies() -> (u64, u64) {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = values.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th values.
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
