@@ -244,3 +244,37 @@ pub struct OpsResponse {
     /// The last sequence the server has applied for this client: outbox entries up to it can be deleted.
     pub last_seq: i64,
 }
+
+/// A whole reference dataset (`GET /v1/scopes/{scope}/reference/{dataset}`). The JSON representation is
+/// canonical (keys sorted, no whitespace; fields are declared in that order), and its blake3 hash is the ETag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReferenceSnapshot {
+    /// Sum of the rows' hashes modulo 2^32, as in `/checksum` for this collection.
+    pub checksum: u32,
+    /// Number of rows.
+    pub count: i64,
+    /// The dataset, i.e. the collection's name.
+    pub dataset: String,
+    /// Every live row's full data, ordered by `id` (UTF-8 bytes).
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Value>,
+    /// Feed version of the dataset's last change (0 if it never had one). The snapshot equals the collection's
+    /// state at every version from this one until its next change.
+    pub version: i64,
+}
+
+/// `GET /v1/admin/cache`: this instance's cache statistics (the same figures as `/metrics`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CacheReport {
+    /// Cache key format version; entries of another version are never read.
+    pub format: String,
+    /// `up`, `down` (bypassed after a failure; retried with backoff) or `not_configured`.
+    pub redis: String,
+    /// `DUKASYNC_CACHE_MEMORY_BYTES`: the in-process cache's bound (0: disabled).
+    pub memory_budget_bytes: u64,
+    /// Bytes the in-process cache holds now.
+    pub memory_bytes: u64,
+    /// `DUKASYNC_CACHE_WINDOW`: versions per feed window (0: window caching off).
+    pub window_size: u32,
+    pub caches: Vec<crate::cache::stats::CacheFigures>,
+}

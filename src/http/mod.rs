@@ -4,12 +4,14 @@
 //! Every route is registered through `OpenApiRouter::routes(routes!(...))`, which adds the route and its
 //! OpenAPI description together; `tests/openapi.rs` fails if a route is mounted any other way.
 
+mod admin;
 mod auth;
 mod changes;
 pub mod encoding;
 mod error;
 mod observe;
 mod ops;
+mod reference;
 mod scopes;
 mod system;
 
@@ -59,6 +61,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(changes::get_changes))
         .routes(routes!(changes::get_checksum))
         .routes(routes!(ops::post_ops))
+        .routes(routes!(reference::get_reference))
+        .routes(routes!(admin::get_cache))
         .split_for_parts()
 }
 

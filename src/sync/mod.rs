@@ -6,4 +6,6 @@ pub mod feed;
 pub mod hub;
 pub mod listener;
 pub mod operations;
+pub mod reference;
 pub mod replay;
+pub mod windows;
