@@ -54,7 +54,11 @@ async fn random_writes(db: &PgPool, rng: &mut StdRng, n: usize) {
                 if rng.gen_ratio(1, 5) {
                     delete(collection, &key)
                 } else {
-                    upsert(collection, &key, json!({"id": key, "n": rng.gen_range(0..1000), "note": "x"}))
+                    upsert(
+                        collection,
+                        &key,
+                        json!({"id": key, "n": rng.gen_range(0..1000), "note": "x"}),
+                    )
                 }
             })
             .collect();
@@ -94,8 +98,14 @@ async fn assert_equivalent(cache: &Cache, db: &PgPool, label: &str) {
 
 async fn assert_same(cache: &Cache, db: &PgPool, since: i64, limit: i64, filter: Option<&[String]>, label: &str) {
     let scope = ScopeId::parse("water").unwrap();
-    let plain = store::changes::read(db, &scope, since, limit, filter).await.unwrap().unwrap();
-    let windowed = windows::read(cache, db, &scope, since, limit, filter).await.unwrap().unwrap();
+    let plain = store::changes::read(db, &scope, since, limit, filter)
+        .await
+        .unwrap()
+        .unwrap();
+    let windowed = windows::read(cache, db, &scope, since, limit, filter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         rows(&windowed),
         rows(&plain),
@@ -111,7 +121,12 @@ async fn compact(db: &PgPool, below: i64) {
 }
 
 fn window_hits(cache: &Cache) -> u64 {
-    let f = cache.stats.snapshot().into_iter().find(|f| f.cache == CacheKind::Window).unwrap();
+    let f = cache
+        .stats
+        .snapshot()
+        .into_iter()
+        .find(|f| f.cache == CacheKind::Window)
+        .unwrap();
     f.memory_hits + f.redis_hits
 }
 
@@ -150,15 +165,31 @@ async fn a_cached_window_below_a_new_floor_is_never_served_even_with_a_stale_hin
     let mut window = vec![customer("k")];
     window.extend((1..w).map(|i| customer(&format!("d-{i}"))));
     write_rows(&db, "water", window).await;
-    write_rows(&db, "water", (0..w).map(|i| customer(if i == 0 { "k" } else { "e" })).collect()).await;
+    write_rows(
+        &db,
+        "water",
+        (0..w).map(|i| customer(if i == 0 { "k" } else { "e" })).collect(),
+    )
+    .await;
     assert_same(&cache, &db, start - 1, w, None, "warming the window").await;
-    let f = cache.stats.snapshot().into_iter().find(|f| f.cache == CacheKind::Window).unwrap();
+    let f = cache
+        .stats
+        .snapshot()
+        .into_iter()
+        .find(|f| f.cache == CacheKind::Window)
+        .unwrap();
     assert!(f.memory_entries > 0, "the window is cached: {f:?}");
 
     compact(&db, start + w + 1).await;
     assert_same(&cache, &db, start - 1, w, None, "the compacted window").await;
-    let page = store::changes::read(&db, &scope, start - 1, w, None).await.unwrap().unwrap();
-    assert!(page.changes.iter().all(|c| c.key != "k" || c.version > start), "k's first change is gone");
+    let page = store::changes::read(&db, &scope, start - 1, w, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        page.changes.iter().all(|c| c.key != "k" || c.version > start),
+        "k's first change is gone"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +204,10 @@ async fn windows_cached_from_another_history_are_never_used() {
     assert_equivalent(&cache, &first, "first history").await;
     let hits_before = window_hits(&cache);
     assert_equivalent(&cache, &second, "second history, same keys").await;
-    assert!(window_hits(&cache) > hits_before, "the second history refilled and then used the cache");
+    assert!(
+        window_hits(&cache) > hits_before,
+        "the second history refilled and then used the cache"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +227,12 @@ async fn windows_from_redis_equal_plain_reads_and_garbage_is_a_miss() {
         .unwrap();
     let keys: Vec<String> = wait_for_keys(&mut conn, "dks:v1:*:w:*", 100 / WINDOW as usize).await;
     assert_equivalent(&cache, &db, "from redis").await;
-    let hits = cache.stats.snapshot().into_iter().find(|f| f.cache == CacheKind::Window).unwrap();
+    let hits = cache
+        .stats
+        .snapshot()
+        .into_iter()
+        .find(|f| f.cache == CacheKind::Window)
+        .unwrap();
     assert!(hits.redis_hits > 0 && hits.memory_hits == 0, "{hits:?}");
 
     // Corrupt every window: flip a byte in half of them, replace the others with garbage.
@@ -205,10 +244,20 @@ async fn windows_from_redis_equal_plain_reads_and_garbage_is_a_miss() {
         } else {
             value = b"garbage".to_vec();
         }
-        let _: () = redis::cmd("SET").arg(key).arg(value).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
     assert_equivalent(&cache, &db, "corrupted redis").await;
-    let after = cache.stats.snapshot().into_iter().find(|f| f.cache == CacheKind::Window).unwrap();
+    let after = cache
+        .stats
+        .snapshot()
+        .into_iter()
+        .find(|f| f.cache == CacheKind::Window)
+        .unwrap();
     assert!(after.corrupt >= keys.len() as u64, "{after:?}");
 }
 
@@ -219,7 +268,11 @@ async fn wait_for_keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &s
         if keys.len() >= at_least {
             return keys;
         }
-        assert!(std::time::Instant::now() < deadline, "only {} keys in Redis", keys.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} keys in Redis",
+            keys.len()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

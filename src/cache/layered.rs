@@ -133,6 +133,16 @@ impl Cache {
         }
     }
 
+    /// Stores in memory and in Redis, waiting for Redis to confirm (for `dukasync cache warm`). False when
+    /// Redis is not configured or the write failed.
+    pub async fn put_and_wait(&self, kind: CacheKind, key: &str, value: Value, encoded: &[u8]) -> bool {
+        self.memory.put(key, kind, value, encoded.len());
+        match &self.shared {
+            Some(shared) => shared.put_and_wait(kind, key, encoded).await,
+            None => false,
+        }
+    }
+
     /// Stores in memory only (derived values that are cheap to recompute, such as compressed bodies).
     pub fn put_local(&self, kind: CacheKind, key: &str, value: Value, size: usize) {
         self.memory.put(key, kind, value, size);

@@ -146,22 +146,37 @@ impl SharedCache {
         let this = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(mut conn) = this.redis.connection().await else {
-                this.failed().await;
-                this.stats.redis_write_dropped(kind);
-                return;
-            };
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&key).arg(&value).arg("EX").arg(TTL.as_secs());
-            let done = tokio::time::timeout(this.redis.timeout(), cmd.query_async::<()>(&mut conn)).await;
-            if matches!(done, Ok(Ok(()))) {
-                this.succeeded();
-                this.stats.redis_written(kind, value.len());
-            } else {
-                this.failed().await;
-                this.stats.redis_write_dropped(kind);
-            }
+            this.set(kind, &key, &value).await;
         });
+    }
+
+    /// Stores `payload` under `key` and waits for Redis to confirm (for `dukasync cache warm`).
+    pub async fn put_and_wait(&self, kind: CacheKind, key: &str, payload: &[u8]) -> bool {
+        if payload.len() > MAX_VALUE_BYTES {
+            self.stats.redis_write_dropped(kind);
+            return false;
+        }
+        self.set(kind, key, &seal(key, payload)).await
+    }
+
+    async fn set(&self, kind: CacheKind, key: &str, sealed: &[u8]) -> bool {
+        let Some(mut conn) = self.redis.connection().await else {
+            self.failed().await;
+            self.stats.redis_write_dropped(kind);
+            return false;
+        };
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(sealed).arg("EX").arg(TTL.as_secs());
+        let done = tokio::time::timeout(self.redis.timeout(), cmd.query_async::<()>(&mut conn)).await;
+        if matches!(done, Ok(Ok(()))) {
+            self.succeeded();
+            self.stats.redis_written(kind, sealed.len());
+            true
+        } else {
+            self.failed().await;
+            self.stats.redis_write_dropped(kind);
+            false
+        }
     }
 
     fn allowed(&self) -> bool {

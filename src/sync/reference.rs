@@ -225,6 +225,32 @@ async fn build_and_store(
     Ok((hash, bytes))
 }
 
+/// Stores the current snapshot of every reference dataset of `scope` in Redis (for `dukasync cache warm`).
+/// Returns how many datasets were stored.
+pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId) -> Result<usize> {
+    let Some(ns) = cache.namespace(db).await else {
+        return Ok(0);
+    };
+    let mut stored = 0;
+    for dataset in collections::COLLECTIONS.iter().filter(|c| c.reference) {
+        let (hash, bytes, last) = build_snapshot(db, scope, dataset.name).await?;
+        let mut ok = true;
+        if let Some(last) = last {
+            let pointer = keys::snapshot_pointer(ns, scope, dataset.name, last.version, last.tag);
+            let value = CacheValue::Bytes(Bytes::copy_from_slice(&hash));
+            ok &= cache
+                .put_and_wait(CacheKind::SnapshotPointer, &pointer, value, &hash)
+                .await;
+        }
+        let blob = keys::snapshot_blob(ns, scope, &hash);
+        ok &= cache
+            .put_and_wait(CacheKind::SnapshotBlob, &blob, CacheValue::Bytes(bytes.clone()), &bytes)
+            .await;
+        stored += usize::from(ok);
+    }
+    Ok(stored)
+}
+
 async fn cached_hash(
     cache: &Cache,
     ns: &str,

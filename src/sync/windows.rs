@@ -248,7 +248,7 @@ fn group_by_window(changes: Vec<LoggedChange>, size: i64) -> HashMap<i64, Vec<Lo
     out
 }
 
-/// Loads the last `count` closed windows of `scope` at or above its floor into the cache (for
+/// Loads the last `count` closed windows of `scope` at or above its floor into Redis (for
 /// `dukasync cache warm`). Returns how many were stored.
 pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId, count: i64) -> Result<usize, sqlx::Error> {
     let size = i64::from(cache.window_size);
@@ -276,8 +276,12 @@ pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId, count: i64) -> Re
         if let Ok(window) = Window::from_rows(start, size, fetched.remove(&start).unwrap_or_default()) {
             let key = keys::window(namespace, scope, cache.window_size, (start - 1) / size);
             let encoded = encode(&window);
-            cache.put(CacheKind::Window, &key, CacheValue::Window(Arc::new(window)), &encoded);
-            stored += 1;
+            if cache
+                .put_and_wait(CacheKind::Window, &key, CacheValue::Window(Arc::new(window)), &encoded)
+                .await
+            {
+                stored += 1;
+            }
         }
     }
     Ok(stored)
