@@ -50,7 +50,11 @@ async fn snapshot(app: &TestApp, token: &str, scope: &str, dataset: &str) -> (St
     let body = resp.bytes().await.unwrap().to_vec();
     assert!(is_canonical(&body), "{}", String::from_utf8_lossy(&body));
     let hash = blake3::hash(&body);
-    assert_eq!(etag, format!("\"{}\"", &hash.to_hex()[..32]), "the ETag is the hash of the bytes");
+    assert_eq!(
+        etag,
+        format!("\"{}\"", &hash.to_hex()[..32]),
+        "the ETag is the hash of the bytes"
+    );
     (etag, body)
 }
 
@@ -66,7 +70,12 @@ async fn etag_round_trip(overrides: &[(&str, &str)]) {
     sorted.sort();
     assert_eq!(ids, sorted, "rows are ordered by id");
     // The checksum is the collection's, as `/checksum` reports it.
-    let report: Value = app.get("/v1/scopes/water/checksum", Some(&token)).await.json().await.unwrap();
+    let report: Value = app
+        .get("/v1/scopes/water/checksum", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
     let products = report["collections"]
         .as_array()
         .unwrap()
@@ -77,7 +86,13 @@ async fn etag_round_trip(overrides: &[(&str, &str)]) {
 
     // Same ETag: 304, no body, same validators.
     for _ in 0..2 {
-        let resp = get(&app, "/v1/scopes/water/reference/products", &token, &[("if-none-match", &etag)]).await;
+        let resp = get(
+            &app,
+            "/v1/scopes/water/reference/products",
+            &token,
+            &[("if-none-match", &etag)],
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(header_of(&resp, "etag"), etag);
         assert_eq!(header_of(&resp, "cache-control"), "private, no-cache");
@@ -85,16 +100,35 @@ async fn etag_round_trip(overrides: &[(&str, &str)]) {
     }
     // A list containing it, a weak form of it, and `*` also match; another tag does not.
     for inm in [format!("\"nope\", {etag}"), format!("W/{etag}"), "*".to_string()] {
-        let resp = get(&app, "/v1/scopes/water/reference/products", &token, &[("if-none-match", &inm)]).await;
+        let resp = get(
+            &app,
+            "/v1/scopes/water/reference/products",
+            &token,
+            &[("if-none-match", &inm)],
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NOT_MODIFIED, "{inm}");
     }
-    let resp = get(&app, "/v1/scopes/water/reference/products", &token, &[("if-none-match", "\"nope\"")]).await;
+    let resp = get(
+        &app,
+        "/v1/scopes/water/reference/products",
+        &token,
+        &[("if-none-match", "\"nope\"")],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     // A reference change: new ETag, 200 for the old one, and the new row is in the body.
     let new_product = json!({"id": "w-10l", "name": "Bottled water 10 L", "price": "250.00", "unit": "bottle"});
-    app.write("water", vec![upsert("products", "w-10l", new_product.clone())]).await;
-    let resp = get(&app, "/v1/scopes/water/reference/products", &token, &[("if-none-match", &etag)]).await;
+    app.write("water", vec![upsert("products", "w-10l", new_product.clone())])
+        .await;
+    let resp = get(
+        &app,
+        "/v1/scopes/water/reference/products",
+        &token,
+        &[("if-none-match", &etag)],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let (new_etag, new_body) = snapshot(&app, &token, "water", "products").await;
     assert_ne!(new_etag, etag);
@@ -102,14 +136,30 @@ async fn etag_round_trip(overrides: &[(&str, &str)]) {
     assert!(parsed.rows.contains(&new_product));
     assert_eq!(parsed.count, 6);
     // A change elsewhere in the scope (a customer) does not change the products ETag.
-    app.write("water", vec![upsert("customers", "c-9", json!({"id": "c-9", "name": "C"}))]).await;
-    let resp = get(&app, "/v1/scopes/water/reference/products", &token, &[("if-none-match", &new_etag)]).await;
+    app.write(
+        "water",
+        vec![upsert("customers", "c-9", json!({"id": "c-9", "name": "C"}))],
+    )
+    .await;
+    let resp = get(
+        &app,
+        "/v1/scopes/water/reference/products",
+        &token,
+        &[("if-none-match", &new_etag)],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
 
     // Another scope's ETag never matches, even for the same dataset.
     let (laundry_etag, _) = snapshot(&app, &token, "laundry", "products").await;
     assert_ne!(laundry_etag, new_etag);
-    let resp = get(&app, "/v1/scopes/laundry/reference/products", &token, &[("if-none-match", &new_etag)]).await;
+    let resp = get(
+        &app,
+        "/v1/scopes/laundry/reference/products",
+        &token,
+        &[("if-none-match", &new_etag)],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -126,7 +176,11 @@ async fn etag_then_304_then_a_new_etag_after_a_change_without_any_cache() {
 #[tokio::test]
 async fn etag_then_304_then_a_new_etag_after_a_change_with_redis_only() {
     let redis = RedisProcess::start();
-    etag_round_trip(&[("DUKASYNC_CACHE_MEMORY_BYTES", "0"), ("DUKASYNC_REDIS_URL", &redis.url())]).await;
+    etag_round_trip(&[
+        ("DUKASYNC_CACHE_MEMORY_BYTES", "0"),
+        ("DUKASYNC_REDIS_URL", &redis.url()),
+    ])
+    .await;
 }
 
 #[tokio::test]
@@ -154,26 +208,52 @@ async fn every_representation_has_its_own_strong_etag_and_the_same_content() {
         // The client's decoded copy is the same whatever coding carried it: its tag revalidates.
         let resp = get(&app, path, &token, &[("if-none-match", &tag)]).await;
         assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
-        assert_eq!(header_of(&resp, "etag"), etag, "the 304 names the representation it would send");
+        assert_eq!(
+            header_of(&resp, "etag"),
+            etag,
+            "the 304 names the representation it would send"
+        );
         seen.push(tag);
     }
     // MessagePack: another representation, another ETag; JSON's ETag does not validate it.
-    let resp = get(&app, path, &token, &[("accept", "application/msgpack"), ("accept-encoding", "gzip")]).await;
+    let resp = get(
+        &app,
+        path,
+        &token,
+        &[("accept", "application/msgpack"), ("accept-encoding", "gzip")],
+    )
+    .await;
     assert_eq!(header_of(&resp, "content-type"), "application/msgpack");
     let msgpack_tag = header_of(&resp, "etag");
     assert_eq!(msgpack_tag, format!("\"{base}.msgpack.gzip\""));
     let body = decompress("gzip", &resp.bytes().await.unwrap());
     let decoded: Value = rmp_serde::from_slice(&body).unwrap();
     assert_eq!(decoded, serde_json::from_slice::<Value>(&identity).unwrap());
-    let resp = get(&app, path, &token, &[("accept", "application/msgpack"), ("if-none-match", &etag)]).await;
+    let resp = get(
+        &app,
+        path,
+        &token,
+        &[("accept", "application/msgpack"), ("if-none-match", &etag)],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = get(&app, path, &token, &[("accept", "application/msgpack"), ("if-none-match", &msgpack_tag)]).await;
+    let resp = get(
+        &app,
+        path,
+        &token,
+        &[("accept", "application/msgpack"), ("if-none-match", &msgpack_tag)],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header_of(&resp, "etag"), format!("\"{base}.msgpack\""));
     seen.push(msgpack_tag);
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), 5, "identity, gzip, br, zstd and msgpack.gzip are all distinct");
+    assert_eq!(
+        seen.len(),
+        5,
+        "identity, gzip, br, zstd and msgpack.gzip are all distinct"
+    );
 }
 
 #[tokio::test]
@@ -199,14 +279,25 @@ async fn only_reference_datasets_of_visible_scopes_are_served() {
     let resp = app.get("/v1/scopes/water/reference/products", None).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // The same 404 body for a scope that exists but is not visible and one that does not exist.
-    let hidden = get(&app, "/v1/scopes/retail/reference/products", &cashier, &[]).await.bytes().await.unwrap();
-    let missing = get(&app, "/v1/scopes/nope/reference/products", &cashier, &[]).await.bytes().await.unwrap();
+    let hidden = get(&app, "/v1/scopes/retail/reference/products", &cashier, &[])
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let missing = get(&app, "/v1/scopes/nope/reference/products", &cashier, &[])
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(hidden, missing);
     // A dataset that never had a row is an empty, still canonical, snapshot.
     dukasync::store::accounts::ensure_scope(&app.db, &dukasync::domain::ScopeId::parse("empty").unwrap(), "Empty")
         .await
         .unwrap();
-    let user = dukasync::store::accounts::user_by_email(&app.db, OWNER).await.unwrap().unwrap();
+    let user = dukasync::store::accounts::user_by_email(&app.db, OWNER)
+        .await
+        .unwrap()
+        .unwrap();
     dukasync::store::accounts::set_role(
         &app.db,
         user,
@@ -217,5 +308,8 @@ async fn only_reference_datasets_of_visible_scopes_are_served() {
     .unwrap();
     let owner = app.token(OWNER, "owner-phone").await;
     let (_, body) = snapshot(&app, &owner, "empty", "tax_rates").await;
-    assert_eq!(body, br#"{"checksum":0,"count":0,"dataset":"tax_rates","rows":[],"version":0}"#);
+    assert_eq!(
+        body,
+        br#"{"checksum":0,"count":0,"dataset":"tax_rates","rows":[],"version":0}"#
+    );
 }
