@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use dukasync::{sync::reference::is_canonical, wire::ReferenceSnapshot};
-use reqwest::{header, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::Read;
 
