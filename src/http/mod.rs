@@ -13,6 +13,7 @@ mod observe;
 mod ops;
 mod reference;
 mod scopes;
+mod summary;
 mod system;
 
 use crate::{app::AppState, error::Error};
@@ -63,6 +64,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::post_ops))
         .routes(routes!(reference::get_reference))
         .routes(routes!(admin::get_cache))
+        .routes(routes!(summary::get_summary))
         .split_for_parts()
 }
 

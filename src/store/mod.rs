@@ -9,6 +9,7 @@ pub mod conflicts;
 pub mod ledger;
 pub mod reference;
 pub mod replay;
+pub mod summary;
 pub mod tokens;
 pub mod windows;
 

@@ -9,4 +9,5 @@ pub mod listener;
 pub mod operations;
 pub mod reference;
 pub mod replay;
+pub mod summary;
 pub mod windows;
