@@ -270,6 +270,8 @@ pub struct ReferenceSnapshot {
     /// Every live row's full data, ordered by `id` (UTF-8 bytes).
     #[schema(value_type = Vec<Object>)]
     pub rows: Vec<Value>,
+    /// The scope: snapshots of different scopes never have the same bytes, so never the same ETag.
+    pub scope: String,
     /// Feed version of the dataset's last change (0 if it never had one). The snapshot equals the collection's
     /// state at every version from this one until its next change.
     pub version: i64,

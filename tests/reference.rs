@@ -310,6 +310,6 @@ async fn only_reference_datasets_of_visible_scopes_are_served() {
     let (_, body) = snapshot(&app, &owner, "empty", "tax_rates").await;
     assert_eq!(
         body,
-        br#"{"checksum":0,"count":0,"dataset":"tax_rates","rows":[],"version":0}"#
+        br#"{"checksum":0,"count":0,"dataset":"tax_rates","rows":[],"scope":"empty","version":0}"#
     );
 }

@@ -190,6 +190,7 @@ async fn build_snapshot(db: &PgPool, scope: &ScopeId, dataset: &str) -> Result<(
         count: data.count,
         dataset: dataset.to_string(),
         rows: data.rows.into_iter().map(|(_, value)| value).collect(),
+        scope: scope.to_string(),
         version: data.last.map(|l| l.version).unwrap_or(0),
     };
     let bytes = Bytes::from(canonical_bytes(&snapshot));
@@ -389,6 +390,7 @@ mod tests {
             count: 2,
             dataset: "products".into(),
             rows: vec![json!({"id": "a", "price": "1.00", "name": "A"}), json!({"id": "b"})],
+            scope: "water".into(),
             version: 12,
         };
         let bytes = canonical_bytes(&snapshot);
