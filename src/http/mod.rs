@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod changes;
+mod conflicts;
 pub mod encoding;
 mod error;
 mod observe;
@@ -65,6 +66,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reference::get_reference))
         .routes(routes!(admin::get_cache))
         .routes(routes!(summary::get_summary))
+        .routes(routes!(conflicts::list_conflicts))
+        .routes(routes!(conflicts::get_conflict))
+        .routes(routes!(conflicts::resolve_conflict))
         .split_for_parts()
 }
 
