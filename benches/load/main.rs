@@ -179,6 +179,7 @@ async fn run() -> anyhow::Result<()> {
     let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&db).await?;
     let probe = Probe {
         pid,
+        metrics_url: format!("{}/metrics", server.base),
         backend_pid,
         cpu: system::CpuProbe::new(pid, backend_pid, &database),
         started: Default::default(),
@@ -462,9 +463,21 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the server's in-process cache believes it holds (`dukasync_cache_memory_bytes`, all caches), MiB.
+async fn cache_accounted_mib(metrics_url: &str) -> Option<f64> {
+    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
+    let bytes: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("dukasync_cache_memory_bytes{"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum();
+    Some(bytes / 1048576.0)
+}
+
 /// Measures one scenario: the server's peak RSS and the CPU of the server and the bench database's backends.
 struct Probe {
     pid: u32,
+    metrics_url: String,
     backend_pid: u32,
     cpu: system::CpuProbe,
     started: std::cell::RefCell<Option<system::CpuMark>>,
@@ -493,6 +506,7 @@ async fn finish(
         o.server_cpu_ms_per_req = per(server);
         o.postgres_cpu_ms_per_req = per(pg);
     }
+    o.server_cache_accounted_mib = cache_accounted_mib(&probe.metrics_url).await;
     sample_services(db, probe.backend_pid, mem).await;
     eprintln!(
         "bench:   {:.0} req/s p50 {:.2} p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",

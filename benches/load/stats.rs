@@ -22,6 +22,8 @@ pub struct Outcome {
     /// Largest resident set of the server during this scenario (VmHWM, reset before it), MiB.
     pub server_peak_rss_mib: Option<f64>,
     pub response_bytes: Option<usize>,
+    /// Bytes the server's in-process cache accounts for after the scenario (from /metrics), MiB.
+    pub server_cache_accounted_mib: Option<f64>,
     /// CPU the server spent per request in this scenario, ms (from /proc).
     pub server_cpu_ms_per_req: Option<f64>,
     /// CPU the bench database's PostgreSQL backends spent per request, ms.
