@@ -4,8 +4,8 @@
 //! it holds is immutable (content-addressed snapshots, closed feed windows), so instances never need to agree
 //! on anything and nothing is ever invalidated: an entry is either correct forever or never looked up again.
 //!
-//! The budget counts each entry's payload plus a fixed overhead for its key and bookkeeping, so many tiny
-//! entries cannot exceed it either. An entry larger than an eighth of the budget is not kept at all: one huge
+//! The budget counts each entry's payload (for a decoded window, its estimated heap) plus a fixed overhead for
+//! its key and bookkeeping, so many tiny entries cannot exceed it either. An entry larger than an eighth of the budget is not kept at all: one huge
 //! snapshot must not flush everything else.
 
 use super::stats::{CacheKind, Stats};
@@ -102,8 +102,13 @@ impl MemoryCache {
     }
 
     /// Keeps `value` (whose payload is `size` bytes), evicting the least recently used entries as needed.
+    /// A decoded window is charged at least its estimated heap, which is several times its encoded size.
     pub fn put(&self, key: &str, kind: CacheKind, value: Value, size: usize) {
-        let size = size + ENTRY_OVERHEAD + key.len();
+        let payload = match &value {
+            Value::Window(window) => size.max(window.resident_bytes()),
+            Value::Bytes(_) => size,
+        };
+        let size = payload + ENTRY_OVERHEAD + key.len();
         if !self.enabled() || size > self.max_entry() {
             return;
         }

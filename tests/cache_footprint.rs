@@ -1,0 +1,83 @@
+//! The in-process cache charges a decoded feed window its estimated heap, not its JSON length.
+//!
+//! A counting allocator measures what building a realistic window really allocates; the estimate must be at
+//! least that (so the cache's budget bounds resident memory) and not wildly more (so it still caches).
+//! The JSON length, which the cache charged before, is shown to be far below it: the naive charge fails here.
+
+use dukasync::{store::changes::LoggedChange, sync::windows::Window};
+use serde_json::json;
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::atomic::{AtomicUsize, Ordering::Relaxed},
+};
+
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size(), Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size(), Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size, Relaxed);
+        ALLOCATED.fetch_sub(layout.size(), Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// The rows a sale leaves in the feed, as the benchmark's data set writes them.
+fn sale_json(n: usize) -> Vec<(String, String, String)> {
+    let sale = format!("sale-{n}");
+    let amount = format!("{}.00", 20 + n % 2000);
+    let product = format!("item-{:04}", n % 2000);
+    vec![
+        ("sales".into(), sale.clone(), json!({"id": sale, "sold_at": "2026-11-25T09:30:00+03:00", "status": "completed",
+            "total": amount, "lines": [{"product_id": product, "quantity": "1", "unit_price": amount, "amount": amount}],
+            "payments": [{"method": "cash", "amount": amount}]}).to_string()),
+        ("journal_entries".into(), format!("{sale}-je"), json!({"id": format!("{sale}-je"), "source": format!("sales/{sale}"),
+            "lines": [{"account": "1000", "debit": amount, "credit": "0.00"},
+                      {"account": "4000", "debit": "0.00", "credit": amount}]}).to_string()),
+        ("stock_levels".into(), product.clone(), json!({"id": product, "product_id": product, "quantity": "990"}).to_string()),
+    ]
+}
+
+#[test]
+fn a_window_is_charged_at_least_what_it_allocates() {
+    let rows: Vec<(String, String, String)> = (0..86).flat_map(sale_json).take(256).collect();
+    let json_len: usize = rows.iter().map(|r| r.2.len()).sum();
+
+    let before = ALLOCATED.load(Relaxed);
+    let mut changes = Vec::with_capacity(rows.len());
+    for (i, (collection, key, data)) in rows.iter().enumerate() {
+        changes.push(LoggedChange {
+            version: i as i64 + 1,
+            collection: collection.clone(),
+            key: key.clone(),
+            data: Some(serde_json::from_str(data).unwrap()),
+            tag: 7,
+        });
+    }
+    let window = Box::new(Window { start: 1, changes });
+    let allocated = ALLOCATED.load(Relaxed) - before;
+    let estimate = window.resident_bytes();
+
+    assert!(
+        estimate >= allocated,
+        "estimate {estimate} below the {allocated} bytes allocated"
+    );
+    assert!(
+        estimate <= allocated * 2,
+        "estimate {estimate} more than twice the {allocated} bytes allocated"
+    );
+    // What the cache used to charge: the JSON text, far less than the tree it keeps.
+    assert!(json_len * 2 < allocated, "JSON {json_len} vs allocated {allocated}");
+}
