@@ -51,22 +51,22 @@ export class SyncClient extends EventTarget {
   static async open({ scope, token, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, ...options }) {
     const db = openScopeDb(scope, { indexedDB, IDBKeyRange, namespace });
     await db.open();
-    if (token) await db._sync.put({ key: 'auth', token, baseUrl: baseUrl ?? '' });
-    const auth = await db._sync.get('auth');
+    if (token) await db.local_sync.put({ key: 'auth', token, baseUrl: baseUrl ?? '' });
+    const auth = await db.local_sync.get('auth');
     if (!auth) throw new Error(`no token stored for scope ${scope}`);
     const api = new Api({ baseUrl: auth.baseUrl, token: auth.token, encoding, fetch });
     const client = new SyncClient({ scope, db, api, ...options });
-    client.state.outbox = await db._outbox.count();
+    client.state.outbox = await db.local_outbox.count();
     return client;
   }
 
   /** The outbox's id, made on first use and kept with the data (one per installation). */
   async clientId() {
-    return this.db.transaction('rw', this.db._sync, async () => {
-      const row = await this.db._sync.get('client');
+    return this.db.transaction('rw', this.db.local_sync, async () => {
+      const row = await this.db.local_sync.get('client');
       if (row) return row.value;
       const value = crypto.randomUUID();
-      await this.db._sync.put({ key: 'client', value });
+      await this.db.local_sync.put({ key: 'client', value });
       return value;
     });
   }
@@ -74,17 +74,17 @@ export class SyncClient extends EventTarget {
   // ---- Local writes: applied to the local table at once and queued for the server in the same transaction.
 
   /** Dexie `add`: a new row (whole object, with its `id`). */
-  create(collection, row) {
+  async create(collection, row) {
     return this.#writeRow('create', collection, row);
   }
 
   /** Dexie `put`: replaces the row. */
-  put(collection, row) {
+  async put(collection, row) {
     return this.#writeRow('put', collection, row);
   }
 
   /** Dexie `update`: `mods` maps key paths to new values; `null` removes the field. */
-  update(collection, key, mods) {
+  async update(collection, key, mods) {
     this.#checkWritable(collection);
     if (!mods || typeof mods !== 'object' || Object.keys(mods).length === 0) throw new TypeError('update needs mods');
     if (Object.keys(mods).some((p) => p === 'id' || p.startsWith('id.'))) throw new TypeError('the id cannot change');
@@ -92,7 +92,7 @@ export class SyncClient extends EventTarget {
     return this.#enqueue({ type: 'update', collection, key: String(key), mods }, [collection], true);
   }
 
-  delete(collection, key) {
+  async delete(collection, key) {
     this.#checkWritable(collection);
     return this.#enqueue({ type: 'delete', collection, key: String(key) }, [collection], false);
   }
@@ -101,12 +101,12 @@ export class SyncClient extends EventTarget {
    * A named server command (e.g. `record_sale`, protocol §10). It has no local effect: its rows arrive through
    * the feed once the server has run it. `key` is the id the device chose for what it creates.
    */
-  command(name, key, args) {
+  async command(name, key, args) {
     this.#checkSafe(args);
     return this.#enqueue({ type: 'command', command: name, key: String(key), args }, [], false);
   }
 
-  #writeRow(type, collection, row) {
+  async #writeRow(type, collection, row) {
     this.#checkWritable(collection);
     if (typeof row?.id !== 'string' || row.id === '') throw new TypeError('a row needs a string id');
     this.#checkSafe(row);
@@ -125,17 +125,17 @@ export class SyncClient extends EventTarget {
 
   async #enqueue(op, tables, withBase) {
     const { db } = this;
-    const entry = await db.transaction('rw', [db._outbox, db._sync, db._versions, ...tables.map((t) => db.table(t))], async () => {
-      const next = (await db._sync.get('seq'))?.value ?? 1;
-      await db._sync.put({ key: 'seq', value: next + 1 });
+    const entry = await db.transaction('rw', [db.local_outbox, db.local_sync, db.local_versions, ...tables.map((t) => db.table(t))], async () => {
+      const next = (await db.local_sync.get('seq'))?.value ?? 1;
+      await db.local_sync.put({ key: 'seq', value: next + 1 });
       const wire = { id: crypto.randomUUID(), ...op };
       if (withBase) {
-        const seen = await db._versions.get(rowId(op.collection, op.key));
+        const seen = await db.local_versions.get(rowId(op.collection, op.key));
         if (seen) wire.base_version = seen.version;
       }
       if (GENERIC.has(op.type)) await applyLocally(db, wire);
       const e = { seq: next, op: wire, at: new Date().toISOString() };
-      await db._outbox.add(e);
+      await db.local_outbox.add(e);
       return e;
     });
     await this.#outboxChanged();
@@ -143,7 +143,7 @@ export class SyncClient extends EventTarget {
   }
 
   async #outboxChanged() {
-    this.#setState({ outbox: await this.db._outbox.count() });
+    this.#setState({ outbox: await this.db.local_outbox.count() });
     this.#kick?.();
   }
 
@@ -156,7 +156,7 @@ export class SyncClient extends EventTarget {
    */
   async pushOnce({ signal } = {}) {
     const limit = this.#smallUntil ? 1 : this.batchSize;
-    const batch = await this.db._outbox.orderBy('seq').limit(limit).toArray();
+    const batch = await this.db.local_outbox.orderBy('seq').limit(limit).toArray();
     if (batch.length === 0) return { done: true };
     const body = { client_id: await this.clientId(), ops: batch.map((e) => ({ seq: e.seq, ...e.op })) };
     this.#setState({ pushing: true });
@@ -194,20 +194,20 @@ export class SyncClient extends EventTarget {
     const { db } = this;
     const bySeq = new Map(batch.map((e) => [e.seq, e]));
     const fresh = [];
-    await db.transaction('rw', db._outbox, db._events, db._sync, async () => {
-      let acked = (await db._sync.get('acked'))?.value ?? 0;
+    await db.transaction('rw', db.local_outbox, db.local_events, db.local_sync, async () => {
+      let acked = (await db.local_sync.get('acked'))?.value ?? 0;
       for (const r of answer.results) {
         for (const v of r.versions ?? []) acked = Math.max(acked, v);
         const status = r.status === 'duplicate' ? r.original : r.status;
-        if ((status === 'conflict' || status === 'rejected') && !(await db._events.get(r.id))) {
+        if ((status === 'conflict' || status === 'rejected') && !(await db.local_events.get(r.id))) {
           const event = { ...r, status, op: bySeq.get(r.seq)?.op, at: new Date().toISOString() };
-          await db._events.put(event);
+          await db.local_events.put(event);
           fresh.push(event);
         }
       }
-      await db._sync.put({ key: 'acked', value: acked });
+      await db.local_sync.put({ key: 'acked', value: acked });
       // Only now, with the server's answer in hand, may acknowledged entries go.
-      await db._outbox.where('seq').belowOrEqual(answer.last_seq).delete();
+      await db.local_outbox.where('seq').belowOrEqual(answer.last_seq).delete();
     });
     for (const e of fresh) this.dispatchEvent(new CustomEvent(e.status, { detail: e }));
     await this.#outboxChanged();
@@ -238,17 +238,17 @@ export class SyncClient extends EventTarget {
     const { db } = this;
     const consumed = err.code === 'payload_mismatch';
     const record = { id: entry.op.id, seq: entry.seq, op: entry.op, code: err.code, message: err.message, at: new Date().toISOString() };
-    await db.transaction('rw', db._outbox, db._sync, db._deadLetter, async () => {
-      const head = await db._outbox.orderBy('seq').first();
+    await db.transaction('rw', db.local_outbox, db.local_sync, db.local_dead_letter, async () => {
+      const head = await db.local_outbox.orderBy('seq').first();
       if (head?.seq !== entry.seq || head.op.id !== entry.op.id) return; // someone else handled it
-      await db._deadLetter.put(record);
-      await db._outbox.delete(entry.seq);
+      await db.local_dead_letter.put(record);
+      await db.local_outbox.delete(entry.seq);
       if (consumed) return;
-      const later = await db._outbox.where('seq').above(entry.seq).sortBy('seq');
-      await db._outbox.bulkDelete(later.map((e) => e.seq));
-      await db._outbox.bulkAdd(later.map((e) => ({ ...e, seq: e.seq - 1 })));
-      const next = (await db._sync.get('seq'))?.value ?? 1;
-      await db._sync.put({ key: 'seq', value: next - 1 });
+      const later = await db.local_outbox.where('seq').above(entry.seq).sortBy('seq');
+      await db.local_outbox.bulkDelete(later.map((e) => e.seq));
+      await db.local_outbox.bulkAdd(later.map((e) => ({ ...e, seq: e.seq - 1 })));
+      const next = (await db.local_sync.get('seq'))?.value ?? 1;
+      await db.local_sync.put({ key: 'seq', value: next - 1 });
     });
     if (this.#smallUntil) this.#smallUntil -= 1;
     this.dispatchEvent(new CustomEvent('rejected', { detail: { ...record, status: 'rejected', deadLetter: true } }));
@@ -259,7 +259,7 @@ export class SyncClient extends EventTarget {
 
   /** Pulls one page (long-polling `wait` seconds when caught up). A 410 resets the scope and returns `{reset}`. */
   async pullOnce({ wait = 0, signal } = {}) {
-    const since = (await this.db._sync.get('cursor'))?.value ?? '0';
+    const since = (await this.db.local_sync.get('cursor'))?.value ?? '0';
     this.#setState({ pulling: true });
     let page;
     try {
@@ -288,9 +288,9 @@ export class SyncClient extends EventTarget {
 
   async #applyPage(page, since) {
     const { db } = this;
-    return db.transaction('rw', [...SYNCED.map((t) => db.table(t)), db._sync, db._versions, db._outbox], async () => {
+    return db.transaction('rw', [...SYNCED.map((t) => db.table(t)), db.local_sync, db.local_versions, db.local_outbox], async () => {
       // Another pull of this client committed meanwhile: this page is not the continuation of the stored cursor.
-      if (((await db._sync.get('cursor'))?.value ?? '0') !== since) return false;
+      if (((await db.local_sync.get('cursor'))?.value ?? '0') !== since) return false;
       // Fold the page: the last change of a row wins (a page may hold several versions of one row).
       const last = new Map();
       for (const c of page.changes) {
@@ -306,10 +306,10 @@ export class SyncClient extends EventTarget {
       for (const [collection, cs] of puts) await db.table(collection).bulkPut(cs.map((c) => c.data));
       for (const [collection, cs] of deletes) await db.table(collection).bulkDelete(cs.map((c) => c.key));
       const ups = [...last.values()].filter((c) => c.op === 'upsert');
-      await db._versions.bulkPut(ups.map((c) => ({ id: rowId(c.collection, c.key), version: c.version })));
-      await db._versions.bulkDelete([...last.values()].filter((c) => c.op === 'delete').map((c) => rowId(c.collection, c.key)));
+      await db.local_versions.bulkPut(ups.map((c) => ({ id: rowId(c.collection, c.key), version: c.version })));
+      await db.local_versions.bulkDelete([...last.values()].filter((c) => c.op === 'delete').map((c) => rowId(c.collection, c.key)));
       await rebase(db, new Set(last.keys()));
-      await db._sync.put({ key: 'cursor', value: page.cursor, head: page.has_more ? null : page.head });
+      await db.local_sync.put({ key: 'cursor', value: page.cursor, head: page.has_more ? null : page.head });
       return true;
     });
   }
@@ -317,10 +317,10 @@ export class SyncClient extends EventTarget {
   /** Discards every synced row and the cursor, keeps the outbox (whose pending writes are re-applied). §7.6 */
   async reset(reason) {
     const { db } = this;
-    await db.transaction('rw', [...SYNCED.map((t) => db.table(t)), db._sync, db._versions, db._outbox], async () => {
+    await db.transaction('rw', [...SYNCED.map((t) => db.table(t)), db.local_sync, db.local_versions, db.local_outbox], async () => {
       for (const t of SYNCED) await db.table(t).clear();
-      await db._versions.clear();
-      await db._sync.put({ key: 'cursor', value: '0', head: null });
+      await db.local_versions.clear();
+      await db.local_sync.put({ key: 'cursor', value: '0', head: null });
       await rebase(db, null);
     });
     this.dispatchEvent(new CustomEvent('reset', { detail: { reason } }));
@@ -346,11 +346,11 @@ export class SyncClient extends EventTarget {
    */
   async verify(version) {
     const { db } = this;
-    const local = await db.transaction('r', [...SYNCED.map((t) => db.table(t)), db._sync, db._outbox], async () => {
-      const cursor = await db._sync.get('cursor');
+    const local = await db.transaction('r', [...SYNCED.map((t) => db.table(t)), db.local_sync, db.local_outbox], async () => {
+      const cursor = await db.local_sync.get('cursor');
       if (cursor?.head !== version) return { skipped: 'not caught up at this version' };
-      if (await db._outbox.count()) return { skipped: 'local writes pending' };
-      if (((await db._sync.get('acked'))?.value ?? 0) > version) return { skipped: 'own writes not pulled yet' };
+      if (await db.local_outbox.count()) return { skipped: 'local writes pending' };
+      if (((await db.local_sync.get('acked'))?.value ?? 0) > version) return { skipped: 'own writes not pulled yet' };
       return { sums: await this.localChecksums() };
     });
     if (local.skipped) return local;
@@ -374,11 +374,11 @@ export class SyncClient extends EventTarget {
    * reached.
    */
   async reference(dataset, { signal } = {}) {
-    const cached = await this.db._reference.get(dataset);
+    const cached = await this.db.local_reference.get(dataset);
     try {
       const r = await this.api.reference(this.scope, dataset, cached?.etag, { signal });
       if (r.status === 304 && cached) return { status: 304, body: cached.body };
-      await this.db._reference.put({ dataset, etag: r.etag, body: r.body });
+      await this.db.local_reference.put({ dataset, etag: r.etag, body: r.body });
       return { status: r.status, body: r.body };
     } catch (err) {
       if (cached && err instanceof ApiError && err.status === 0) return { status: 'offline', body: cached.body };
@@ -413,7 +413,7 @@ export class SyncClient extends EventTarget {
       const woken = new Promise((resolve) => {
         this.#kick = resolve;
       });
-      if (await this.db._outbox.count()) {
+      if (await this.db.local_outbox.count()) {
         try {
           await this.push({ signal });
           continue;
@@ -484,7 +484,7 @@ async function applyLocally(db, op) {
 
 /** Re-applies pending generic writes to rows a page touched (all of them when `touched` is null). */
 async function rebase(db, touched) {
-  const pending = await db._outbox.orderBy('seq').toArray();
+  const pending = await db.local_outbox.orderBy('seq').toArray();
   for (const { op } of pending) {
     if (!GENERIC.has(op.type)) continue;
     if (touched && !touched.has(rowId(op.collection, op.key))) continue;

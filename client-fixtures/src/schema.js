@@ -1,6 +1,6 @@
 // The local database: one Dexie database per scope (keys are unique only within a scope, §7.4). Synced tables hold
 // rows exactly as the feed delivered them (the checksum hashes them as received); the client's own bookkeeping
-// lives in tables whose names start with an underscore and is never hashed.
+// lives in tables named `local_*` and is never hashed. (Dexie reserves some `_` names, e.g. `_versions`.)
 import { Dexie } from './vendor.js';
 
 /** Synced collections (protocol/README.md §9): who may write them, and the Dexie indexes the app queries by. */
@@ -29,17 +29,17 @@ export const SYNCED = Object.keys(COLLECTIONS);
 const INTERNAL = {
   // key/value: `cursor` {value, head}, `client` {value: uuid}, `seq` {value: next sequence}, `auth` {token, baseUrl},
   // `acked` {value: highest feed version our acknowledged operations produced}
-  _sync: 'key',
+  local_sync: 'key',
   // one entry per local write, in order: {seq, op} where op is the wire operation without its seq
-  _outbox: 'seq',
+  local_outbox: 'seq',
   // row versions last seen in the feed, for `base_version`: {id: collection + '\x1f' + key, version}
-  _versions: 'id',
+  local_versions: 'id',
   // operations the server refused as a batch (400/413/422), moved aside so the queue goes on
-  _deadLetter: 'id, seq',
+  local_dead_letter: 'id, seq',
   // conflicts and rejections reported by the server, for the app to show: {id: op id, seq, status, ...}
-  _events: 'id, seq',
+  local_events: 'id, seq',
   // reference snapshots: {dataset, etag, body}
-  _reference: 'dataset',
+  local_reference: 'dataset',
 };
 
 export const INTERNAL_TABLES = Object.keys(INTERNAL);
