@@ -58,6 +58,11 @@ enum Command {
         #[arg(long)]
         below: i64,
     },
+    /// Drop stored operation results older than some days (see protocol/README.md, "Retention").
+    PruneResults {
+        #[arg(long, default_value_t = 30)]
+        older_than_days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +123,7 @@ fn init_tracing() {
 async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            crate::failpoint::warn_if_any();
             let state = AppState::new(config)?;
             check_schema(&state).await?;
             let listener = tokio::net::TcpListener::bind(state.config.listen)
@@ -200,6 +206,12 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("no scope {scope}, or version {below} is beyond its head"))?;
             tx.commit().await?;
             eprintln!("removed {removed} superseded changes and tombstones below version {below} of {scope}");
+            Ok(())
+        }
+        Command::PruneResults { older_than_days } => {
+            let db = connect(&config).await?;
+            let removed = store::replay::prune_results(&db, older_than_days).await?;
+            eprintln!("removed {removed} stored operation results older than {older_than_days} days");
             Ok(())
         }
     }

@@ -7,6 +7,7 @@ use crate::{
     store::{
         accounts,
         changes::{self, RowWrite},
+        ledger::{self, Movement},
     },
 };
 use anyhow::Context;
@@ -146,10 +147,32 @@ pub async fn load(db: &PgPool) -> anyhow::Result<()> {
             .context("the demo scope was just created")?;
         if head == 0 {
             changes::append(&mut tx, &scope, &rows(business)).await?;
+            ledger::insert_movements(&mut tx, &scope, &opening_stock(business)).await?;
         }
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// Stock on hand of every stock-tracked demo product: one opening movement each, so stock is the sum of its
+/// movements from the start.
+const OPENING_STOCK: u32 = 100;
+
+fn opening_stock(business: &Business) -> Vec<Movement> {
+    business
+        .products
+        .iter()
+        .filter(|(.., reorder)| *reorder != "0")
+        .map(|(id, ..)| Movement {
+            id: uuid::Uuid::new_v4(),
+            product_id: id.to_string(),
+            quantity: OPENING_STOCK.into(),
+            reason: "opening",
+            source_collection: "stock_levels",
+            source_key: id.to_string(),
+            op_id: None,
+        })
+        .collect()
 }
 
 fn row(collection: &str, data: Value) -> RowWrite {
@@ -202,13 +225,21 @@ fn rows(business: &Business) -> Vec<RowWrite> {
     }
     let mut price_items = Vec::new();
     for (id, name, unit, price, reorder) in business.products {
-        out.push(row("products", json!({
-            "id": id, "name": name, "unit": unit, "price": price, "reorder_level": reorder, "tax_rate": "exempt", "active": true
-        })));
+        // Services (a reorder level of 0) keep no stock.
+        let track_stock = *reorder != "0";
         out.push(row(
-            "stock_levels",
-            json!({"id": id, "product_id": id, "quantity": if *reorder == "0" { "0" } else { "100" }}),
+            "products",
+            json!({
+                "id": id, "name": name, "unit": unit, "price": price, "reorder_level": reorder, "tax_rate": "exempt",
+                "active": true, "track_stock": track_stock
+            }),
         ));
+        if track_stock {
+            out.push(row(
+                "stock_levels",
+                json!({"id": id, "product_id": id, "quantity": OPENING_STOCK.to_string()}),
+            ));
+        }
         price_items.push(json!({"product_id": id, "price": price}));
     }
     out.push(row(

@@ -155,7 +155,10 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-/// SQLSTATE classes that mean "try again": connection exceptions, serialization failures, shutdown.
+/// SQLSTATEs that mean "try again": connection exceptions (08), serialization failure and deadlock (40001,
+/// 40P01), insufficient resources such as too many connections (53), operator intervention such as shutdown
+/// or a terminated backend (57P), and a database not accepting connections right now (55000, at connect).
 fn is_transient_sqlstate(code: Option<&str>) -> bool {
-    matches!(code, Some(c) if c.starts_with("08") || c == "40001" || c == "40P01" || c.starts_with("57P"))
+    matches!(code, Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
+        || matches!(c, "40001" | "40P01" | "55000" | "55P03"))
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod failpoint;
 pub mod http;
 pub mod metrics;
 pub mod store;

@@ -176,6 +176,8 @@ pub enum OpType {
     Update,
     /// Dexie `delete` / type 3.
     Delete,
+    /// A named command the server executes (`record_sale`, ...): money and stock are never written as rows.
+    Command,
 }
 
 /// One operation of the outbox.
@@ -188,7 +190,10 @@ pub struct Operation {
     pub id: uuid::Uuid,
     #[serde(rename = "type")]
     pub op_type: OpType,
+    /// The collection of a generic operation; absent for a `command`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub collection: String,
+    /// The row's key; for a command, the id of what it creates or acts on (the sale, the payment, ...).
     pub key: String,
     /// The whole object (`create`, `put`); its `id` field must equal `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +206,13 @@ pub struct Operation {
     /// The row version the device last saw; older than the server's row means a conflict check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_version: Option<i64>,
+    /// For `command`: its name (`record_sale`, `void_sale`, ...; see `protocol/README.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// For `command`: its arguments. Money and quantities are decimal strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub args: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -8,60 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-struct Device<'a> {
-    app: &'a TestApp,
-    token: String,
-    client_id: Uuid,
-    scope: &'static str,
-}
-
-impl<'a> Device<'a> {
-    async fn new(app: &'a TestApp, email: &str, name: &str, scope: &'static str) -> Device<'a> {
-        Device {
-            app,
-            token: app.token(email, name).await,
-            client_id: Uuid::new_v4(),
-            scope,
-        }
-    }
-
-    async fn send_raw(&self, body: Value) -> reqwest::Response {
-        self.app
-            .http
-            .post(self.app.url(&format!("/v1/scopes/{}/ops", self.scope)))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn push(&self, ops: &[Value]) -> OpsResponse {
-        let resp = self.send_raw(json!({"client_id": self.client_id, "ops": ops})).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.unwrap()
-    }
-
-    async fn push_error(&self, ops: &[Value]) -> (StatusCode, ErrorBody) {
-        let resp = self.send_raw(json!({"client_id": self.client_id, "ops": ops})).await;
-        (resp.status(), resp.json().await.unwrap())
-    }
-}
-
 fn put(seq: i64, id: Uuid, key: &str, name: &str) -> Value {
     json!({"seq": seq, "id": id, "type": "put", "collection": "customers", "key": key,
            "data": {"id": key, "name": name, "credit_limit": "1000.00"}})
-}
-
-/// What "nothing was written" is checked against: the feed head, stored results, conflicts, client sequences.
-async fn footprint(app: &TestApp) -> (i64, i64, i64, i64) {
-    sqlx::query_as(
-        r#"SELECT (SELECT sum(head_version) FROM scopes)::bigint, (SELECT count(*) FROM replay_results),
-                  (SELECT count(*) FROM conflicts), (SELECT coalesce(sum(last_seq), 0) FROM replay_clients)::bigint"#,
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap()
 }
 
 async fn customer_changes(app: &TestApp, token: &str, scope: &str) -> Vec<dukasync::wire::Change> {
@@ -452,4 +401,34 @@ async fn messagepack_batches_work_and_a_client_id_stays_with_its_device() {
         (status, body.error.code.as_str()),
         (StatusCode::CONFLICT, "client_id_taken")
     );
+}
+
+#[tokio::test]
+async fn pruned_results_answer_result_expired_and_never_reapply() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let ops: Vec<Value> = (1..=3)
+        .map(|i| put(i, Uuid::new_v4(), &format!("p-{i}"), "Wanjiku"))
+        .collect();
+    device.push(&ops).await;
+    // Results of the first two are old; the third is recent.
+    sqlx::query("UPDATE replay_results SET applied_at = now() - interval '31 days' WHERE seq <= 2")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let removed = dukasync::store::replay::prune_results(&app.db, 30).await.unwrap();
+    assert_eq!(removed, 2);
+    let before = footprint(&app).await;
+    let again = device.push(&ops).await;
+    let codes: Vec<(OpStatus, Option<&str>)> = again.results.iter().map(|r| (r.status, r.code.as_deref())).collect();
+    assert_eq!(
+        codes,
+        [
+            (OpStatus::Duplicate, Some("result_expired")),
+            (OpStatus::Duplicate, Some("result_expired")),
+            (OpStatus::Duplicate, None),
+        ]
+    );
+    assert_eq!(again.last_seq, 3);
+    assert_eq!(footprint(&app).await, before, "nothing re-applied");
 }

@@ -71,6 +71,7 @@ pub const COLLECTIONS: &[Collection] = &[
     server("expenses", false),
     server("stock_movements", false),
     server("stock_levels", false),
+    server("stock_adjustments", false),
     server("production_batches", false),
     server("cylinder_exchanges", false),
     server("journal_entries", false),

@@ -3,6 +3,8 @@
 
 pub mod canonical;
 pub mod collections;
+pub mod commands;
+pub mod money;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod changes;
 pub mod conflicts;
+pub mod ledger;
 pub mod replay;
 pub mod tokens;
 

@@ -112,3 +112,14 @@ pub async fn store_result(
     .await
     .map(|_| ())
 }
+
+/// Deletes stored results applied more than `days` days ago. A device replaying such an old operation gets
+/// `duplicate` with code `result_expired` (its sequence is still known to be applied), and its operation id
+/// can no longer be checked for reuse.
+pub async fn prune_results(db: &sqlx::PgPool, days: u32) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM replay_results WHERE applied_at < now() - make_interval(days => $1)")
+        .bind(days as i32)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+}

@@ -15,7 +15,7 @@ use crate::{
     domain::{
         canonical::{self, CanonicalError},
         collections::{self, ConflictPolicy, Writer, KEY_FIELD, MAX_KEY_LEN},
-        ScopeId,
+        commands, ScopeId,
     },
     error::{Error, Result},
     store::{
@@ -51,6 +51,18 @@ pub fn validate(op: &Operation) -> Result<()> {
     if op.seq < 1 {
         return bad("invalid_sequence", "sequence numbers start at 1".into());
     }
+    if op.key.is_empty() || op.key.len() > MAX_KEY_LEN {
+        return bad("invalid_key", format!("keys are 1 to {MAX_KEY_LEN} bytes"));
+    }
+    if op.op_type == OpType::Command {
+        return validate_command(op);
+    }
+    if op.command.is_some() || op.args.is_some() {
+        return bad(
+            "invalid_operation",
+            "`command` and `args` belong to operations of type `command`".into(),
+        );
+    }
     let Some(collection) = collections::find(&op.collection) else {
         return bad("unknown_collection", format!("unknown collection `{}`", op.collection));
     };
@@ -59,9 +71,6 @@ pub fn validate(op: &Operation) -> Result<()> {
             "server_only_collection",
             format!("`{}` is written only by the server", op.collection),
         );
-    }
-    if op.key.is_empty() || op.key.len() > MAX_KEY_LEN {
-        return bad("invalid_key", format!("keys are 1 to {MAX_KEY_LEN} bytes"));
     }
     if op.base_version.is_some_and(|v| v < 0) {
         return bad("invalid_base_version", "base_version must not be negative".into());
@@ -106,7 +115,26 @@ pub fn validate(op: &Operation) -> Result<()> {
             }
             Ok(())
         }
+        OpType::Command => unreachable!("commands are validated above"),
     }
+}
+
+/// A command names no collection and carries only `args`; its arguments are checked in full here.
+fn validate_command(op: &Operation) -> Result<()> {
+    let bad = |code, message: String| Err(Error::bad_request(code, format!("operation {}: {message}", op.seq)));
+    if !op.collection.is_empty() || op.data.is_some() || op.mods.is_some() || op.base_version.is_some() {
+        return bad(
+            "invalid_operation",
+            "a command takes `command`, `key` and `args` only".into(),
+        );
+    }
+    let (Some(name), Some(args)) = (&op.command, &op.args) else {
+        return bad("invalid_operation", "a command needs `command` and `args`".into());
+    };
+    check_values(op, args)?;
+    commands::parse(name, args)
+        .map(|_| ())
+        .or_else(|e| bad(e.code, e.message))
 }
 
 fn check_values(op: &Operation, value: &Value) -> Result<()> {
@@ -124,6 +152,9 @@ fn check_values(op: &Operation, value: &Value) -> Result<()> {
 
 /// Applies a validated operation inside the caller's transaction, which holds the scope lock.
 pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origin: Origin) -> Result<Outcome> {
+    if op.op_type == OpType::Command {
+        return super::commands::execute(tx, scope, op, origin).await;
+    }
     let policy = collections::find(&op.collection).expect("validated").conflict_policy;
     let current = changes::current_row(tx, scope, &op.collection, &op.key).await?;
     let stale_base = match (&current, op.base_version) {
@@ -175,6 +206,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
                 },
             }
         }
+        OpType::Command => unreachable!("commands are executed above"),
         OpType::Delete => match (&current, stale_base) {
             (None, _) => Plan::nothing(),
             (Some(_), Some(_)) if policy != ConflictPolicy::ClientWins => Plan {

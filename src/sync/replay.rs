@@ -10,12 +10,13 @@
 //! Two connections replaying the same batch serialise on the client's row lock (`SELECT ... FOR UPDATE`), so
 //! the second sees the first's sequence and answers duplicates. A failure of PostgreSQL rolls everything back
 //! and answers 503: nothing advanced, the client retries. Stored results are kept for as long as the client
-//! row exists (no pruning yet; see `protocol/README.md`, "Retention").
+//! row exists or until `dukasync prune-results` drops them (see `protocol/README.md`, "Retention").
 
 use super::operations::{self, Outcome};
 use crate::{
     domain::{canonical, ScopeId},
     error::{Error, Result},
+    failpoint,
     store::{self, conflicts::Origin},
     wire::{OpResult, OpStatus, Operation, OpsRequest, OpsResponse},
 };
@@ -98,6 +99,7 @@ pub async fn replay(
         store::replay::set_last_seq(&mut tx, scope, batch.client_id, new_last).await?;
     }
     tx.commit().await?;
+    failpoint::hang(failpoint::REPLAY_HANG_AFTER_COMMIT).await;
     Ok(OpsResponse {
         results,
         last_seq: new_last,
@@ -152,10 +154,18 @@ async fn duplicates(
     let mut results = Vec::with_capacity(replayed.len());
     for (op, print) in replayed {
         let Some(s) = stored.iter().find(|s| s.seq == op.seq) else {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "no stored result for applied sequence {}",
-                op.seq
-            )));
+            // Pruned (see `store::replay::prune_results`): applied long ago, the payload can no longer be checked.
+            results.push(OpResult {
+                seq: op.seq,
+                id: op.id,
+                status: OpStatus::Duplicate,
+                original: None,
+                versions: Vec::new(),
+                code: Some("result_expired".into()),
+                message: Some("applied long ago; its stored result was pruned".into()),
+                conflict_id: None,
+            });
+            continue;
         };
         if s.fingerprint.as_slice() != print.as_slice() || s.op_id != op.id {
             return Err(Error::PayloadMismatch {

@@ -5,6 +5,10 @@
 //! `deploy/services.sh start`. Without them the tests fail (they never skip).
 #![allow(dead_code)]
 
+mod device;
+#[allow(unused_imports)]
+pub use device::{footprint, Device};
+
 use dukasync::{
     auth::NewToken,
     config::Config,
