@@ -378,6 +378,9 @@ export class SyncClient extends EventTarget {
     try {
       const r = await this.api.reference(this.scope, dataset, cached?.etag, { signal });
       if (r.status === 304 && cached) return { status: 304, body: cached.body };
+      // The snapshot carries its rows' checksum (§8): a damaged copy is refused rather than stored.
+      const sum = sum32(r.body.rows.map((row) => rowHash(dataset, row.id, row)));
+      if (sum !== r.body.checksum) throw new ApiError(200, 'checksum_mismatch', `snapshot ${dataset} fails its checksum`);
       await this.db.local_reference.put({ dataset, etag: r.etag, body: r.body });
       return { status: r.status, body: r.body };
     } catch (err) {
