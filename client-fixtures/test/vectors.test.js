@@ -7,8 +7,10 @@ import path from 'node:path';
 import { canonical, rowHash, sum32 } from '../src/checksum.js';
 import { msgpackDecode, msgpackEncode } from '../src/vendor.js';
 import { ROOT, OWNER, startServer } from './harness.js';
+import * as lossless from './lossless-json.js';
 
-const load = (name) => JSON.parse(readFileSync(path.join(ROOT, 'protocol', 'vectors', name), 'utf8'));
+const read = (name) => readFileSync(path.join(ROOT, 'protocol', 'vectors', name), 'utf8');
+const load = (name) => JSON.parse(read(name));
 
 /** `expected` matches `actual`; `{any}` matches any non-empty string, `{uuid}` a UUID, `{tag}` 16 hex digits. */
 function matches(expected, actual) {
@@ -65,6 +67,12 @@ test('row hashes and canonical JSON match the independently computed vectors', (
   assert.equal(sum32(hashes), doc.checksum_of_all_rows);
 });
 
+test('vector request bodies keep their numbers as written', () => {
+  const text = '{"a":[50.0,5000.5,-3,1e3,"50.0"],"b":{"c":null,"d":true}}';
+  assert.equal(lossless.stringify(lossless.parse(text)), text);
+  assert.deepEqual(lossless.plain(lossless.parse(text)), JSON.parse(text));
+});
+
 test('the matcher itself refuses what it should', () => {
   assert.ok(!matches({ a: 1 }, { a: 1, b: 2 }), 'extra field');
   assert.ok(!matches('2.{tag}', '2.0123456789ABCDEF'), 'uppercase tag');
@@ -111,13 +119,18 @@ test('the server answers every feed vector', async () => {
 
 test('the server answers every ops vector in order', async () => {
   const doc = load('ops.json');
+  // Request bodies as written, numbers included (a float such as 50.0 must stay a float).
+  const bodies = lossless.parse(read('ops.json')).cases.map((c) => c.request.body);
   const { server, token } = opsServer;
-  for (const c of doc.cases) {
+  for (const [i, c] of doc.cases.entries()) {
     const msgpack = c.request.content_type === 'application/msgpack';
+    if (msgpack && lossless.hasIntegralFloat(bodies[i])) {
+      throw new Error(`${c.name}: an integral float cannot be sent as MessagePack from JavaScript`);
+    }
     const res = await fetch(`${server.url}/v1/scopes/${doc.scope}/ops`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': msgpack ? 'application/msgpack' : 'application/json' },
-      body: msgpack ? msgpackEncode(c.request.body) : JSON.stringify(c.request.body),
+      body: msgpack ? msgpackEncode(lossless.plain(bodies[i])) : lossless.stringify(bodies[i]),
     });
     await check(c.name, res, c.response);
   }
