@@ -90,11 +90,9 @@ async function push({ context, api, scope, changes }) {
   const fingerprint = JSON.stringify(ops);
   let batch = context.pending;
   if (!batch || batch.fingerprint !== fingerprint) {
-    // New changes: number them now and store the numbering before the server can see it.
-    if (batch) {
-      // A stored batch that is not being resent was accepted earlier (Syncable only moves on after
-      // onChangesAccepted), so its numbers are used up.
-    }
+    // New changes: number them now and store the numbering before the server can see it. A stored batch that
+    // is not being resent was answered earlier (Syncable only moves on after onChangesAccepted): its numbers are
+    // used up.
     const first = context.nextSeq;
     batch = { fingerprint, ops: ops.map((op, i) => ({ seq: first + i, id: crypto.randomUUID(), ...op })) };
     context.pending = batch;

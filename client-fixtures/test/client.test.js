@@ -253,3 +253,39 @@ test('floats and server-only collections are refused before they reach the outbo
   assert.equal(await a.db.local_outbox.count(), 0);
   await a.client.close();
 });
+
+test('a sale is a command: queued offline, run by the server, its rows arrive through the feed', async () => {
+  const a = await device(server, cashierToken);
+  await catchUpAndVerify(a.client);
+  a.net.offline = true;
+  const key = crypto.randomUUID();
+  await a.client.command('record_sale', key, {
+    sold_at: new Date().toISOString(),
+    lines: [{ product_id: 'r-maize-2kg', quantity: '3', unit_price: '165.00' }],
+    payments: [{ method: 'mpesa', amount: '495.00', reference: 'QX12ABC' }],
+  });
+  assert.equal(await a.db.sales.get(key), undefined, 'a command has no local effect');
+  // Sold more LPG than the shop holds, offline: still applied (the money was taken), flagged as a conflict.
+  const conflicts = collect(a.client, 'conflict');
+  await a.client.command('record_sale', crypto.randomUUID(), {
+    lines: [{ product_id: 'r-lpg-13kg-refill', quantity: '101', unit_price: '2900.00' }],
+    payments: [{ method: 'cash', amount: '292900.00' }],
+  });
+  a.net.offline = false;
+  await a.client.push();
+  await catchUpAndVerify(a.client);
+
+  const sale = await a.db.sales.get(key);
+  assert.equal(sale.status, 'posted');
+  assert.equal(sale.total, '495.00');
+  const entry = await a.db.journal_entries.get(sale.journal_entry_id);
+  const cents = (s) => BigInt(s.replace('.', ''));
+  const sum = (side) => entry.lines.reduce((t, l) => t + cents(l[side]), 0n);
+  assert.equal(sum('debit'), sum('credit'), 'the entry balances');
+  assert.deepEqual(entry.lines.find((l) => l.account === '1010'), { account: '1010', debit: '495.00', credit: '0.00' });
+  assert.equal((await a.db.stock_levels.get('r-maize-2kg')).quantity, '97');
+  assert.equal((await a.db.stock_levels.get('r-lpg-13kg-refill')).quantity, '-1');
+  assert.equal(conflicts.length, 1);
+  assert.equal(conflicts[0].op.command, 'record_sale');
+  await a.client.close();
+});
