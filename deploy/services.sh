@@ -31,6 +31,10 @@ install_missing() {
   local pkgs=() sudo=()
   find_pgbin >/dev/null || pkgs+=(postgresql)
   command -v redis-server >/dev/null || pkgs+=(redis-server)
+  # The deploy tests (tests/nginx.rs, tests/backup_restore.rs) run nginx, openssl and curl.
+  { command -v nginx || [[ -x /usr/sbin/nginx ]]; } >/dev/null || pkgs+=(nginx)
+  command -v openssl >/dev/null || pkgs+=(openssl)
+  command -v curl >/dev/null || pkgs+=(curl)
   ((${#pkgs[@]})) || return 0
   if ((EUID != 0)); then
     command -v sudo >/dev/null || die "need to install ${pkgs[*]} but not root and no sudo"

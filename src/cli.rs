@@ -10,6 +10,8 @@ use crate::{
     domain::{Role, ScopeId},
     store::{self, accounts, tokens},
 };
+mod conflicts;
+
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -63,6 +65,9 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         older_than_days: u32,
     },
+    /// List, show and resolve recorded conflicts (as /v1/admin/conflicts).
+    #[command(subcommand)]
+    Conflicts(conflicts::ConflictsCommand),
 }
 
 #[derive(Subcommand)]
@@ -214,6 +219,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             eprintln!("removed {removed} stored operation results older than {older_than_days} days");
             Ok(())
         }
+        Command::Conflicts(command) => conflicts::execute(&connect(&config).await?, command).await,
     }
 }
 

@@ -51,6 +51,12 @@ pub enum Error {
     },
     #[error("this client id belongs to another device")]
     ClientTaken,
+    /// The conflict was already resolved; `current` is its detail now.
+    #[error("this conflict is already resolved")]
+    AlreadyResolved { current: Box<Value> },
+    /// The conflict's row changed since the decision was prepared; `current` is the conflict's detail now.
+    #[error("the row has changed since; look at its current state and decide again")]
+    RowMovedOn { current: Box<Value> },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -85,7 +91,10 @@ impl Error {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::ResetRequired { .. } => StatusCode::GONE,
             Error::PayloadTooLarge { .. } | Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::SequenceGap { .. } | Error::ClientTaken => StatusCode::CONFLICT,
+            Error::SequenceGap { .. }
+            | Error::ClientTaken
+            | Error::AlreadyResolved { .. }
+            | Error::RowMovedOn { .. } => StatusCode::CONFLICT,
             Error::PayloadMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -100,6 +109,7 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound("scope") => "scope_not_found",
+            Error::NotFound("conflict") => "conflict_not_found",
             Error::NotFound(_) => "not_found",
             Error::BadRequest { code, .. } => code,
             Error::ResetRequired { .. } => "reset_required",
@@ -108,6 +118,8 @@ impl Error {
             Error::SequenceGap { .. } => "sequence_gap",
             Error::PayloadMismatch { code, .. } => code,
             Error::ClientTaken => "client_id_taken",
+            Error::AlreadyResolved { .. } => "already_resolved",
+            Error::RowMovedOn { .. } => "row_moved_on",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::RouteNotFound => "route_not_found",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -125,6 +137,9 @@ impl Error {
             Error::BatchTooLarge { limit } => Some(serde_json::json!({ "limit_ops": limit })),
             Error::SequenceGap { expected } => Some(serde_json::json!({ "expected_seq": expected })),
             Error::PayloadMismatch { seq, .. } => Some(serde_json::json!({ "seq": seq })),
+            Error::AlreadyResolved { current } | Error::RowMovedOn { current } => {
+                Some(serde_json::json!({ "conflict": current }))
+            }
             _ => None,
         }
     }

@@ -256,3 +256,173 @@ pub struct OpsResponse {
     /// The last sequence the server has applied for this client: outbox entries up to it can be deleted.
     pub last_seq: i64,
 }
+
+/// Query of `GET /v1/admin/conflicts`. Timestamps are RFC 3339 (percent-encode a `+` offset as `%2B`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConflictsQuery {
+    /// Only this scope (one the caller administers); default: every scope the caller administers.
+    pub scope: Option<String>,
+    /// `open` or `resolved`.
+    pub status: Option<String>,
+    pub collection: Option<String>,
+    /// `field_conflict`, `rejected_operation`, `oversold_stock`, `stale_price` or `unknown_product`.
+    pub kind: Option<String>,
+    /// The device the operation came from.
+    pub device: Option<uuid::Uuid>,
+    /// Created at or after.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created before.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Most conflicts per page: default 50, at most 200 (larger values are clamped).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A conflict in a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConflictSummary {
+    pub id: uuid::Uuid,
+    pub scope: String,
+    pub kind: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub collection: String,
+    pub key: String,
+    /// The fields both sides changed (`*`: the whole row); empty for kinds other than `field_conflict`.
+    pub fields: Vec<String>,
+    pub device_id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Answer of `GET /v1/admin/conflicts`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConflictList {
+    pub conflicts: Vec<ConflictSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One field both sides touched, as the base, the server and the client had it (`null`: absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldDiff {
+    /// A top-level field name or a key path (`address.city`).
+    pub path: String,
+    #[schema(value_type = Object)]
+    pub base: Value,
+    #[schema(value_type = Object)]
+    pub server: Value,
+    #[schema(value_type = Object)]
+    pub client: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceRef {
+    pub id: uuid::Uuid,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserRef {
+    pub id: uuid::Uuid,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The operation a conflict came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConflictOrigin {
+    pub client_id: uuid::Uuid,
+    pub op_id: uuid::Uuid,
+    pub seq: i64,
+    pub device: DeviceRef,
+    pub user: UserRef,
+}
+
+/// The row as it stands now (`data` absent: no live row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RowState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    /// The row's version now (for a deleted row, its tombstone's); what `expected_version` is compared with.
+    pub version: Option<i64>,
+}
+
+/// Who resolved a conflict, when, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConflictResolution {
+    pub resolved_at: chrono::DateTime<chrono::Utc>,
+    pub resolved_by: Option<uuid::Uuid>,
+    /// `{decision, value, note, versions}` as recorded.
+    #[schema(value_type = Object)]
+    pub record: Value,
+}
+
+/// Answer of `GET /v1/admin/conflicts/{id}` and of a resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConflictDetail {
+    pub id: uuid::Uuid,
+    pub scope: String,
+    pub kind: String,
+    pub status: String,
+    pub collection: String,
+    pub key: String,
+    pub fields: Vec<String>,
+    /// The row as the device last saw it.
+    #[schema(value_type = Option<Object>)]
+    pub base: Option<Value>,
+    /// The row on the server when the operation arrived.
+    #[schema(value_type = Option<Object>)]
+    pub server: Option<Value>,
+    /// What the device sent (`mods`, the whole object, or the whole operation for commands and rejections).
+    #[schema(value_type = Option<Object>)]
+    pub client: Option<Value>,
+    pub diff: Vec<FieldDiff>,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+    pub operation: ConflictOrigin,
+    /// The version the operation left the row at; a resolution expects the row still there by default.
+    pub row_version: Option<i64>,
+    pub current: RowState,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<ConflictResolution>,
+}
+
+/// How a conflict is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// `field_conflict`: the conflicting fields (or the whole row) take the server's values.
+    KeepServer,
+    /// `field_conflict`: the conflicting fields (or the whole row) take the client's values.
+    TakeClient,
+    /// `field_conflict`: `value` gives the conflicting fields (`{field: value}`) or the whole row.
+    Merge,
+    /// Every other kind: the case was reviewed; no row changes.
+    Accept,
+}
+
+/// Body of `POST /v1/admin/conflicts/{id}/resolve`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub decision: Decision,
+    /// For `merge` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    /// The row version the decision was made against; default the conflict's `row_version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
+    /// Why (kept in the audit record, at most 1000 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}

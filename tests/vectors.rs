@@ -160,3 +160,53 @@ async fn the_server_answers_every_feed_vector() {
         check(name, req.send().await.unwrap(), &case["response"]).await;
     }
 }
+
+#[tokio::test]
+async fn the_server_answers_every_conflicts_vector_in_order() {
+    let doc = load("conflicts.json");
+    let (app, scope) = app_with_scope(&doc).await;
+    let token = app.token(OWNER, "owner-phone").await;
+    let mut conflict_ids = Vec::new();
+    for batch in doc["setup"].as_array().unwrap() {
+        let resp = app
+            .http
+            .post(app.url(&format!("/v1/scopes/{scope}/ops")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"client_id": doc["client_id"], "ops": batch}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+        let answer: Value = resp.json().await.unwrap();
+        for result in answer["results"].as_array().unwrap() {
+            if let Some(id) = result["conflict_id"].as_str() {
+                conflict_ids.push(id.to_string());
+            }
+        }
+    }
+    assert_eq!(
+        conflict_ids.len(),
+        2,
+        "the setup records a field conflict and a rejection"
+    );
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let request = &case["request"];
+        let path = request["path"]
+            .as_str()
+            .unwrap()
+            .replace("{field_conflict}", &conflict_ids[0])
+            .replace("{rejection}", &conflict_ids[1]);
+        let mut req = match request["method"].as_str().unwrap() {
+            "POST" => app.http.post(app.url(&path)).json(&request["body"]),
+            _ => app.http.get(app.url(&path)),
+        };
+        if request["token"] != Value::Bool(false) {
+            req = req.bearer_auth(&token);
+        }
+        if let Some(accept) = request["accept"].as_str() {
+            req = req.header("accept", accept);
+        }
+        check(name, req.send().await.unwrap(), &case["response"]).await;
+    }
+}

@@ -6,6 +6,7 @@
 
 mod auth;
 mod changes;
+mod conflicts;
 pub mod encoding;
 mod error;
 mod observe;
@@ -59,6 +60,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(changes::get_changes))
         .routes(routes!(changes::get_checksum))
         .routes(routes!(ops::post_ops))
+        .routes(routes!(conflicts::list_conflicts))
+        .routes(routes!(conflicts::get_conflict))
+        .routes(routes!(conflicts::resolve_conflict))
         .split_for_parts()
 }
 

@@ -51,7 +51,7 @@ pub async fn readyz(State(state): State<AppState>, format: Format) -> Response {
 }
 
 /// Prometheus text format: request counts and latency by route, long-poll waiters, pool and listener state,
-/// and each scope's head version.
+/// each scope's head version and open conflicts.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -97,6 +97,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             &mut out,
             "dukasync_scope_head_version",
             "Head version of each scope's change feed.",
+            &samples,
+        );
+    }
+    if let Ok(counts) = store::conflicts::open_counts(&state.db).await {
+        let samples: Vec<(String, f64)> = counts
+            .into_iter()
+            .map(|(scope, open)| (format!("scope=\"{}\"", metrics::escape(&scope)), open as f64))
+            .collect();
+        metrics::render_gauge(
+            &mut out,
+            "dukasync_conflicts_open",
+            "Open conflicts of each scope, waiting for an owner or manager (/v1/admin/conflicts).",
             &samples,
         );
     }

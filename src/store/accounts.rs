@@ -93,3 +93,11 @@ pub async fn devices_in_scope(db: impl PgExecutor<'_>, scope: &ScopeId) -> Resul
     .fetch_all(db)
     .await
 }
+
+/// A user's role in every scope they belong to (`(scope, role)`), for the command line acting as that user.
+pub async fn roles_of(db: impl PgExecutor<'_>, user: Uuid) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT scope_id, role FROM memberships WHERE user_id = $1 ORDER BY scope_id")
+        .bind(user)
+        .fetch_all(db)
+        .await
+}

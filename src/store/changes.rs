@@ -428,8 +428,12 @@ pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> 
 
 /// Takes the scope's version lock for the rest of the transaction (the same row lock [`append`] takes), so
 /// rows read afterwards cannot change before this transaction's writes. Returns the head, or `None`.
+///
+/// FOR NO KEY UPDATE, the lock `append`'s `UPDATE` takes, and not FOR UPDATE: a transaction that already
+/// inserted a row referencing the scope (a new replay client) holds a KEY SHARE lock on it, which FOR UPDATE
+/// would wait for; two such transactions then deadlock (tests/replay_concurrency.rs).
 pub async fn lock_scope(tx: &mut PgConnection, scope: &ScopeId) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR UPDATE")
+    sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR NO KEY UPDATE")
         .bind(scope.as_str())
         .fetch_optional(tx)
         .await

@@ -9,7 +9,7 @@
 //! the server does not know is applied and flagged as a conflict for review. Commands that merely record stock or
 //! costs (adjustments, production) are rejected when they name an unknown product, since nothing was paid.
 
-use super::operations::Outcome;
+use super::operations::{self, Outcome};
 use crate::{
     domain::{
         commands::{self, Command, CustomerPayment, CylinderExchange, Payment, Sale, SaleLine},
@@ -481,6 +481,12 @@ impl Run<'_> {
             .ok_or(Error::NotFound("scope"))?;
         let mut first_conflict = None;
         let client = serde_json::to_value(self.op).ok();
+        // The version of the command's own row (the sale, ...), recorded with its flags.
+        let row_version = effects
+            .rows
+            .iter()
+            .position(|w| w.collection == collection && w.key == self.op.key)
+            .and_then(|i| versions.get(i).copied());
         for flag in effects.flags {
             let id = conflicts::insert(
                 self.tx,
@@ -495,6 +501,7 @@ impl Run<'_> {
                     server: None,
                     client: client.clone(),
                     detail: flag.detail,
+                    row_version,
                 },
             )
             .await?;
@@ -507,27 +514,7 @@ impl Run<'_> {
     }
 
     async fn reject(&mut self, code: &'static str, message: &str, collection: &'static str) -> Result<Outcome> {
-        let conflict_id = conflicts::insert(
-            self.tx,
-            self.scope,
-            self.origin,
-            NewConflict {
-                kind: "rejected_operation",
-                collection,
-                key: &self.op.key,
-                fields: Vec::new(),
-                base: None,
-                server: None,
-                client: serde_json::to_value(self.op).ok(),
-                detail: json!({ "code": code, "message": message }),
-            },
-        )
-        .await?;
-        Ok(Outcome::Rejected {
-            code,
-            message: message.to_string(),
-            conflict_id,
-        })
+        operations::reject_in(self.tx, self.scope, self.op, self.origin, collection, code, message).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! Nothing here knows about HTTP; it calls `store` and returns `wire` types or `error::Error`.
 
 pub mod commands;
+pub mod conflicts;
 pub mod cursor;
 pub mod feed;
 pub mod hub;

@@ -251,6 +251,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
             server: server_value,
             client,
             detail: json!({ "policy": policy, "operation": op.op_type, "base_version": op.base_version }),
+            row_version: versions.last().copied().or(current.as_ref().map(|(_, v)| *v)),
         },
     )
     .await?;
@@ -347,21 +348,21 @@ fn merge_fields(
     }
 }
 
-fn with_mods(row: &Value, mods: &Map<String, Value>) -> Option<Value> {
+pub(crate) fn with_mods(row: &Value, mods: &Map<String, Value>) -> Option<Value> {
     let mut updated = row.clone();
     mods.iter()
         .all(|(path, value)| set_path(&mut updated, path, value.clone()))
         .then_some(updated)
 }
 
-fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.')
         .try_fold(value, |v, segment| v.as_object()?.get(segment))
 }
 
 /// Sets (or, for null, removes) the value at a dotted key path, creating intermediate objects.
 /// Returns false when the path runs through a value that is not an object.
-fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
+pub(crate) fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
     let mut segments: Vec<&str> = path.split('.').collect();
     let last = segments.pop().expect("split yields at least one segment");
     let mut target = value;
@@ -382,11 +383,13 @@ fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
     true
 }
 
-async fn reject(
+/// Records an operation that can never take effect (against `collection`) and answers `rejected`.
+pub(super) async fn reject_in(
     tx: &mut PgConnection,
     scope: &ScopeId,
     op: &Operation,
     origin: Origin,
+    collection: &str,
     code: &'static str,
     message: &str,
 ) -> Result<Outcome> {
@@ -396,13 +399,14 @@ async fn reject(
         origin,
         NewConflict {
             kind: "rejected_operation",
-            collection: &op.collection,
+            collection,
             key: &op.key,
             fields: Vec::new(),
             base: None,
             server: None,
             client: serde_json::to_value(op).ok(),
             detail: json!({ "code": code, "message": message }),
+            row_version: None,
         },
     )
     .await?;
@@ -411,6 +415,17 @@ async fn reject(
         message: message.to_string(),
         conflict_id,
     })
+}
+
+async fn reject(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    op: &Operation,
+    origin: Origin,
+    code: &'static str,
+    message: &str,
+) -> Result<Outcome> {
+    reject_in(tx, scope, op, origin, &op.collection, code, message).await
 }
 
 #[cfg(test)]
