@@ -3,7 +3,7 @@
 
 use crate::{
     auth::TokenCache,
-    cache::Redis,
+    cache::{Cache, Redis},
     config::{redact_url, Config},
     http,
     metrics::Metrics,
@@ -25,7 +25,9 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub db: PgPool,
-    pub redis: Option<Redis>,
+    pub redis: Option<Arc<Redis>>,
+    /// Snapshots and feed windows: in-process, in front of Redis when configured.
+    pub cache: Arc<Cache>,
     pub tokens: Arc<TokenCache>,
     pub hub: Arc<FeedHub>,
     pub metrics: Metrics,
@@ -48,7 +50,16 @@ impl AppState {
     /// Builds the state without touching the network: PostgreSQL and Redis are connected on first use.
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let db = store::connect_lazy(&config)?;
-        let redis = config.redis_url.as_ref().map(Redis::new).transpose()?;
+        let redis = config
+            .redis_url
+            .as_ref()
+            .map(|url| Redis::with_timeout(url, config.cache.redis_timeout).map(Arc::new))
+            .transpose()?;
+        let cache = Arc::new(Cache::new(
+            config.cache.memory_bytes,
+            config.cache.window,
+            redis.clone(),
+        ));
         Ok(AppState(Arc::new(Inner {
             tokens: Arc::new(TokenCache::new(config.token_cache_ttl)),
             hub: Arc::new(FeedHub::default()),
@@ -57,6 +68,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
             redis,
+            cache,
             db,
             config,
         })))

@@ -5,10 +5,12 @@
 use crate::{
     app::{self, AppState},
     auth::NewToken,
+    cache::{Cache, Redis},
     config::Config,
     demo,
     domain::{Role, ScopeId},
     store::{self, accounts, tokens},
+    sync::{self, reference},
 };
 mod conflicts;
 
@@ -53,6 +55,9 @@ enum Command {
         #[arg(long)]
         role: String,
     },
+    /// Cache operations (Redis).
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Compact a scope's change log below a version; cursors older than it must then reset.
     Compact {
         #[arg(long)]
@@ -68,6 +73,19 @@ enum Command {
     /// List, show and resolve recorded conflicts (as /v1/admin/conflicts).
     #[command(subcommand)]
     Conflicts(conflicts::ConflictsCommand),
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Pre-load Redis with every reference snapshot and the most recent closed feed windows.
+    Warm {
+        /// Only this scope (default: every scope).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Closed feed windows per scope, newest first.
+        #[arg(long, default_value_t = 8)]
+        windows: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +220,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             eprintln!("{email} is {} of {scope}", role.as_str());
             Ok(())
         }
+        Command::Cache(CacheCommand::Warm { scope, windows }) => cache_warm(&config, scope, windows).await,
         Command::Compact { scope, below } => {
             let db = connect(&config).await?;
             let scope = ScopeId::parse(&scope).context("not a scope id")?;
@@ -221,6 +240,36 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Conflicts(command) => conflicts::execute(&connect(&config).await?, command).await,
     }
+}
+
+/// `dukasync cache warm`: what a server would compute on its first requests, stored in Redis now.
+async fn cache_warm(config: &Config, scope: Option<String>, windows: i64) -> anyhow::Result<()> {
+    let Some(url) = &config.redis_url else {
+        bail!("DUKASYNC_REDIS_URL is not set: only Redis can be warmed from outside the server");
+    };
+    let db = connect(config).await?;
+    let redis = std::sync::Arc::new(Redis::with_timeout(url, config.cache.redis_timeout)?);
+    if !redis.ping().await {
+        bail!("cannot reach Redis at DUKASYNC_REDIS_URL");
+    }
+    // No in-process layer: this process exits, only Redis keeps what it stores.
+    let cache = Cache::new(0, config.cache.window, Some(redis));
+    let scopes: Vec<ScopeId> = match scope {
+        Some(raw) => vec![ScopeId::parse(&raw).context("not a scope id")?],
+        None => store::scope_heads(&db)
+            .await?
+            .into_iter()
+            .filter_map(|(id, _)| ScopeId::parse(&id))
+            .collect(),
+    };
+    for scope in scopes {
+        let snapshots = reference::warm(&cache, &db, &scope)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stored = sync::windows::warm(&cache, &db, &scope, windows.max(0)).await?;
+        eprintln!("{scope}: {snapshots} reference snapshots and {stored} feed windows stored in Redis");
+    }
+    Ok(())
 }
 
 async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {

@@ -59,6 +59,19 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
+/// The cache (see `cache`); documented in `README.md` and `deploy/REDIS.md`.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// `DUKASYNC_CACHE_MEMORY_BYTES`: bound of the in-process cache (default 64 MiB; 0 disables it). Without
+    /// Redis it is the only cache; with Redis it is the hot layer in front of it.
+    pub memory_bytes: usize,
+    /// `DUKASYNC_CACHE_WINDOW`: versions per cached feed window (default 256; 0 disables window caching).
+    pub window: u32,
+    /// `DUKASYNC_REDIS_TIMEOUT_MS`: longest any Redis call may take before the request falls back to
+    /// PostgreSQL (default 250).
+    pub redis_timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DUKASYNC_DATABASE_URL` (required): PostgreSQL URL.
@@ -75,6 +88,7 @@ pub struct Config {
     /// `DUKASYNC_SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish after SIGTERM (default 10).
     pub shutdown_grace: Duration,
     pub limits: Limits,
+    pub cache: CacheSettings,
 }
 
 /// A configuration problem, phrased as the one line start-up prints.
@@ -123,6 +137,11 @@ impl Config {
             token_cache_ttl: Duration::from_secs(env.parse_or("DUKASYNC_TOKEN_CACHE_SECS", 5, 0..=300)?),
             shutdown_grace: Duration::from_secs(env.parse_or("DUKASYNC_SHUTDOWN_GRACE_SECS", 10, 0..=600)?),
             limits,
+            cache: CacheSettings {
+                memory_bytes: env.parse_or("DUKASYNC_CACHE_MEMORY_BYTES", 64 * 1024 * 1024, 0..=1 << 40)?,
+                window: env.parse_or("DUKASYNC_CACHE_WINDOW", 256, 0..=10_000)?,
+                redis_timeout: Duration::from_millis(env.parse_or("DUKASYNC_REDIS_TIMEOUT_MS", 250, 10..=10_000)?),
+            },
         })
     }
 }

@@ -109,6 +109,7 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound("scope") => "scope_not_found",
+            Error::NotFound("dataset") => "dataset_not_found",
             Error::NotFound("conflict") => "conflict_not_found",
             Error::NotFound(_) => "not_found",
             Error::BadRequest { code, .. } => code,

@@ -257,6 +257,102 @@ pub struct OpsResponse {
     pub last_seq: i64,
 }
 
+/// A whole reference dataset (`GET /v1/scopes/{scope}/reference/{dataset}`). The JSON representation is
+/// canonical (keys sorted, no whitespace; fields are declared in that order), and its blake3 hash is the ETag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReferenceSnapshot {
+    /// Sum of the rows' hashes modulo 2^32, as in `/checksum` for this collection.
+    pub checksum: u32,
+    /// Number of rows.
+    pub count: i64,
+    /// The dataset, i.e. the collection's name.
+    pub dataset: String,
+    /// Every live row's full data, ordered by `id` (UTF-8 bytes).
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Value>,
+    /// The scope: snapshots of different scopes never have the same bytes, so never the same ETag.
+    pub scope: String,
+    /// Feed version of the dataset's last change (0 if it never had one). The snapshot equals the collection's
+    /// state at every version from this one until its next change.
+    pub version: i64,
+}
+
+/// `GET /v1/admin/cache`: this instance's cache statistics (the same figures as `/metrics`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CacheReport {
+    /// Cache key format version; entries of another version are never read.
+    pub format: String,
+    /// `up`, `down` (bypassed after a failure; retried with backoff) or `not_configured`.
+    pub redis: String,
+    /// `DUKASYNC_CACHE_MEMORY_BYTES`: the in-process cache's bound (0: disabled).
+    pub memory_budget_bytes: u64,
+    /// Bytes the in-process cache holds now.
+    pub memory_bytes: u64,
+    /// `DUKASYNC_CACHE_WINDOW`: versions per feed window (0: window caching off).
+    pub window_size: u32,
+    pub caches: Vec<crate::cache::stats::CacheFigures>,
+}
+
+/// Query of `GET /v1/scopes/{scope}/summary`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// The business day, `YYYY-MM-DD` (default: today at `utc_offset_minutes`).
+    pub day: Option<String>,
+    /// The business's offset from UTC in minutes, -720 to 840 (default 180, East Africa Time).
+    pub utc_offset_minutes: Option<i32>,
+}
+
+/// An amount of money by payment method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MethodAmount {
+    /// `cash`, `mpesa`, `card` or `credit`.
+    pub method: String,
+    /// Decimal string with 2 places.
+    pub amount: String,
+}
+
+/// Money the business holds or is owed, now (all time, every entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Balances {
+    /// Account 1000.
+    pub cash: String,
+    /// Account 1010, the M-Pesa float.
+    pub mpesa: String,
+    /// Account 1020, card payments not yet settled.
+    pub card: String,
+    /// Account 1100, what customers owe.
+    pub receivables: String,
+}
+
+/// A stock-tracked product at or below its reorder level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LowStockItem {
+    pub product_id: String,
+    pub name: String,
+    /// Stock on hand (decimal string); may be negative after offline oversales.
+    pub quantity: String,
+    pub reorder_level: String,
+}
+
+/// `GET /v1/scopes/{scope}/summary`: the owner's dashboard, computed from PostgreSQL at one snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Summary {
+    /// The scope's head version at the snapshot these figures were computed from.
+    pub version: i64,
+    pub day: String,
+    pub utc_offset_minutes: i32,
+    /// Sales revenue of the day (account 4000), net of voids, deposits excluded.
+    pub revenue: String,
+    /// What the day's sales and cylinder exchanges were paid with, net of voids (deposits included); one
+    /// entry per method, always all four.
+    pub sales_by_method: Vec<MethodAmount>,
+    pub balances: Balances,
+    /// Ordered by product id.
+    pub low_stock: Vec<LowStockItem>,
+}
+
 /// Query of `GET /v1/admin/conflicts`. Timestamps are RFC 3339 (percent-encode a `+` offset as `%2B`).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

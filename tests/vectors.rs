@@ -162,6 +162,90 @@ async fn the_server_answers_every_feed_vector() {
 }
 
 #[tokio::test]
+async fn the_server_answers_every_reference_vector_byte_for_byte() {
+    use std::io::Read;
+    let doc = load("reference.json");
+    let (app, scope) = app_with_scope(&doc).await;
+    for tx in doc["setup"].as_array().unwrap() {
+        let writes = tx
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| dukasync::store::changes::RowWrite {
+                collection: w["collection"].as_str().unwrap().into(),
+                key: w["key"].as_str().unwrap().into(),
+                data: (!w["data"].is_null()).then(|| w["data"].clone()),
+            })
+            .collect();
+        app.write(scope.as_str(), writes).await;
+    }
+    let token = app.token(OWNER, "owner-phone").await;
+    let mut bodies: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (request, expected) = (&case["request"], &case["response"]);
+        let mut req = app.http.get(app.url(request["path"].as_str().unwrap()));
+        if request["token"] != Value::Bool(false) {
+            req = req.bearer_auth(&token);
+        }
+        for (k, v) in request["headers"].as_object().into_iter().flatten() {
+            req = req.header(k.as_str(), v.as_str().unwrap());
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(
+            u64::from(resp.status().as_u16()),
+            expected["status"].as_u64().unwrap(),
+            "{name}"
+        );
+        for (k, v) in expected["headers"].as_object().unwrap() {
+            assert_eq!(
+                resp.headers().get(k.as_str()).map(|h| h.to_str().unwrap()),
+                v.as_str(),
+                "{name}: {k}"
+            );
+        }
+        for k in expected["absent_headers"].as_array().into_iter().flatten() {
+            assert!(resp.headers().get(k.as_str().unwrap()).is_none(), "{name}: {k}");
+        }
+        let encoding = resp
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_string());
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let raw = resp.bytes().await.unwrap().to_vec();
+        if let Some(body) = expected["body"].as_str() {
+            assert_eq!(String::from_utf8_lossy(&raw), body, "{name}");
+        }
+        if let Some(code) = expected["error_code"].as_str() {
+            let body: Value = serde_json::from_slice(&raw).unwrap();
+            assert_eq!(body["error"]["code"], code, "{name}");
+        }
+        if let Some(of) = expected["decoded_body_of"].as_str() {
+            let mut plain = Vec::new();
+            match encoding.as_deref() {
+                Some("gzip") => {
+                    flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut plain).unwrap();
+                }
+                None => plain = raw.clone(),
+                Some(other) => panic!("{name}: unexpected coding {other}"),
+            }
+            let decoded: Value = if content_type == "application/msgpack" {
+                rmp_serde::from_slice(&plain).unwrap()
+            } else {
+                serde_json::from_slice(&plain).unwrap()
+            };
+            let reference: Value = serde_json::from_slice(&bodies[of]).unwrap();
+            assert_eq!(decoded, reference, "{name}");
+        }
+        bodies.insert(name.to_string(), raw);
+    }
+}
+
+#[tokio::test]
 async fn the_server_answers_every_conflicts_vector_in_order() {
     let doc = load("conflicts.json");
     let (app, scope) = app_with_scope(&doc).await;

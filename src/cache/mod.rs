@@ -1,52 +1,80 @@
 //! The cache layer. Redis is optional and never trusted: it only ever holds what can be recomputed from
 //! PostgreSQL, every call to it is bounded by a short timeout, and a failure means "miss", never an error.
+//!
+//! - [`Redis`]: one multiplexed connection that reconnects on demand.
+//! - [`shared::SharedCache`]: Redis as a cache: integrity-checked values, a circuit breaker, bounded writes.
+//! - [`memory::MemoryCache`]: the bounded in-process cache (alone, or as the hot layer in front of Redis).
+//! - [`Cache`]: both layers behind one interface; `keys` names every entry with the format version.
+
+pub mod keys;
+pub mod memory;
+pub mod shared;
+pub mod stats;
+
+mod layered;
+pub use layered::Cache;
 
 use crate::config::Secret;
 use redis::aio::MultiplexedConnection;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// How long any single Redis call may take before we give up on it and fall back.
+/// How long any single Redis call may take before we give up on it and fall back (the default of
+/// `DUKASYNC_REDIS_TIMEOUT_MS`).
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A Redis connection that reconnects on demand.
 pub struct Redis {
     client: redis::Client,
     connection: Mutex<Option<MultiplexedConnection>>,
+    timeout: Duration,
 }
 
 impl Redis {
     /// Parses the URL; connecting happens on first use, so a Redis that is down at start-up is not fatal.
     pub fn new(url: &Secret) -> anyhow::Result<Self> {
+        Self::with_timeout(url, REDIS_TIMEOUT)
+    }
+
+    /// Like [`Redis::new`], with every call bounded by `timeout`.
+    pub fn with_timeout(url: &Secret, timeout: Duration) -> anyhow::Result<Self> {
         let client = redis::Client::open(url.expose())
             .map_err(|_| anyhow::anyhow!("DUKASYNC_REDIS_URL is not a usable Redis URL"))?;
         Ok(Redis {
             client,
             connection: Mutex::new(None),
+            timeout,
         })
     }
 
-    /// A live connection, reconnecting when needed, within [`REDIS_TIMEOUT`].
+    /// The bound on every call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A live connection, reconnecting when needed. Waiting for another caller's reconnect counts against the
+    /// same timeout, so a hung Redis never queues requests behind each other.
     pub async fn connection(&self) -> Option<MultiplexedConnection> {
-        let mut slot = self.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Some(conn.clone());
-        }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(REDIS_TIMEOUT)
-            .set_response_timeout(REDIS_TIMEOUT);
-        match tokio::time::timeout(
-            REDIS_TIMEOUT,
-            self.client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => {
-                *slot = Some(conn.clone());
-                Some(conn)
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, async {
+            let mut slot = self.connection.lock().await;
+            if let Some(conn) = slot.as_ref() {
+                return Some(conn.clone());
             }
-            _ => None,
-        }
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+            match self.client.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(conn) => {
+                    *slot = Some(conn.clone());
+                    Some(conn)
+                }
+                Err(_) => None,
+            }
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Forgets the connection after a failure, so the next call reconnects.
@@ -60,7 +88,7 @@ impl Redis {
             return false;
         };
         let pong: Result<Result<String, _>, _> =
-            tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("PING").query_async(&mut conn)).await;
+            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut conn)).await;
         let ok = matches!(pong, Ok(Ok(ref s)) if s == "PONG");
         if !ok {
             self.reset().await;

@@ -33,7 +33,15 @@ pub async fn get_changes(
         query.collections.as_deref(),
         &state.config.limits,
     )?;
-    let page = feed::pull(&state.db, &state.hub, &access.scope, &pull, &state.shutdown).await?;
+    let page = feed::pull(
+        &state.db,
+        &state.cache,
+        &state.hub,
+        &access.scope,
+        &pull,
+        &state.shutdown,
+    )
+    .await?;
     Ok(format.reply(StatusCode::OK, &page))
 }
 

@@ -4,6 +4,7 @@
 //! Every route is registered through `OpenApiRouter::routes(routes!(...))`, which adds the route and its
 //! OpenAPI description together; `tests/openapi.rs` fails if a route is mounted any other way.
 
+mod admin;
 mod auth;
 mod changes;
 mod conflicts;
@@ -11,7 +12,9 @@ pub mod encoding;
 mod error;
 mod observe;
 mod ops;
+mod reference;
 mod scopes;
+mod summary;
 mod system;
 
 use crate::{app::AppState, error::Error};
@@ -60,6 +63,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(changes::get_changes))
         .routes(routes!(changes::get_checksum))
         .routes(routes!(ops::post_ops))
+        .routes(routes!(reference::get_reference))
+        .routes(routes!(admin::get_cache))
+        .routes(routes!(summary::get_summary))
         .routes(routes!(conflicts::list_conflicts))
         .routes(routes!(conflicts::get_conflict))
         .routes(routes!(conflicts::resolve_conflict))

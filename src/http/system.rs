@@ -88,6 +88,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             },
         )],
     );
+    state.cache.render_metrics(&mut out);
     if let Ok(heads) = store::scope_heads(&state.db).await {
         let samples: Vec<(String, f64)> = heads
             .into_iter()

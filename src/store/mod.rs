@@ -7,8 +7,11 @@ pub mod accounts;
 pub mod changes;
 pub mod conflicts;
 pub mod ledger;
+pub mod reference;
 pub mod replay;
+pub mod summary;
 pub mod tokens;
+pub mod windows;
 
 use crate::config::{redact_url, Config};
 use anyhow::Context;
@@ -56,4 +59,15 @@ pub async fn scope_heads(db: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error>
     sqlx::query_as("SELECT id, head_version FROM scopes ORDER BY id")
         .fetch_all(db)
         .await
+}
+
+/// A name for this database that no other database shares: the cluster's system identifier and the database's
+/// oid. Cache keys carry it, so databases sharing one Redis never read each other's entries.
+pub async fn cache_namespace(db: &PgPool) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"SELECT (SELECT system_identifier FROM pg_control_system())::text || '.' || d.oid::text
+           FROM pg_database d WHERE d.datname = current_database()"#,
+    )
+    .fetch_one(db)
+    .await
 }

@@ -10,8 +10,9 @@
 //! A pull reads `version > since` in version order from one snapshot, so it can neither miss nor repeat a
 //! committed change. A cursor the server cannot honour answers `reset_required` (410), never an empty page.
 
-use super::{cursor::Cursor, hub::FeedHub};
+use super::{cursor::Cursor, hub::FeedHub, windows};
 use crate::{
+    cache::Cache,
     config::Limits,
     domain::{collections, ScopeId},
     error::{Error, ResetReason, Result},
@@ -76,9 +77,11 @@ impl Pull {
 }
 
 /// Answers a pull; with `wait`, holds the request until a change commits in the scope (on any instance) or the
-/// wait runs out. Returns early with what it has when `shutdown` fires.
+/// wait runs out. Returns early with what it has when `shutdown` fires. Closed windows may come from `cache`
+/// (see `windows`); the answer is the same as without it.
 pub async fn pull(
     db: &PgPool,
+    cache: &Cache,
     hub: &FeedHub,
     scope: &ScopeId,
     pull: &Pull,
@@ -89,7 +92,8 @@ pub async fn pull(
     let mut wake = hub.subscribe(scope);
     loop {
         wake.borrow_and_update();
-        let slice = store::changes::read(
+        let slice = windows::read(
+            cache,
             db,
             scope,
             pull.since.version,

@@ -8,4 +8,7 @@ pub mod feed;
 pub mod hub;
 pub mod listener;
 pub mod operations;
+pub mod reference;
 pub mod replay;
+pub mod summary;
+pub mod windows;

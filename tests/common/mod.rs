@@ -307,6 +307,11 @@ impl RedisProcess {
             .local_addr()
             .unwrap()
             .port();
+        Self::start_on(port)
+    }
+
+    /// A new `redis-server` on `port` (e.g. the port of one that was killed, to test reconnecting).
+    pub fn start_on(port: u16) -> RedisProcess {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -332,6 +337,15 @@ impl RedisProcess {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// SIGKILL, and wait until the port is closed.

@@ -1,0 +1,183 @@
+//! Both cache layers behind one interface: the in-process cache first, then Redis, then the caller computes
+//! from PostgreSQL and stores the result in both.
+//!
+//! Without Redis the in-process cache serves alone; with `DUKASYNC_CACHE_MEMORY_BYTES=0` and no Redis nothing is
+//! cached at all. Values found in Redis are decoded and verified by the caller's `decode` before they are used
+//! or promoted into memory; anything that fails is a miss.
+
+use super::{
+    memory::{MemoryCache, Value},
+    shared::SharedCache,
+    stats::{CacheKind, Stats},
+    Redis,
+};
+use crate::{domain::ScopeId, store};
+use bytes::Bytes;
+use sqlx::PgPool;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+use tokio::sync::OnceCell;
+
+pub struct Cache {
+    pub stats: Arc<Stats>,
+    memory: MemoryCache,
+    shared: Option<Arc<SharedCache>>,
+    namespace: OnceCell<String>,
+    /// Versions per feed window (`DUKASYNC_CACHE_WINDOW`); 0 disables the window cache.
+    pub window_size: u32,
+    /// Last (head, floor) seen per scope: only a hint for which windows are worth looking up, never trusted
+    /// for correctness. Bounded by the number of scopes that exist.
+    feed_hints: Mutex<HashMap<ScopeId, (i64, i64)>>,
+}
+
+impl Cache {
+    pub fn new(memory_budget: usize, window_size: u32, redis: Option<Arc<Redis>>) -> Self {
+        let stats = Arc::new(Stats::default());
+        Cache {
+            memory: MemoryCache::new(memory_budget, stats.clone()),
+            shared: redis.map(|r| Arc::new(SharedCache::new(r, stats.clone()))),
+            namespace: OnceCell::new(),
+            window_size,
+            feed_hints: Mutex::new(HashMap::new()),
+            stats,
+        }
+    }
+
+    /// No cache at all: every read goes to PostgreSQL.
+    pub fn disabled() -> Self {
+        Self::new(0, 0, None)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.memory.enabled() || self.shared.is_some()
+    }
+
+    pub fn redis_configured(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    pub fn memory_budget(&self) -> usize {
+        self.memory.budget()
+    }
+
+    /// The key namespace of the database `db` points to, asked once. `None` (PostgreSQL unreachable) means
+    /// "do not cache this request"; the request itself then fails or succeeds on PostgreSQL alone.
+    pub async fn namespace(&self, db: &PgPool) -> Option<&str> {
+        if !self.enabled() {
+            return None;
+        }
+        self.namespace
+            .get_or_try_init(|| store::cache_namespace(db))
+            .await
+            .ok()
+            .map(String::as_str)
+    }
+
+    /// Looks `keys` up in memory, then the rest in Redis with one round trip. A Redis value counts only if
+    /// `decode` accepts it (else it is counted as corrupt); accepted values are promoted into memory.
+    pub async fn get_many(
+        &self,
+        kind: CacheKind,
+        keys: &[String],
+        decode: impl Fn(&str, &Bytes) -> Option<Value>,
+    ) -> Vec<Option<Value>> {
+        let mut found: Vec<Option<Value>> = keys
+            .iter()
+            .map(|key| {
+                let hit = self.memory.get(key);
+                if self.memory.enabled() {
+                    self.stats.memory_lookup(kind, hit.is_some());
+                }
+                hit
+            })
+            .collect();
+        let Some(shared) = &self.shared else {
+            return found;
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+        if missing.is_empty() {
+            return found;
+        }
+        let asked: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
+        let answers = shared.get_many(kind, &asked).await;
+        for (i, answer) in missing.into_iter().zip(answers) {
+            let Some(payload) = answer else { continue };
+            match decode(&keys[i], &payload) {
+                Some(value) => {
+                    self.memory.put(&keys[i], kind, value.clone(), payload.len());
+                    found[i] = Some(value);
+                }
+                None => self.stats.corrupt(kind),
+            }
+        }
+        found
+    }
+
+    /// One key; see [`Cache::get_many`].
+    pub async fn get(
+        &self,
+        kind: CacheKind,
+        key: &str,
+        decode: impl Fn(&str, &Bytes) -> Option<Value>,
+    ) -> Option<Value> {
+        self.get_many(kind, &[key.to_string()], decode).await.pop().flatten()
+    }
+
+    /// Stores a value in memory and (in the background) in Redis; `encoded` is what Redis holds.
+    pub fn put(&self, kind: CacheKind, key: &str, value: Value, encoded: &[u8]) {
+        self.memory.put(key, kind, value, encoded.len());
+        if let Some(shared) = &self.shared {
+            shared.put(kind, key.to_string(), encoded);
+        }
+    }
+
+    /// Stores in memory and in Redis, waiting for Redis to confirm (for `dukasync cache warm`). False when
+    /// Redis is not configured or the write failed.
+    pub async fn put_and_wait(&self, kind: CacheKind, key: &str, value: Value, encoded: &[u8]) -> bool {
+        self.memory.put(key, kind, value, encoded.len());
+        match &self.shared {
+            Some(shared) => shared.put_and_wait(kind, key, encoded).await,
+            None => false,
+        }
+    }
+
+    /// Stores in memory only (derived values that are cheap to recompute, such as compressed bodies).
+    pub fn put_local(&self, kind: CacheKind, key: &str, value: Value, size: usize) {
+        self.memory.put(key, kind, value, size);
+    }
+
+    /// Looks up memory only.
+    pub fn get_local(&self, kind: CacheKind, key: &str) -> Option<Value> {
+        let hit = self.memory.get(key);
+        if self.memory.enabled() {
+            self.stats.memory_lookup(kind, hit.is_some());
+        }
+        hit
+    }
+
+    /// The (head, floor) last seen for `scope`, if any.
+    pub fn feed_hint(&self, scope: &ScopeId) -> Option<(i64, i64)> {
+        self.feed_hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(scope)
+            .copied()
+    }
+
+    pub fn set_feed_hint(&self, scope: &ScopeId, head: i64, floor: i64) {
+        let mut hints = self.feed_hints.lock().unwrap_or_else(|p| p.into_inner());
+        match hints.get_mut(scope) {
+            Some(hint) => *hint = (head, floor),
+            None => {
+                hints.insert(scope.clone(), (head, floor));
+            }
+        }
+    }
+
+    /// Renders the `dukasync_cache_*` metric families.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.stats.render(out, self.memory.budget(), self.shared.is_some());
+    }
+}

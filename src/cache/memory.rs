@@ -1,0 +1,194 @@
+//! The bounded in-process cache: least recently used entries go first once the byte budget is spent.
+//!
+//! It serves alone when no Redis is configured, and as the hot layer in front of Redis otherwise. Everything
+//! it holds is immutable (content-addressed snapshots, closed feed windows), so instances never need to agree
+//! on anything and nothing is ever invalidated: an entry is either correct forever or never looked up again.
+//!
+//! The budget counts each entry's payload plus a fixed overhead for its key and bookkeeping, so many tiny
+//! entries cannot exceed it either. An entry larger than an eighth of the budget is not kept at all: one huge
+//! snapshot must not flush everything else.
+
+use super::stats::{CacheKind, Stats};
+use bytes::Bytes;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+/// Bytes charged per entry on top of its payload (key, map slots, LRU index).
+const ENTRY_OVERHEAD: usize = 160;
+
+/// A value held in memory: raw bytes, or an already decoded feed window.
+#[derive(Clone)]
+pub enum Value {
+    Bytes(Bytes),
+    Window(Arc<crate::sync::windows::Window>),
+}
+
+impl Value {
+    pub fn into_bytes(self) -> Option<Bytes> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            Value::Window(_) => None,
+        }
+    }
+
+    pub fn into_window(self) -> Option<Arc<crate::sync::windows::Window>> {
+        match self {
+            Value::Window(w) => Some(w),
+            Value::Bytes(_) => None,
+        }
+    }
+}
+
+struct Entry {
+    value: Value,
+    kind: CacheKind,
+    size: usize,
+    tick: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// Last use → key; the first entry is the least recently used.
+    order: BTreeMap<u64, String>,
+    tick: u64,
+    bytes: usize,
+}
+
+pub struct MemoryCache {
+    budget: usize,
+    inner: Mutex<Inner>,
+    stats: Arc<Stats>,
+}
+
+impl MemoryCache {
+    /// A cache holding at most `budget` bytes; 0 disables it (every lookup misses, nothing is kept).
+    pub fn new(budget: usize, stats: Arc<Stats>) -> Self {
+        MemoryCache {
+            budget,
+            inner: Mutex::new(Inner::default()),
+            stats,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.budget > 0
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Largest single entry kept.
+    pub fn max_entry(&self) -> usize {
+        self.budget / 8
+    }
+
+    pub fn get(&self, key: &str) -> Option<Value> {
+        if !self.enabled() {
+            return None;
+        }
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        let entry = inner.entries.get_mut(key)?;
+        let old = std::mem::replace(&mut entry.tick, tick);
+        let value = entry.value.clone();
+        inner.order.remove(&old);
+        inner.order.insert(tick, key.to_string());
+        Some(value)
+    }
+
+    /// Keeps `value` (whose payload is `size` bytes), evicting the least recently used entries as needed.
+    pub fn put(&self, key: &str, kind: CacheKind, value: Value, size: usize) {
+        let size = size + ENTRY_OVERHEAD + key.len();
+        if !self.enabled() || size > self.max_entry() {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some(old) = inner.entries.remove(key) {
+            inner.order.remove(&old.tick);
+            inner.bytes -= old.size;
+            self.stats.memory_removed(old.kind, old.size);
+        }
+        while inner.bytes + size > self.budget {
+            let Some((_, victim)) = inner.order.pop_first() else {
+                break;
+            };
+            if let Some(old) = inner.entries.remove(&victim) {
+                inner.bytes -= old.size;
+                self.stats.memory_removed(old.kind, old.size);
+                self.stats.evicted(old.kind);
+            }
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.order.insert(tick, key.to_string());
+        inner.entries.insert(
+            key.to_string(),
+            Entry {
+                value,
+                kind,
+                size,
+                tick,
+            },
+        );
+        inner.bytes += size;
+        self.stats.memory_added(kind, size);
+    }
+
+    /// Bytes currently charged against the budget.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(n: usize) -> Value {
+        Value::Bytes(Bytes::from(vec![0u8; n]))
+    }
+
+    #[test]
+    fn stays_within_its_budget_and_evicts_the_least_recently_used() {
+        let stats = Arc::new(Stats::default());
+        let cache = MemoryCache::new(8 * 1000, stats.clone());
+        for i in 0..100 {
+            cache.put(&format!("k{i}"), CacheKind::SnapshotBlob, bytes(500), 500);
+            assert!(cache.bytes() <= cache.budget());
+            // k0 is used all the time, so it is never the least recently used.
+            assert!(cache.get("k0").is_some(), "k0 evicted at {i}");
+        }
+        assert!(cache.get("k1").is_none(), "old entries go first");
+        assert!(cache.get("k99").is_some());
+        assert!(stats.snapshot().iter().any(|s| s.evictions > 0));
+    }
+
+    #[test]
+    fn oversized_entries_and_a_zero_budget_keep_nothing() {
+        let cache = MemoryCache::new(8 * 1000, Arc::new(Stats::default()));
+        cache.put("big", CacheKind::SnapshotBlob, bytes(2000), 2000);
+        assert!(cache.get("big").is_none());
+        let off = MemoryCache::new(0, Arc::new(Stats::default()));
+        off.put("k", CacheKind::SnapshotBlob, bytes(1), 1);
+        assert!(off.get("k").is_none());
+        assert_eq!(off.bytes(), 0);
+    }
+
+    #[test]
+    fn replacing_an_entry_does_not_leak_budget() {
+        let cache = MemoryCache::new(8 * 1000, Arc::new(Stats::default()));
+        for _ in 0..10 {
+            cache.put("same", CacheKind::Window, bytes(100), 100);
+        }
+        assert_eq!(cache.bytes(), 100 + ENTRY_OVERHEAD + "same".len());
+    }
+}

@@ -1,0 +1,459 @@
+//! Reference snapshots: a whole reference dataset in canonical bytes, with a strong ETag, cached by content.
+//!
+//! - **Canonical bytes:** the JSON of [`ReferenceSnapshot`] with sorted keys and no whitespace, rows ordered by
+//!   key. The ETag is the first 128 bits of `blake3(those bytes)` in hex; other representations append their
+//!   name: `.msgpack` for MessagePack, then `.gzip`, `.br` or `.zstd` for a content coding, so every
+//!   representation's ETag is strong and distinct. `If-None-Match` is compared ignoring the coding part (the
+//!   client's decoded copy is the same whatever coding carried it), and `*` matches.
+//! - **Caching, content-addressed:** a pointer `(scope, dataset, version, tag of the dataset's last change) →
+//!   hash`, and the bytes under `(scope, hash)`. The pointer key names one state of one history, so it never
+//!   changes meaning; the bytes are checked against their hash on every read from Redis, so garbage is a miss.
+//!   A request asks PostgreSQL for the dataset's last change (one index step) before anything else, so it can
+//!   never be served an older snapshot. Encoded and compressed representations are kept in memory only.
+
+use crate::{
+    cache::{keys, memory::Value as CacheValue, stats::CacheKind, Cache},
+    domain::{canonical, collections, ScopeId},
+    error::{Error, Result},
+    store::{self, reference::LastChange},
+    wire::ReferenceSnapshot,
+};
+use bytes::Bytes;
+use serde::Serialize;
+use sqlx::PgPool;
+use std::io::Write;
+
+/// The body's encoding, as negotiated by `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    MessagePack,
+}
+
+/// A content coding, as negotiated by `Accept-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+    Br,
+    Zstd,
+}
+
+impl Coding {
+    /// The `Content-Encoding` token (`None` for identity).
+    pub fn token(self) -> Option<&'static str> {
+        match self {
+            Coding::Identity => None,
+            Coding::Gzip => Some("gzip"),
+            Coding::Br => Some("br"),
+            Coding::Zstd => Some("zstd"),
+        }
+    }
+
+    /// The coding to use for an `Accept-Encoding` value: the supported one with the highest weight above
+    /// zero; on equal weights br, then zstd, then gzip. `*` stands for codings not named. Identity otherwise.
+    pub fn negotiate(accept_encoding: Option<&str>) -> Coding {
+        let Some(header) = accept_encoding else {
+            return Coding::Identity;
+        };
+        let mut named: Vec<(String, f32)> = Vec::new();
+        for item in header.split(',') {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            if name.is_empty() {
+                continue;
+            }
+            let mut q = 1.0f32;
+            for param in parts {
+                if let Some((k, v)) = param.split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("q") {
+                        q = v.trim().parse().unwrap_or(0.0);
+                    }
+                }
+            }
+            named.push((name, q));
+        }
+        let weight = |token: &str| -> f32 {
+            let find = |n: &str| named.iter().find(|(name, _)| name == n).map(|(_, q)| *q);
+            find(token)
+                .or_else(|| if token == "gzip" { find("x-gzip") } else { None })
+                .or_else(|| find("*"))
+                .unwrap_or(0.0)
+        };
+        let mut best = (Coding::Identity, 0.0f32);
+        for coding in [Coding::Br, Coding::Zstd, Coding::Gzip] {
+            let q = weight(coding.token().unwrap_or(""));
+            if q > best.1 {
+                best = (coding, q);
+            }
+        }
+        best.0
+    }
+}
+
+/// A response body ready to send.
+#[derive(Debug, Clone)]
+pub struct Representation {
+    pub body: Bytes,
+    pub etag: String,
+    pub format: BodyFormat,
+    pub coding: Coding,
+}
+
+/// What to answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// The client's copy is current: 304 with this ETag.
+    NotModified {
+        etag: String,
+    },
+    Full(Representation),
+}
+
+/// Answers a snapshot request for `dataset` of `scope`.
+pub async fn snapshot(
+    cache: &Cache,
+    db: &PgPool,
+    scope: &ScopeId,
+    dataset: &str,
+    format: BodyFormat,
+    coding: Coding,
+    if_none_match: Option<&str>,
+) -> Result<Answer> {
+    let dataset = collections::find(dataset)
+        .filter(|c| c.reference)
+        .ok_or(Error::NotFound("dataset"))?
+        .name;
+    let namespace = cache.namespace(db).await;
+    let (hash, canonical) = match namespace {
+        None => build(db, scope, dataset).await?,
+        Some(ns) => {
+            let last = store::reference::last_change(db, scope, dataset)
+                .await?
+                .ok_or(Error::NotFound("scope"))?;
+            match cached_hash(cache, ns, scope, dataset, last).await {
+                Some(hash) if matches(if_none_match, &etag(&hash, format, Coding::Identity)) => {
+                    return Ok(Answer::NotModified {
+                        etag: etag(&hash, format, coding),
+                    })
+                }
+                Some(hash) => match cached_blob(cache, ns, scope, &hash).await {
+                    Some(bytes) => (hash, bytes),
+                    None => build_and_store(cache, ns, db, scope, dataset).await?,
+                },
+                None => build_and_store(cache, ns, db, scope, dataset).await?,
+            }
+        }
+    };
+    if matches(if_none_match, &etag(&hash, format, Coding::Identity)) {
+        return Ok(Answer::NotModified {
+            etag: etag(&hash, format, coding),
+        });
+    }
+    let body = match namespace {
+        Some(ns) => {
+            let key = keys::representation(ns, scope, &hash, &representation_name(format, coding));
+            match cache
+                .get_local(CacheKind::Representation, &key)
+                .and_then(CacheValue::into_bytes)
+            {
+                Some(body) => body,
+                None => {
+                    let body = encode(&canonical, format, coding)?;
+                    cache.put_local(
+                        CacheKind::Representation,
+                        &key,
+                        CacheValue::Bytes(body.clone()),
+                        body.len(),
+                    );
+                    body
+                }
+            }
+        }
+        None => encode(&canonical, format, coding)?,
+    };
+    Ok(Answer::Full(Representation {
+        body,
+        etag: etag(&hash, format, coding),
+        format,
+        coding,
+    }))
+}
+
+/// Builds the snapshot from PostgreSQL: (hash, canonical bytes), and the last change it reflects.
+async fn build_snapshot(db: &PgPool, scope: &ScopeId, dataset: &str) -> Result<([u8; 32], Bytes, Option<LastChange>)> {
+    let data = store::reference::dataset(db, scope, dataset)
+        .await?
+        .ok_or(Error::NotFound("scope"))?;
+    let snapshot = ReferenceSnapshot {
+        checksum: data.checksum,
+        count: data.count,
+        dataset: dataset.to_string(),
+        rows: data.rows.into_iter().map(|(_, value)| value).collect(),
+        scope: scope.to_string(),
+        version: data.last.map(|l| l.version).unwrap_or(0),
+    };
+    let bytes = Bytes::from(canonical_bytes(&snapshot));
+    Ok((*blake3::hash(&bytes).as_bytes(), bytes, data.last))
+}
+
+async fn build(db: &PgPool, scope: &ScopeId, dataset: &str) -> Result<([u8; 32], Bytes)> {
+    let (hash, bytes, _) = build_snapshot(db, scope, dataset).await?;
+    Ok((hash, bytes))
+}
+
+async fn build_and_store(
+    cache: &Cache,
+    ns: &str,
+    db: &PgPool,
+    scope: &ScopeId,
+    dataset: &str,
+) -> Result<([u8; 32], Bytes)> {
+    let (hash, bytes, last) = build_snapshot(db, scope, dataset).await?;
+    // The pointer is stored for the last change this build saw (same statement as its rows), which may be
+    // newer than the one looked up before: it is still exactly this content.
+    if let Some(last) = last {
+        let pointer = keys::snapshot_pointer(ns, scope, dataset, last.version, last.tag);
+        cache.put(
+            CacheKind::SnapshotPointer,
+            &pointer,
+            CacheValue::Bytes(Bytes::copy_from_slice(&hash)),
+            &hash,
+        );
+    }
+    let blob = keys::snapshot_blob(ns, scope, &hash);
+    cache.put(CacheKind::SnapshotBlob, &blob, CacheValue::Bytes(bytes.clone()), &bytes);
+    Ok((hash, bytes))
+}
+
+/// Stores the current snapshot of every reference dataset of `scope` in Redis (for `dukasync cache warm`).
+/// Returns how many datasets were stored.
+pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId) -> Result<usize> {
+    let Some(ns) = cache.namespace(db).await else {
+        return Ok(0);
+    };
+    let mut stored = 0;
+    for dataset in collections::COLLECTIONS.iter().filter(|c| c.reference) {
+        let (hash, bytes, last) = build_snapshot(db, scope, dataset.name).await?;
+        let mut ok = true;
+        if let Some(last) = last {
+            let pointer = keys::snapshot_pointer(ns, scope, dataset.name, last.version, last.tag);
+            let value = CacheValue::Bytes(Bytes::copy_from_slice(&hash));
+            ok &= cache
+                .put_and_wait(CacheKind::SnapshotPointer, &pointer, value, &hash)
+                .await;
+        }
+        let blob = keys::snapshot_blob(ns, scope, &hash);
+        ok &= cache
+            .put_and_wait(CacheKind::SnapshotBlob, &blob, CacheValue::Bytes(bytes.clone()), &bytes)
+            .await;
+        stored += usize::from(ok);
+    }
+    Ok(stored)
+}
+
+async fn cached_hash(
+    cache: &Cache,
+    ns: &str,
+    scope: &ScopeId,
+    dataset: &str,
+    last: Option<LastChange>,
+) -> Option<[u8; 32]> {
+    // A dataset that never changed has no pointer; building it reads no rows.
+    let last = last?;
+    let key = keys::snapshot_pointer(ns, scope, dataset, last.version, last.tag);
+    let value = cache
+        .get(CacheKind::SnapshotPointer, &key, |_, bytes| {
+            (bytes.len() == 32).then(|| CacheValue::Bytes(bytes.clone()))
+        })
+        .await?;
+    value.into_bytes()?.as_ref().try_into().ok()
+}
+
+async fn cached_blob(cache: &Cache, ns: &str, scope: &ScopeId, hash: &[u8; 32]) -> Option<Bytes> {
+    let key = keys::snapshot_blob(ns, scope, hash);
+    cache
+        .get(CacheKind::SnapshotBlob, &key, |_, bytes| {
+            (blake3::hash(bytes).as_bytes() == hash).then(|| CacheValue::Bytes(bytes.clone()))
+        })
+        .await?
+        .into_bytes()
+}
+
+/// The canonical JSON of a snapshot.
+pub fn canonical_bytes(snapshot: &ReferenceSnapshot) -> Vec<u8> {
+    // Rows are `serde_json::Value`s (sorted maps) and the struct's fields are declared in sorted order, so
+    // plain serialization is canonical; a unit test holds this against `canonical::to_canonical_json`.
+    serde_json::to_vec(snapshot).expect("a snapshot always serializes")
+}
+
+/// The ETag of a representation of the content with `hash`.
+pub fn etag(hash: &[u8; 32], format: BodyFormat, coding: Coding) -> String {
+    format!("\"{}{}\"", hex::encode(&hash[..16]), suffix(format, coding))
+}
+
+fn suffix(format: BodyFormat, coding: Coding) -> String {
+    let mut out = String::new();
+    if format == BodyFormat::MessagePack {
+        out.push_str(".msgpack");
+    }
+    if let Some(token) = coding.token() {
+        out.push('.');
+        out.push_str(token);
+    }
+    out
+}
+
+fn representation_name(format: BodyFormat, coding: Coding) -> String {
+    format!("{:?}{}", format, suffix(format, coding)).to_ascii_lowercase()
+}
+
+/// Whether an `If-None-Match` value matches `current` (an identity-coded ETag): weak comparison, any coding
+/// suffix ignored, `*` matches anything.
+pub fn matches(if_none_match: Option<&str>, current: &str) -> bool {
+    let Some(header) = if_none_match else { return false };
+    let current = current.trim_matches('"');
+    header.split(',').map(str::trim).any(|tag| {
+        if tag == "*" {
+            return true;
+        }
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        let Some(opaque) = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+            return false;
+        };
+        let without_coding = [".gzip", ".br", ".zstd"]
+            .iter()
+            .find_map(|s| opaque.strip_suffix(s))
+            .unwrap_or(opaque);
+        without_coding == current
+    })
+}
+
+/// Encodes the canonical JSON as `format`, compressed with `coding`.
+fn encode(canonical: &Bytes, format: BodyFormat, coding: Coding) -> Result<Bytes> {
+    let plain: Bytes = match format {
+        BodyFormat::Json => canonical.clone(),
+        BodyFormat::MessagePack => {
+            let value: serde_json::Value = serde_json::from_slice(canonical).map_err(|e| Error::Internal(e.into()))?;
+            let mut out = Vec::with_capacity(canonical.len());
+            let mut serializer = rmp_serde::Serializer::new(&mut out)
+                .with_struct_map()
+                .with_human_readable();
+            value
+                .serialize(&mut serializer)
+                .map_err(|e| Error::Internal(e.into()))?;
+            Bytes::from(out)
+        }
+    };
+    compress(&plain, coding)
+        .map(Bytes::from)
+        .map_err(|e| Error::Internal(e.into()))
+}
+
+/// Compresses `data`; levels are moderate because each representation is computed once per instance.
+pub fn compress(data: &[u8], coding: Coding) -> std::io::Result<Vec<u8>> {
+    match coding {
+        Coding::Identity => Ok(data.to_vec()),
+        Coding::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            encoder.write_all(data)?;
+            encoder.finish()
+        }
+        Coding::Br => {
+            let mut out = Vec::new();
+            {
+                let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 6, 22);
+                writer.write_all(data)?;
+            }
+            Ok(out)
+        }
+        Coding::Zstd => zstd::bulk::compress(data, 6),
+    }
+}
+
+/// The canonical JSON's check against the protocol's canonical encoding, for tests and vectors.
+pub fn is_canonical(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map(|v| canonical::to_canonical_json(&v).as_bytes() == bytes)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snapshot_json_is_canonical() {
+        let snapshot = ReferenceSnapshot {
+            checksum: 7,
+            count: 2,
+            dataset: "products".into(),
+            rows: vec![json!({"id": "a", "price": "1.00", "name": "A"}), json!({"id": "b"})],
+            scope: "water".into(),
+            version: 12,
+        };
+        let bytes = canonical_bytes(&snapshot);
+        assert!(is_canonical(&bytes), "{}", String::from_utf8_lossy(&bytes));
+        assert!(bytes.starts_with(br#"{"checksum":7,"count":2,"dataset":"products","rows":[{"id":"a","name""#));
+    }
+
+    #[test]
+    fn accept_encoding_picks_the_heaviest_supported_coding() {
+        assert_eq!(Coding::negotiate(None), Coding::Identity);
+        assert_eq!(Coding::negotiate(Some("gzip, deflate, br, zstd")), Coding::Br);
+        assert_eq!(Coding::negotiate(Some("gzip, deflate")), Coding::Gzip);
+        assert_eq!(Coding::negotiate(Some("br;q=0.5, gzip;q=0.8")), Coding::Gzip);
+        assert_eq!(Coding::negotiate(Some("br;q=0, zstd")), Coding::Zstd);
+        assert_eq!(Coding::negotiate(Some("*")), Coding::Br);
+        assert_eq!(Coding::negotiate(Some("*;q=0, identity")), Coding::Identity);
+        assert_eq!(Coding::negotiate(Some("deflate, identity")), Coding::Identity);
+        assert_eq!(Coding::negotiate(Some("GZIP;Q=1")), Coding::Gzip);
+        assert_eq!(Coding::negotiate(Some("gzip;q=nonsense")), Coding::Identity);
+    }
+
+    #[test]
+    fn etags_differ_per_representation_and_match_ignoring_the_coding() {
+        let hash = *blake3::hash(b"x").as_bytes();
+        let plain = etag(&hash, BodyFormat::Json, Coding::Identity);
+        let gz = etag(&hash, BodyFormat::Json, Coding::Gzip);
+        let mp = etag(&hash, BodyFormat::MessagePack, Coding::Identity);
+        let mp_br = etag(&hash, BodyFormat::MessagePack, Coding::Br);
+        assert_eq!(plain.len(), 34);
+        assert!(gz.ends_with(".gzip\"") && mp.ends_with(".msgpack\"") && mp_br.ends_with(".msgpack.br\""));
+        assert!(matches(Some(&plain), &plain));
+        assert!(
+            matches(Some(&gz), &plain),
+            "the coding does not change the decoded copy"
+        );
+        assert!(matches(Some(&format!("W/{plain}")), &plain));
+        assert!(matches(Some(&format!("\"zzz\", {gz}")), &plain));
+        assert!(matches(Some("*"), &plain));
+        assert!(!matches(Some(&mp), &plain), "MessagePack is another representation");
+        assert!(matches(Some(&mp_br), &mp));
+        assert!(
+            !matches(Some(plain.trim_matches('"')), &plain),
+            "unquoted is not an entity tag"
+        );
+        assert!(!matches(None, &plain));
+        let other = etag(blake3::hash(b"y").as_bytes(), BodyFormat::Json, Coding::Identity);
+        assert!(!matches(Some(&other), &plain));
+    }
+
+    #[test]
+    fn compressed_bodies_decompress_to_the_original() {
+        use std::io::Read;
+        let data = br#"{"rows":[{"id":"a"},{"id":"b"},{"id":"a"},{"id":"b"}]}"#.repeat(20);
+        let gz = compress(&data, Coding::Gzip).unwrap();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        let br = compress(&data, Coding::Br).unwrap();
+        let mut out = Vec::new();
+        brotli::Decompressor::new(&br[..], 4096).read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        let zs = compress(&data, Coding::Zstd).unwrap();
+        assert_eq!(zstd::decode_all(&zs[..]).unwrap(), data);
+        assert_eq!(compress(&data, Coding::Gzip).unwrap(), gz, "deterministic");
+    }
+}
