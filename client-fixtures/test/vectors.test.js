@@ -3,7 +3,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { canonical, rowHash, sum32 } from '../src/checksum.js';
 import { msgpackDecode, msgpackEncode } from '../src/vendor.js';
 import { ROOT, OWNER, startServer } from './harness.js';
@@ -53,7 +55,39 @@ async function serverWithVectorsScope() {
   const server = await startServer();
   server.cli('scope-add', 'vectors', '--name', 'Vectors');
   server.cli('user-add', '--email', OWNER, '--name', 'Amina Wanjiru', '--scope', 'vectors', '--role', 'owner');
-  return { server, token: server.token(OWNER, 'vectors-phone') };
+  return { server, token: server.token(OWNER, 'owner-phone') };
+}
+
+/** Commits a vector file's `setup` transactions through the protocol: one batch of put/delete per transaction. */
+async function writeSetup(server, token, doc) {
+  const clientId = crypto.randomUUID();
+  let seq = 0;
+  for (const tx of doc.setup) {
+    const ops = tx.map((w) =>
+      w.data === null
+        ? { seq: ++seq, id: crypto.randomUUID(), type: 'delete', collection: w.collection, key: w.key }
+        : { seq: ++seq, id: crypto.randomUUID(), type: 'put', collection: w.collection, key: w.key, data: w.data },
+    );
+    const res = await fetch(`${server.url}/v1/scopes/${doc.scope}/ops`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ client_id: clientId, ops }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+}
+
+/** A GET with exactly these headers (fetch would add Accept-Encoding and decompress); the body as bytes. */
+function rawGet(url, headers) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      })
+      .on('error', reject);
+  });
 }
 
 test('row hashes and canonical JSON match the independently computed vectors', () => {
@@ -83,32 +117,22 @@ test('the matcher itself refuses what it should', () => {
 
 let feedServer;
 let opsServer;
+let referenceServer;
+let conflictsServer;
 before(async () => {
-  [feedServer, opsServer] = await Promise.all([serverWithVectorsScope(), serverWithVectorsScope()]);
+  feedServer = await serverWithVectorsScope();
+  opsServer = await serverWithVectorsScope();
+  referenceServer = await serverWithVectorsScope();
+  conflictsServer = await serverWithVectorsScope();
 });
 after(async () => {
-  await Promise.all([feedServer?.server.stop(), opsServer?.server.stop()]);
+  for (const s of [feedServer, opsServer, referenceServer, conflictsServer]) await s?.server.stop();
 });
 
 test('the server answers every feed vector', async () => {
   const doc = load('feed.json');
   const { server, token } = feedServer;
-  // The vectors' setup transactions, written through the client protocol: one batch of put/delete per transaction.
-  const clientId = crypto.randomUUID();
-  let seq = 0;
-  for (const tx of doc.setup) {
-    const ops = tx.map((w) =>
-      w.data === null
-        ? { seq: ++seq, id: crypto.randomUUID(), type: 'delete', collection: w.collection, key: w.key }
-        : { seq: ++seq, id: crypto.randomUUID(), type: 'put', collection: w.collection, key: w.key, data: w.data },
-    );
-    const res = await fetch(`${server.url}/v1/scopes/${doc.scope}/ops`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ client_id: clientId, ops }),
-    });
-    assert.equal(res.status, 200, await res.text());
-  }
+  await writeSetup(server, token, doc);
   for (const c of doc.cases) {
     const headers = {};
     if (c.request.token !== false) headers.Authorization = `Bearer ${token}`;
@@ -133,5 +157,59 @@ test('the server answers every ops vector in order', async () => {
       body: msgpack ? msgpackEncode(lossless.plain(bodies[i])) : lossless.stringify(bodies[i]),
     });
     await check(c.name, res, c.response);
+  }
+});
+
+test('the server answers every reference vector byte for byte', async () => {
+  const doc = load('reference.json');
+  const { server, token } = referenceServer;
+  await writeSetup(server, token, doc);
+  const bodies = new Map();
+  for (const c of doc.cases) {
+    const headers = { ...(c.request.headers ?? {}) };
+    if (c.request.token !== false) headers.authorization = `Bearer ${token}`;
+    const res = await rawGet(server.url + c.request.path, headers);
+    const want = c.response;
+    assert.equal(res.status, want.status, c.name);
+    for (const [k, v] of Object.entries(want.headers ?? {})) assert.equal(res.headers[k], v, `${c.name}: ${k}`);
+    for (const k of want.absent_headers ?? []) assert.equal(res.headers[k], undefined, `${c.name}: ${k}`);
+    if (typeof want.body === 'string') assert.equal(res.body.toString('utf8'), want.body, c.name);
+    if (want.error_code) assert.equal(JSON.parse(res.body).error.code, want.error_code, c.name);
+    if (want.decoded_body_of) {
+      const coding = res.headers['content-encoding'];
+      assert.ok(coding === undefined || coding === 'gzip', `${c.name}: unexpected coding ${coding}`);
+      const plainBytes = coding === 'gzip' ? gunzipSync(res.body) : res.body;
+      const decodedBody = res.headers['content-type'] === 'application/msgpack' ? msgpackDecode(plainBytes) : JSON.parse(plainBytes);
+      assert.deepEqual(decodedBody, JSON.parse(bodies.get(want.decoded_body_of)), c.name);
+    }
+    bodies.set(c.name, res.body);
+  }
+});
+
+test('the server answers every conflicts vector in order', async () => {
+  const doc = load('conflicts.json');
+  const { server, token } = conflictsServer;
+  const ids = [];
+  for (const batch of doc.setup) {
+    const res = await fetch(`${server.url}/v1/scopes/${doc.scope}/ops`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ client_id: doc.client_id, ops: batch }),
+    });
+    assert.equal(res.status, 200);
+    for (const r of (await res.json()).results) if (r.conflict_id) ids.push(r.conflict_id);
+  }
+  assert.equal(ids.length, 2, 'the setup records a field conflict and a rejection');
+  for (const c of doc.cases) {
+    const url = server.url + c.request.path.replace('{field_conflict}', ids[0]).replace('{rejection}', ids[1]);
+    const headers = {};
+    if (c.request.token !== false) headers.Authorization = `Bearer ${token}`;
+    if (c.request.accept) headers.Accept = c.request.accept;
+    const init = { method: c.request.method, headers };
+    if (c.request.method === 'POST') {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(c.request.body);
+    }
+    await check(c.name, await fetch(url, init), c.response);
   }
 });
