@@ -79,6 +79,16 @@ export async function startServer(extraEnv = {}) {
     cli('migrate');
     cli('demo-data');
     child = spawn(bin, ['serve'], { env: childEnv, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    // The server is detached (its own process group); if this test process ends without stop(), take it along.
+    const orphanGuard = () => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    process.once('exit', orphanGuard);
+    child.once('exit', () => process.off('exit', orphanGuard));
     const log = [];
     const address = await new Promise((resolve, reject) => {
       const lines = createInterface({ input: child.stderr });
