@@ -34,7 +34,8 @@ trap 'rm -f "$tmp"' EXIT
 "$PG_DUMP" --format=custom --compress=6 --no-owner --no-privileges --file="$tmp" --dbname="$CONN_URL" \
   || die "pg_dump failed; nothing was written"
 # A dump that does not read back, or lacks the change log's data, is no backup.
-"$PG_RESTORE" --list "$tmp" | grep -q 'TABLE DATA public changes ' \
+# grep reads all of it: with -q it would stop early, pg_restore would die of SIGPIPE, and pipefail would fail us.
+"$PG_RESTORE" --list "$tmp" | grep 'TABLE DATA public changes ' >/dev/null \
   || die "the dump does not read back with the change log in it; kept nothing"
 sync "$tmp"
 mv "$tmp" "$file"

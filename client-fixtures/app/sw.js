@@ -1,0 +1,85 @@
+// The POS demo's service worker (a module worker; it imports the same client the page uses).
+// - Replays each scope's outbox on Background Sync (`dukasync-outbox:<scope>`), so sales recorded offline reach
+//   the server when connectivity returns even if no page is open.
+// - Caches the app shell (network first, the cached copy offline) and reference snapshots (the cached 200 offline).
+import { SyncClient } from '../src/client.js';
+
+const SHELL = 'dukasync-shell-v1';
+const REFERENCE = 'dukasync-reference-v1';
+const SYNC_PREFIX = 'dukasync-outbox:';
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(caches.open(SHELL).then((c) => c.addAll(['./', './app.js', './style.css'])).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+
+// The page lists the files it loaded before this worker controlled it; they make up the shell.
+self.addEventListener('message', (event) => {
+  if (event.data?.type !== 'cache-shell') return;
+  // One by one: addAll() would store nothing if any file failed (a stray 404 such as a favicon).
+  const files = [...new Set(event.data.files)];
+  event.waitUntil(
+    caches
+      .open(SHELL)
+      .then((c) => Promise.allSettled(files.map((f) => c.add(f))))
+      .then((results) => {
+        const failed = files.filter((_, i) => results[i].status === 'rejected');
+        event.ports[0]?.postMessage({ ok: failed.length === 0, cached: files.length - failed.length, failed });
+      }),
+  );
+});
+
+self.addEventListener('sync', (event) => {
+  if (!event.tag.startsWith(SYNC_PREFIX)) return;
+  event.waitUntil(replay(event.tag.slice(SYNC_PREFIX.length)));
+});
+
+// A browser may fire a pending sync as it starts, before the server is reachable again, and its own retry comes
+// minutes later; so the replay keeps trying with backoff for about a minute and a half (browsers end a sync event
+// after a few minutes), then fails and leaves the rest to the browser's retry.
+async function replay(scope) {
+  const client = await SyncClient.open({ scope, backoff: { baseMs: 250, maxMs: 3000 } });
+  try {
+    await client.push({ maxAttempts: 60 });
+    await client.db.local_sync.put({ key: 'lastReplay', by: 'background-sync', at: new Date().toISOString() });
+  } finally {
+    client.db.close();
+  }
+}
+
+self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== 'GET' || url.origin !== self.location.origin) return;
+  if (/^\/v1\/scopes\/[^/]+\/reference\//.test(url.pathname)) return event.respondWith(reference(event.request));
+  if (url.pathname.startsWith('/v1/')) return; // the API: never cached here
+  event.respondWith(shell(event.request));
+});
+
+async function shell(request) {
+  const cache = await caches.open(SHELL);
+  try {
+    const response = await fetch(request);
+    if (response.ok) await cache.put(request, response.clone());
+    return response;
+  } catch (err) {
+    const cached = await cache.match(request, { ignoreSearch: true });
+    if (cached) return cached;
+    throw err;
+  }
+}
+
+// Conditional requests pass through untouched, so the page sees the server's 304. Only full 200 answers are
+// stored; offline, the stored one is served (the page then uses it as its copy).
+async function reference(request) {
+  const cache = await caches.open(REFERENCE);
+  try {
+    const response = await fetch(request);
+    if (response.status === 200) await cache.put(request.url, response.clone());
+    return response;
+  } catch (err) {
+    const cached = await cache.match(request.url);
+    if (cached) return cached;
+    throw err;
+  }
+}

@@ -1,0 +1,291 @@
+// The reference client (real Dexie on fake-indexeddb) against a real server: offline writes, lost answers,
+// convergence of two devices, atomic pages, resets, conflicts, rejections, the live loop, MessagePack.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { ApiError } from '../src/api.js';
+import { OWNER, api, startServer } from './harness.js';
+import { collect, device, eventually } from './devices.js';
+
+const CASHIER = 'cashier.shop@duka.test';
+let server;
+let ownerToken;
+let cashierToken;
+
+before(async () => {
+  server = await startServer();
+  ownerToken = server.token(OWNER, 'owner-phone');
+  cashierToken = server.token(CASHIER, 'shop-till');
+});
+after(() => server?.stop());
+
+async function serverRows(collection, scope = 'retail') {
+  const rows = new Map();
+  let since = '0';
+  for (;;) {
+    const { status, body } = await api(server, ownerToken, 'GET', `/v1/scopes/${scope}/changes?since=${since}&collections=${collection}`);
+    assert.equal(status, 200);
+    for (const c of body.changes) {
+      if (c.op === 'upsert') rows.set(c.key, c.data);
+      else rows.delete(c.key);
+    }
+    since = body.cursor;
+    if (!body.has_more) return rows;
+  }
+}
+
+async function head(scope = 'retail') {
+  const { body } = await api(server, ownerToken, 'GET', '/v1/scopes');
+  return body.scopes.find((s) => s.id === scope).head;
+}
+
+async function catchUpAndVerify(client) {
+  const page = await client.pull();
+  const v = await client.verify(page.head);
+  assert.deepEqual(v.ok, true, `verify: ${JSON.stringify(v)}`);
+  return page;
+}
+
+test('two devices write offline, replay, and converge on the server checksum', async () => {
+  const a = await device(server, ownerToken);
+  const b = await device(server, cashierToken);
+  await catchUpAndVerify(a.client);
+  await catchUpAndVerify(b.client);
+
+  a.net.offline = true;
+  b.net.offline = true;
+  await a.client.create('customers', { id: 'conv-a1', name: 'Wanjiku', credit_limit: '1000.00' });
+  await a.client.put('customers', { id: 'conv-a2', name: 'Otieno', credit_limit: '0.00' });
+  await a.client.update('customers', 'retail-cust-1', { phone: '+254711111111' });
+  await b.client.create('customers', { id: 'conv-b1', name: 'Achieng', credit_limit: '250.00' });
+  await b.client.delete('customers', 'retail-cust-2');
+  // Offline: the writes are visible locally at once and stay queued.
+  assert.equal((await a.db.customers.get('retail-cust-1')).phone, '+254711111111');
+  await assert.rejects(a.client.pushOnce(), (e) => e instanceof ApiError && e.retryable && e.status === 0);
+  assert.equal(await a.db.local_outbox.count(), 3);
+  assert.equal(await b.db.local_outbox.count(), 2);
+
+  a.net.offline = false;
+  b.net.offline = false;
+  await a.client.push();
+  await b.client.push();
+  assert.equal(await a.db.local_outbox.count(), 0);
+  assert.equal(await b.db.local_outbox.count(), 0);
+  const pa = await catchUpAndVerify(a.client);
+  const pb = await catchUpAndVerify(b.client);
+  assert.equal(pa.head, pb.head);
+
+  const onServer = await serverRows('customers');
+  const localA = Object.fromEntries((await a.db.customers.toArray()).map((r) => [r.id, r]));
+  const localB = Object.fromEntries((await b.db.customers.toArray()).map((r) => [r.id, r]));
+  assert.deepEqual(localA, Object.fromEntries(onServer));
+  assert.deepEqual(localB, localA);
+  assert.equal(localA['conv-b1'].name, 'Achieng');
+  assert.equal(localA['retail-cust-1'].phone, '+254711111111');
+  assert.ok(!('retail-cust-2' in localA));
+  await a.client.close();
+  await b.client.close();
+});
+
+test('an answer lost after the server applied the batch is replayed and applied once', async () => {
+  const a = await device(server, ownerToken);
+  await catchUpAndVerify(a.client);
+  for (const n of [1, 2, 3]) await a.client.create('customers', { id: `lost-${n}`, name: `Customer ${n}` });
+  const before = await head();
+
+  a.net.loseAnswers = 1;
+  await assert.rejects(a.client.pushOnce(), (e) => e instanceof ApiError && e.status === 0);
+  // The server acted, the device does not know: nothing may be deleted from the outbox.
+  assert.equal(await a.db.local_outbox.count(), 3);
+  assert.equal(await head(), before + 3);
+
+  const r = await a.client.pushOnce();
+  assert.deepEqual(r.answer.results.map((x) => [x.status, x.original]), [
+    ['duplicate', 'applied'],
+    ['duplicate', 'applied'],
+    ['duplicate', 'applied'],
+  ]);
+  assert.equal(r.answer.last_seq, 3);
+  assert.equal(await a.db.local_outbox.count(), 0);
+  assert.equal(await head(), before + 3, 'the replay changed nothing');
+  await catchUpAndVerify(a.client);
+  await a.client.close();
+});
+
+test('a page that fails to apply leaves the cursor where it was, and the next pull applies it whole', async () => {
+  const a = await device(server, ownerToken);
+  const b = await device(server, ownerToken, { pageSize: 1000 });
+  await catchUpAndVerify(a.client);
+  await catchUpAndVerify(b.client);
+  await a.client.create('customers', { id: 'page-1', name: 'First' });
+  await a.client.create('customers', { id: 'page-poison', name: 'Second' });
+  await a.client.push();
+
+  const cursorBefore = (await b.db.local_sync.get('cursor')).value;
+  let failing = true;
+  b.db.customers.hook('creating', (key) => {
+    if (failing && key === 'page-poison') throw new Error('disk full (injected)');
+  });
+  await assert.rejects(b.client.pullOnce(), /disk full/);
+  assert.equal((await b.db.local_sync.get('cursor')).value, cursorBefore, 'the cursor did not move');
+  assert.equal(await b.db.customers.get('page-1'), undefined, 'no row of the failed page was kept');
+
+  failing = false;
+  await catchUpAndVerify(b.client);
+  assert.equal((await b.db.customers.get('page-poison')).name, 'Second');
+  assert.equal((await b.db.customers.get('page-1')).name, 'First');
+  await a.client.close();
+  await b.client.close();
+});
+
+test('conflicts and rejections reach the app, and a malformed operation is set aside so the queue goes on', async () => {
+  const a = await device(server, ownerToken);
+  const b = await device(server, cashierToken);
+  await a.client.create('customers', { id: 'cf-1', name: 'Original', phone: '+254700000009' });
+  await a.client.push();
+  await catchUpAndVerify(a.client);
+  await catchUpAndVerify(b.client);
+
+  // Both edit the same field from the same base version; customers are client_wins, so B's value stands.
+  const conflicts = collect(b.client, 'conflict');
+  await a.client.update('customers', 'cf-1', { name: 'From A' });
+  await a.client.push();
+  await b.client.update('customers', 'cf-1', { name: 'From B' });
+  await b.client.push();
+  assert.equal(conflicts.length, 1);
+  assert.match(conflicts[0].conflict_id, /^[0-9a-f-]{36}$/);
+  assert.equal(conflicts[0].op.mods.name, 'From B');
+  assert.equal((await serverRows('customers')).get('cf-1').name, 'From B');
+
+  // An update of a row the server does not have can never apply: rejected, and the sequence moves on.
+  const rejected = collect(a.client, 'rejected');
+  await a.client.update('customers', 'no-such-customer', { name: 'X' });
+  // A malformed operation (data.id differs from the key) slipped into the outbox by a buggy app version.
+  const seq = (await a.db.local_sync.get('seq')).value;
+  await a.db.transaction('rw', a.db.local_outbox, a.db.local_sync, async () => {
+    await a.db.local_sync.put({ key: 'seq', value: seq + 1 });
+    await a.db.local_outbox.add({
+      seq,
+      op: { id: crypto.randomUUID(), type: 'put', collection: 'customers', key: 'bad-key', data: { id: 'other' } },
+    });
+  });
+  await a.client.create('customers', { id: 'after-poison', name: 'Still synced' });
+  await a.client.push();
+
+  assert.equal(await a.db.local_outbox.count(), 0);
+  assert.deepEqual(rejected.map((r) => r.code).sort(), ['key_mismatch', 'row_not_found']);
+  const dead = await a.db.local_dead_letter.toArray();
+  assert.equal(dead.length, 1);
+  assert.equal(dead[0].code, 'key_mismatch');
+  assert.equal((await serverRows('customers')).get('after-poison').name, 'Still synced');
+  assert.deepEqual((await a.db.local_events.toArray()).map((e) => e.code).filter(Boolean), ['row_not_found']);
+  await catchUpAndVerify(a.client);
+  await a.client.close();
+  await b.client.close();
+});
+
+test('a checksum mismatch resets and reconverges', async () => {
+  const a = await device(server, ownerToken);
+  const page = await catchUpAndVerify(a.client);
+  const resets = collect(a.client, 'reset');
+  // Local corruption (a bug, a manual edit) that no feed change would ever repair.
+  const sugar = await a.db.products.get('r-sugar-1kg');
+  await a.db.products.put({ ...sugar, price: '1.00' });
+  const v = await a.client.verify(page.head);
+  assert.deepEqual(v, { ok: false, mismatched: ['products'] });
+  assert.deepEqual(resets, [{ reason: 'divergence' }]);
+  await catchUpAndVerify(a.client);
+  assert.equal((await a.db.products.get('r-sugar-1kg')).price, '180.00');
+  await a.client.close();
+});
+
+test('a cursor older than a compaction gets 410: the device resets, keeps its outbox, and reconverges', async () => {
+  const a = await device(server, ownerToken);
+  const b = await device(server, ownerToken);
+  await catchUpAndVerify(a.client);
+  a.net.offline = true;
+  await a.client.create('customers', { id: 'kept-offline', name: 'Written offline' });
+  for (let i = 0; i < 5; i++) await b.client.update('customers', 'retail-cust-1', { name: `Mama Njoki ${i}` });
+  await b.client.push();
+  server.cli('compact', '--scope', 'retail', '--below', String(await head()));
+
+  a.net.offline = false;
+  const resets = collect(a.client, 'reset');
+  await a.client.pull();
+  assert.deepEqual(resets, [{ reason: 'expired' }]);
+  assert.equal(await a.db.local_outbox.count(), 1, 'the outbox survived the reset');
+  assert.equal((await a.db.customers.get('kept-offline')).name, 'Written offline', 'pending writes stay visible');
+  assert.equal((await a.db.customers.get('retail-cust-1')).name, 'Mama Njoki 4');
+  await a.client.push();
+  await catchUpAndVerify(a.client);
+  assert.equal((await serverRows('customers')).get('kept-offline').name, 'Written offline');
+  await a.client.close();
+  await b.client.close();
+});
+
+test('the live loop pushes local writes and long-polls the other device’s writes', async () => {
+  const a = await device(server, ownerToken);
+  const b = await device(server, cashierToken);
+  a.client.start();
+  b.client.start();
+  await b.client.create('customers', { id: 'live-1', name: 'Arrives by long-poll' });
+  const row = await eventually('live-1 on device A', () => a.db.customers.get('live-1'));
+  assert.equal(row.name, 'Arrives by long-poll');
+  await eventually('B outbox empty', async () => (await b.db.local_outbox.count()) === 0);
+  assert.equal(b.client.state.outbox, 0);
+  await a.client.close();
+  await b.client.close();
+});
+
+test('the same client over MessagePack pulls, pushes and verifies', async () => {
+  const a = await device(server, ownerToken, { encoding: 'msgpack' });
+  await catchUpAndVerify(a.client);
+  await a.client.create('customers', { id: 'mp-1', name: 'Über MessagePack', credit_limit: '10.00' });
+  await a.client.push();
+  await catchUpAndVerify(a.client);
+  assert.equal((await serverRows('customers')).get('mp-1').name, 'Über MessagePack');
+  await a.client.close();
+});
+
+test('floats and server-only collections are refused before they reach the outbox', async () => {
+  const a = await device(server, ownerToken);
+  await assert.rejects(a.client.put('customers', { id: 'f', credit_limit: 10.5 }), /floats/);
+  await assert.rejects(a.client.put('sales', { id: 's' }), /server only/);
+  assert.equal(await a.db.local_outbox.count(), 0);
+  await a.client.close();
+});
+
+test('a sale is a command: queued offline, run by the server, its rows arrive through the feed', async () => {
+  const a = await device(server, cashierToken);
+  await catchUpAndVerify(a.client);
+  a.net.offline = true;
+  const key = crypto.randomUUID();
+  await a.client.command('record_sale', key, {
+    sold_at: new Date().toISOString(),
+    lines: [{ product_id: 'r-maize-2kg', quantity: '3', unit_price: '165.00' }],
+    payments: [{ method: 'mpesa', amount: '495.00', reference: 'QX12ABC' }],
+  });
+  assert.equal(await a.db.sales.get(key), undefined, 'a command has no local effect');
+  // Sold more LPG than the shop holds, offline: still applied (the money was taken), flagged as a conflict.
+  const conflicts = collect(a.client, 'conflict');
+  await a.client.command('record_sale', crypto.randomUUID(), {
+    lines: [{ product_id: 'r-lpg-13kg-refill', quantity: '101', unit_price: '2900.00' }],
+    payments: [{ method: 'cash', amount: '292900.00' }],
+  });
+  a.net.offline = false;
+  await a.client.push();
+  await catchUpAndVerify(a.client);
+
+  const sale = await a.db.sales.get(key);
+  assert.equal(sale.status, 'posted');
+  assert.equal(sale.total, '495.00');
+  const entry = await a.db.journal_entries.get(sale.journal_entry_id);
+  const cents = (s) => BigInt(s.replace('.', ''));
+  const sum = (side) => entry.lines.reduce((t, l) => t + cents(l[side]), 0n);
+  assert.equal(sum('debit'), sum('credit'), 'the entry balances');
+  assert.deepEqual(entry.lines.find((l) => l.account === '1010'), { account: '1010', debit: '495.00', credit: '0.00' });
+  assert.equal((await a.db.stock_levels.get('r-maize-2kg')).quantity, '97');
+  assert.equal((await a.db.stock_levels.get('r-lpg-13kg-refill')).quantity, '-1');
+  assert.equal(conflicts.length, 1);
+  assert.equal(conflicts[0].op.command, 'record_sale');
+  await a.client.close();
+});

@@ -1,0 +1,63 @@
+// Test devices: a SyncClient on its own fake IndexedDB, behind a network the test controls (offline, answers lost
+// after the server acted on the request).
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
+import { SyncClient } from '../src/client.js';
+
+export function network() {
+  const net = {
+    offline: false,
+    /** The next N POSTs reach the server, but their answers are lost on the way back. */
+    loseAnswers: 0,
+    posts: 0,
+    async fetch(url, init = {}) {
+      if (net.offline) throw new TypeError('fetch failed: offline');
+      const res = await fetch(url, init);
+      if (init.method === 'POST') {
+        net.posts += 1;
+        if (net.loseAnswers > 0) {
+          net.loseAnswers -= 1;
+          await res.arrayBuffer();
+          throw new TypeError('fetch failed: connection reset after the request was sent');
+        }
+      }
+      return res;
+    },
+  };
+  return net;
+}
+
+/** A device of `scope` with its own IndexedDB and network. */
+export async function device(server, token, { scope = 'retail', encoding, ...options } = {}) {
+  const net = network();
+  const client = await SyncClient.open({
+    scope,
+    token,
+    baseUrl: server.url,
+    encoding,
+    fetch: net.fetch,
+    indexedDB: new IDBFactory(),
+    IDBKeyRange,
+    backoff: { baseMs: 20, maxMs: 200 },
+    longPollSecs: 5,
+    ...options,
+  });
+  return { client, net, db: client.db };
+}
+
+/** Resolves once `check()` returns a truthy value; fails after `ms` with `what`. Polls observable state. */
+export async function eventually(what, check, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Collects a client's events of one type. */
+export function collect(client, type) {
+  const seen = [];
+  client.addEventListener(type, (e) => seen.push(e.detail));
+  return seen;
+}

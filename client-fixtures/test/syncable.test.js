@@ -1,0 +1,83 @@
+// Dexie.Syncable (Dexie's own sync add-on) syncing a plain Dexie database with a real server through the
+// `dukasync` protocol adapter: local Dexie writes reach the server, server changes reach Dexie, and a lost answer
+// does not apply a change twice.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import 'fake-indexeddb/auto';
+import { registerDukasyncProtocol } from '../src/syncable.js';
+import { OWNER, api, startServer } from './harness.js';
+import { eventually, network } from './devices.js';
+
+// dexie-observable reads the browser's `self` when it loads.
+globalThis.self ??= globalThis;
+const { default: Dexie } = await import('dexie');
+await import('dexie-observable');
+await import('dexie-syncable');
+
+let server;
+let token;
+const net = network();
+
+before(async () => {
+  server = await startServer();
+  token = server.token(OWNER, 'syncable-phone');
+  registerDukasyncProtocol(Dexie, { fetch: net.fetch, pollMs: 100 });
+});
+after(() => server?.stop());
+
+async function customerChanges(since = '0') {
+  const { body } = await api(server, token, 'GET', `/v1/scopes/retail/changes?since=${since}&collections=customers`);
+  return body;
+}
+
+async function serverCustomer(key) {
+  let found;
+  for (const c of (await customerChanges()).changes) if (c.key === key) found = c.op === 'upsert' ? c.data : undefined;
+  return found;
+}
+
+test('Dexie.Syncable syncs a Dexie database both ways, exactly once', async () => {
+  const db = new Dexie('syncable-device');
+  db.version(1).stores({ customers: 'id', products: 'id' });
+  await db.open();
+  await db.syncable.connect('dukasync', server.url, { scope: 'retail', token, tables: ['customers', 'products'] });
+
+  // Server to Dexie: the demo data arrives as Syncable creates.
+  await eventually('demo products in Dexie', async () => (await db.products.count()) === 7);
+  assert.equal((await db.products.get('r-sugar-1kg')).price, '180.00');
+  await eventually('demo customers in Dexie', async () => (await db.customers.count()) === 2);
+
+  // Dexie to server: create, update with a key path, delete, as Dexie.Observable recorded them.
+  await db.customers.add({ id: 'syn-1', name: 'Via Syncable', address: { city: 'Nakuru' } });
+  await db.customers.update('syn-1', { 'address.city': 'Nairobi' });
+  await db.customers.delete('retail-cust-2');
+  await eventually('Syncable writes on the server', async () => (await serverCustomer('syn-1'))?.address?.city === 'Nairobi');
+  assert.equal(await serverCustomer('retail-cust-2'), undefined);
+
+  // Another device's write comes back into Dexie.
+  const other = await api(server, token, 'POST', '/v1/scopes/retail/ops', {
+    client_id: crypto.randomUUID(),
+    ops: [{ seq: 1, id: crypto.randomUUID(), type: 'put', collection: 'customers', key: 'syn-remote', data: { id: 'syn-remote', name: 'From elsewhere' } }],
+  });
+  assert.equal(other.status, 200);
+  await eventually('remote write in Dexie', () => db.customers.get('syn-remote'));
+
+  // The answer to the next push is lost after the server applied it; Syncable resends, the server answers duplicate.
+  const storedResults = () =>
+    Number(
+      server.sql(`SELECT count(*) FROM replay_results r JOIN replay_clients c USING (scope_id, client_id)
+                  JOIN devices d ON d.id = c.device_id WHERE d.name = 'syncable-phone'`),
+    );
+  const resultsBefore = storedResults();
+  const before = (await customerChanges()).cursor;
+  net.loseAnswers = 1;
+  const postsBefore = net.posts;
+  await db.customers.add({ id: 'syn-lost', name: 'Answer lost once' });
+  await eventually('lost-answer write on the server and acknowledged', async () => net.posts >= postsBefore + 2 && (await serverCustomer('syn-lost')));
+  const after = (await customerChanges(before)).changes.filter((c) => c.key === 'syn-lost');
+  assert.equal(after.length, 1, 'one feed change');
+  assert.equal(storedResults(), resultsBefore + 1, 'the resend was answered from the stored result, not applied again');
+
+  await db.syncable.disconnect(server.url);
+  db.close();
+});
