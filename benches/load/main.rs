@@ -379,7 +379,13 @@ async fn run() -> anyhow::Result<()> {
 
     eprintln!("bench: pgbench");
     let mut pgbench = if want("pgbench") {
-        references::pgbench(&pgbench_url, PGBENCH_SCALE, PUSH_DEVICES as u32, seconds as u32)?
+        references::pgbench(&pgbench_url, PGBENCH_SCALE, PUSH_DEVICES as u32, seconds as u32).unwrap_or_else(|e| {
+            eprintln!("bench: pgbench failed: {e:#}");
+            references::Pgbench {
+                error: Some(format!("{e:#}")),
+                ..Default::default()
+            }
+        })
     } else {
         references::Pgbench::default()
     };

@@ -65,6 +65,8 @@ pub struct Pgbench {
     pub init_seconds: f64,
     pub fsync: String,
     pub synchronous_commit: String,
+    /// Why the reference has no numbers, when it failed (the rest of the run still reports).
+    pub error: Option<String>,
 }
 
 /// `pgbench -i` on the scratch database at `url`, then a TPC-B run.
