@@ -155,6 +155,17 @@ pub struct Readiness {
     pub redis: String,
 }
 
+/// MessagePack as every endpoint sends it: structs as maps, and human-readable mode so that UUIDs, timestamps
+/// and decimals are strings exactly as in JSON.
+pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let mut out = Vec::new();
+    let mut serializer = rmp_serde::Serializer::new(&mut out)
+        .with_struct_map()
+        .with_human_readable();
+    value.serialize(&mut serializer)?;
+    Ok(out)
+}
+
 /// Body of `POST /v1/scopes/{scope}/ops`: a run of one client's outbox, in the order the client made them.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -48,17 +48,7 @@ impl Format {
     pub fn encode<T: Serialize>(self, value: &T) -> Result<Vec<u8>, Error> {
         match self {
             Format::Json => serde_json::to_vec(value).map_err(|e| Error::Internal(e.into())),
-            Format::MessagePack => {
-                // Human-readable mode: UUIDs, timestamps and decimals are strings, exactly as in JSON.
-                let mut out = Vec::new();
-                let mut serializer = rmp_serde::Serializer::new(&mut out)
-                    .with_struct_map()
-                    .with_human_readable();
-                value
-                    .serialize(&mut serializer)
-                    .map_err(|e| Error::Internal(e.into()))?;
-                Ok(out)
-            }
+            Format::MessagePack => crate::wire::to_msgpack(value).map_err(|e| Error::Internal(e.into())),
         }
     }
 

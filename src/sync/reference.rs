@@ -19,7 +19,6 @@ use crate::{
     wire::ReferenceSnapshot,
 };
 use bytes::Bytes;
-use serde::Serialize;
 use sqlx::PgPool;
 use std::io::Write;
 
@@ -335,14 +334,7 @@ fn encode(canonical: &Bytes, format: BodyFormat, coding: Coding) -> Result<Bytes
         BodyFormat::Json => canonical.clone(),
         BodyFormat::MessagePack => {
             let value: serde_json::Value = serde_json::from_slice(canonical).map_err(|e| Error::Internal(e.into()))?;
-            let mut out = Vec::with_capacity(canonical.len());
-            let mut serializer = rmp_serde::Serializer::new(&mut out)
-                .with_struct_map()
-                .with_human_readable();
-            value
-                .serialize(&mut serializer)
-                .map_err(|e| Error::Internal(e.into()))?;
-            Bytes::from(out)
+            Bytes::from(crate::wire::to_msgpack(&value).map_err(|e| Error::Internal(e.into()))?)
         }
     };
     compress(&plain, coding)
