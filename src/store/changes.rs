@@ -29,6 +29,10 @@ pub struct RowWrite {
 
 /// Appends `writes` to the scope's log inside the caller's transaction; the i-th write gets version
 /// `first + i`. Returns the versions assigned, or `None` when the scope does not exist.
+///
+/// Three statements: the head update (the scope's version lock), one read of the prior row hashes and
+/// collection states, and one statement writing the log, the rows, the states and the NOTIFY. A replay batch
+/// does the same work inside its own single write (`store::batch`), through [`prepare`].
 pub async fn append(
     tx: &mut PgConnection,
     scope: &ScopeId,
@@ -38,7 +42,8 @@ pub async fn append(
         return Ok(Some(Vec::new()));
     }
     let count = writes.len() as i64;
-    // Takes the scope's version lock; see the module header.
+    // Takes the scope's version lock; see the module header. The reads below must come after it, in their own
+    // statement: a statement's snapshot is taken before it waits for a lock.
     let head: Option<i64> =
         sqlx::query_scalar("UPDATE scopes SET head_version = head_version + $2 WHERE id = $1 RETURNING head_version")
             .bind(scope.as_str())
@@ -47,11 +52,117 @@ pub async fn append(
             .await?;
     let Some(head) = head else { return Ok(None) };
     let first = head - count + 1;
+    let prior = prior_state(&mut *tx, scope, writes).await?;
+    let prepared = prepare(first, writes, prior);
+    sqlx::query(
+        r#"WITH log AS (
+               INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
+               SELECT $1, v, c, k, o, d::jsonb, t, s, n
+               FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
+                           $9::bigint[]) AS u(v, c, k, o, d, t, s, n)
+           ), up AS (
+               INSERT INTO records (scope_id, collection, key, data, version, row_hash)
+               SELECT $1, c, k, d::jsonb, v, h
+               FROM unnest($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[]) AS u(c, k, d, v, h)
+               ON CONFLICT (scope_id, collection, key)
+               DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
+           ), del AS (
+               DELETE FROM records WHERE scope_id = $1
+                 AND (collection, key) IN (SELECT * FROM unnest($15::text[], $16::text[]))
+           ), states AS (
+               INSERT INTO collection_state (scope_id, collection, checksum, row_count)
+               SELECT $1, c, s, n FROM unnest($17::text[], $18::bigint[], $19::bigint[]) AS u(c, s, n)
+               ON CONFLICT (scope_id, collection)
+               DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
+           )
+           SELECT pg_notify($20, $21)"#,
+    )
+    .bind(scope.as_str())
+    .bind(&prepared.log.versions)
+    .bind(&prepared.log.collections)
+    .bind(&prepared.log.keys)
+    .bind(&prepared.log.ops)
+    .bind(&prepared.log.data)
+    .bind(&prepared.log.tags)
+    .bind(&prepared.log.checksums)
+    .bind(&prepared.log.counts)
+    .bind(&prepared.rows.up_collections)
+    .bind(&prepared.rows.up_keys)
+    .bind(&prepared.rows.up_data)
+    .bind(&prepared.rows.up_versions)
+    .bind(&prepared.rows.up_hashes)
+    .bind(&prepared.rows.del_collections)
+    .bind(&prepared.rows.del_keys)
+    .bind(&prepared.states.names)
+    .bind(&prepared.states.checksums)
+    .bind(&prepared.states.counts)
+    .bind(FEED_CHANNEL)
+    // Delivered at commit, and only if the transaction commits.
+    .bind(format!("{scope}:{head}"))
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some((first..=head).collect()))
+}
 
-    let mut row_hashes = current_row_hashes(&mut *tx, scope, writes).await?;
-    let mut states = collection_states(&mut *tx, scope, writes).await?;
+pub(crate) type Slot = (String, String);
 
+/// What the log fold starts from: each written row's hash before the writes (`None`: no live row; a row
+/// missing from the map counts as absent) and each written collection's (checksum, row count).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Prior {
+    pub row_hashes: HashMap<Slot, Option<u32>>,
+    pub states: HashMap<String, (u32, i64)>,
+}
+
+/// Row hashes of the written rows and the states of the written collections, in one statement.
+async fn prior_state(tx: &mut PgConnection, scope: &ScopeId, writes: &[RowWrite]) -> Result<Prior, sqlx::Error> {
+    let collections: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
+    let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+    let rows = sqlx::query(
+        r#"SELECT collection, key, row_hash AS hash, NULL::bigint AS row_count FROM records
+           WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+           UNION ALL
+           SELECT collection, NULL, checksum, row_count FROM collection_state
+           WHERE scope_id = $1 AND collection = ANY($2)"#,
+    )
+    .bind(scope.as_str())
+    .bind(&collections)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut prior = Prior::default();
+    for row in rows {
+        let hash = row.try_get::<i64, _>("hash")? as u32;
+        let collection: String = row.try_get("collection")?;
+        match row.try_get::<Option<String>, _>("key")? {
+            Some(key) => {
+                prior.row_hashes.insert((collection, key), Some(hash));
+            }
+            None => {
+                prior.states.insert(collection, (hash, row.try_get("row_count")?));
+            }
+        }
+    }
+    Ok(prior)
+}
+
+/// Everything one append writes, column by column for `unnest`.
+pub(crate) struct Prepared {
+    pub log: LogColumns,
+    pub rows: FinalRows,
+    pub states: StateColumns,
+}
+
+/// Folds `writes` (versions `first..`) into the log rows with the checksum and row count of their collection
+/// after each, the final state of each row, and the collections' new states. The one place the checksums of
+/// §8 are computed on the write side.
+pub(crate) fn prepare(first: i64, writes: &[RowWrite], prior: Prior) -> Prepared {
+    let Prior {
+        mut row_hashes,
+        mut states,
+    } = prior;
     let mut log = LogColumns::with_capacity(writes.len());
+    let mut hashes = Vec::with_capacity(writes.len());
     for (i, write) in writes.iter().enumerate() {
         let version = first + i as i64;
         let slot = (write.collection.clone(), write.key.clone());
@@ -69,81 +180,46 @@ pub async fn append(
             state.1 += 1;
         }
         row_hashes.insert(slot, new_hash);
+        hashes.push(new_hash);
         log.push(version, write, state.0, state.1);
     }
-    log.insert(&mut *tx, scope).await?;
-    write_final_rows(&mut *tx, scope, writes, first).await?;
-    save_collection_states(&mut *tx, scope, &states).await?;
-    // Delivered at commit, and only if the transaction commits.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(FEED_CHANNEL)
-        .bind(format!("{scope}:{head}"))
-        .execute(&mut *tx)
-        .await?;
-    Ok(Some((first..=head).collect()))
+    let rows = FinalRows::new(writes, first, &log, &hashes);
+    let mut columns = StateColumns::default();
+    // Only the written collections: `prior` may hold the states of all of them.
+    let mut written: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
+    written.sort_unstable();
+    written.dedup();
+    for name in written {
+        let (checksum, count) = states[name];
+        columns.names.push(name.to_string());
+        columns.checksums.push(i64::from(checksum));
+        columns.counts.push(count);
+    }
+    Prepared {
+        log,
+        rows,
+        states: columns,
+    }
 }
 
-type Slot = (String, String);
-
-/// Row hash of each written row as it stands before this transaction (`None`: no live row).
-async fn current_row_hashes(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
-    writes: &[RowWrite],
-) -> Result<HashMap<Slot, Option<u32>>, sqlx::Error> {
-    let collections: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
-    let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
-    let rows = sqlx::query(
-        r#"SELECT collection, key, row_hash FROM records
-           WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"#,
-    )
-    .bind(scope.as_str())
-    .bind(&collections)
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut out = HashMap::with_capacity(writes.len());
-    for row in rows {
-        let hash: i64 = row.try_get("row_hash")?;
-        out.insert((row.try_get("collection")?, row.try_get("key")?), Some(hash as u32));
-    }
-    Ok(out)
-}
-
-/// (checksum, row count) of each written collection before this transaction.
-async fn collection_states(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
-    writes: &[RowWrite],
-) -> Result<HashMap<String, (u32, i64)>, sqlx::Error> {
-    let mut names: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let rows = sqlx::query(
-        "SELECT collection, checksum, row_count FROM collection_state WHERE scope_id = $1 AND collection = ANY($2)",
-    )
-    .bind(scope.as_str())
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let checksum: i64 = row.try_get("checksum")?;
-        out.insert(row.try_get("collection")?, (checksum as u32, row.try_get("row_count")?));
-    }
-    Ok(out)
+/// New collection states, column by column.
+#[derive(Default)]
+pub(crate) struct StateColumns {
+    pub names: Vec<String>,
+    pub checksums: Vec<i64>,
+    pub counts: Vec<i64>,
 }
 
 /// The new log rows, column by column, for one `INSERT ... SELECT FROM unnest(...)`.
-struct LogColumns {
-    versions: Vec<i64>,
-    collections: Vec<String>,
-    keys: Vec<String>,
-    ops: Vec<&'static str>,
-    data: Vec<Option<String>>,
-    tags: Vec<i64>,
-    checksums: Vec<i64>,
-    counts: Vec<i64>,
+pub(crate) struct LogColumns {
+    pub versions: Vec<i64>,
+    pub collections: Vec<String>,
+    pub keys: Vec<String>,
+    pub ops: Vec<&'static str>,
+    pub data: Vec<Option<String>>,
+    pub tags: Vec<i64>,
+    pub checksums: Vec<i64>,
+    pub counts: Vec<i64>,
 }
 
 impl LogColumns {
@@ -170,107 +246,48 @@ impl LogColumns {
         self.checksums.push(i64::from(checksum));
         self.counts.push(count);
     }
-
-    async fn insert(&self, tx: &mut PgConnection, scope: &ScopeId) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            r#"INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
-               SELECT $1, v, c, k, o, d::jsonb, t, s, n
-               FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])
-                    AS u(v, c, k, o, d, t, s, n)"#,
-        )
-        .bind(scope.as_str())
-        .bind(&self.versions)
-        .bind(&self.collections)
-        .bind(&self.keys)
-        .bind(&self.ops)
-        .bind(&self.data)
-        .bind(&self.tags)
-        .bind(&self.checksums)
-        .bind(&self.counts)
-        .execute(tx)
-        .await
-        .map(|_| ())
-    }
 }
 
-/// Brings `records` to the state after the last write of each row.
-async fn write_final_rows(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
-    writes: &[RowWrite],
-    first: i64,
-) -> Result<(), sqlx::Error> {
-    let mut last: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, w) in writes.iter().enumerate() {
-        last.insert((w.collection.as_str(), w.key.as_str()), i);
-    }
-    let (mut up_c, mut up_k, mut up_d, mut up_v, mut up_h) = (vec![], vec![], vec![], vec![], vec![]);
-    let (mut del_c, mut del_k) = (vec![], vec![]);
-    for (&(collection, key), &i) in &last {
-        match &writes[i].data {
-            Some(data) => {
-                up_c.push(collection);
-                up_k.push(key);
-                up_d.push(canonical::to_canonical_json(data));
-                up_v.push(first + i as i64);
-                up_h.push(i64::from(canonical::row_hash(collection, key, data)));
-            }
-            None => {
-                del_c.push(collection);
-                del_k.push(key);
+/// `records` after the writes: the last write of each row, as an upsert or a delete.
+#[derive(Default)]
+pub(crate) struct FinalRows {
+    pub up_collections: Vec<String>,
+    pub up_keys: Vec<String>,
+    pub up_data: Vec<String>,
+    pub up_versions: Vec<i64>,
+    pub up_hashes: Vec<i64>,
+    pub del_collections: Vec<String>,
+    pub del_keys: Vec<String>,
+}
+
+impl FinalRows {
+    /// `log` and `hashes` are the canonical JSON and row hash of each write, computed once by [`prepare`].
+    fn new(writes: &[RowWrite], first: i64, log: &LogColumns, hashes: &[Option<u32>]) -> FinalRows {
+        let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
+        for (i, w) in writes.iter().enumerate() {
+            last.insert((w.collection.as_str(), w.key.as_str()), i);
+        }
+        let mut last: Vec<usize> = last.into_values().collect();
+        last.sort_unstable();
+        let mut rows = FinalRows::default();
+        for i in last {
+            let write = &writes[i];
+            match (&log.data[i], hashes[i]) {
+                (Some(data), Some(hash)) => {
+                    rows.up_collections.push(write.collection.clone());
+                    rows.up_keys.push(write.key.clone());
+                    rows.up_data.push(data.clone());
+                    rows.up_versions.push(first + i as i64);
+                    rows.up_hashes.push(i64::from(hash));
+                }
+                _ => {
+                    rows.del_collections.push(write.collection.clone());
+                    rows.del_keys.push(write.key.clone());
+                }
             }
         }
+        rows
     }
-    if !up_c.is_empty() {
-        sqlx::query(
-            r#"INSERT INTO records (scope_id, collection, key, data, version, row_hash)
-               SELECT $1, c, k, d::jsonb, v, h FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS u(c, k, d, v, h)
-               ON CONFLICT (scope_id, collection, key)
-               DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash"#,
-        )
-        .bind(scope.as_str())
-        .bind(&up_c)
-        .bind(&up_k)
-        .bind(&up_d)
-        .bind(&up_v)
-        .bind(&up_h)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !del_c.is_empty() {
-        sqlx::query(
-            r#"DELETE FROM records WHERE scope_id = $1
-               AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"#,
-        )
-        .bind(scope.as_str())
-        .bind(&del_c)
-        .bind(&del_k)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn save_collection_states(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
-    states: &HashMap<String, (u32, i64)>,
-) -> Result<(), sqlx::Error> {
-    let names: Vec<&str> = states.keys().map(String::as_str).collect();
-    let checksums: Vec<i64> = states.values().map(|s| i64::from(s.0)).collect();
-    let counts: Vec<i64> = states.values().map(|s| s.1).collect();
-    sqlx::query(
-        r#"INSERT INTO collection_state (scope_id, collection, checksum, row_count)
-           SELECT $1, c, s, n FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(c, s, n)
-           ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count"#,
-    )
-    .bind(scope.as_str())
-    .bind(&names)
-    .bind(&checksums)
-    .bind(&counts)
-    .execute(tx)
-    .await
-    .map(|_| ())
 }
 
 /// One change as read from the log.

@@ -162,14 +162,15 @@ pub async fn movements_for(
     .await
 }
 
-/// Stock on hand per product: the sum of its movements (zero for a product without any).
+/// Stock on hand per product: the sum of its movements (zero for a product without any). A product named twice
+/// is summed once (joining the list as given counted its movements once per mention).
 pub async fn stock_levels(
     tx: &mut PgConnection,
     scope: &ScopeId,
     products: &[&str],
 ) -> Result<BTreeMap<String, Decimal>, sqlx::Error> {
     let rows: Vec<(String, Decimal)> = sqlx::query_as(
-        r#"SELECT p.id, COALESCE(sum(m.quantity), 0) FROM unnest($2::text[]) AS p(id)
+        r#"SELECT p.id, COALESCE(sum(m.quantity), 0) FROM (SELECT DISTINCT id FROM unnest($2::text[]) AS u(id)) p
            LEFT JOIN stock_movements m ON m.scope_id = $1 AND m.product_id = p.id
            GROUP BY p.id"#,
     )

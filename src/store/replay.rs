@@ -6,13 +6,23 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 /// Locks the client's row for the rest of the transaction, creating it bound to `device` on first use.
-/// Returns the device the client is bound to and its last applied sequence.
+/// Returns the device the client is bound to and its last applied sequence. One statement for a known client.
 pub async fn lock_client(
     tx: &mut PgConnection,
     scope: &ScopeId,
     client: Uuid,
     device: Uuid,
 ) -> Result<(Uuid, i64), sqlx::Error> {
+    const LOCK: &str =
+        "SELECT device_id, last_seq FROM replay_clients WHERE scope_id = $1 AND client_id = $2 FOR UPDATE";
+    let known: Option<(Uuid, i64)> = sqlx::query_as(LOCK)
+        .bind(scope.as_str())
+        .bind(client)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(known) = known {
+        return Ok(known);
+    }
     sqlx::query(
         "INSERT INTO replay_clients (scope_id, client_id, device_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
@@ -21,7 +31,7 @@ pub async fn lock_client(
     .bind(device)
     .execute(&mut *tx)
     .await?;
-    sqlx::query_as("SELECT device_id, last_seq FROM replay_clients WHERE scope_id = $1 AND client_id = $2 FOR UPDATE")
+    sqlx::query_as(LOCK)
         .bind(scope.as_str())
         .bind(client)
         .fetch_one(tx)

@@ -9,36 +9,36 @@
 //! the server does not know is applied and flagged as a conflict for review. Commands that merely record stock or
 //! costs (adjustments, production) are rejected when they name an unknown product, since nothing was paid.
 
-use super::operations::{self, Outcome};
+use super::{
+    batch::Batch,
+    operations::{self, Outcome},
+};
 use crate::{
     domain::{
         commands::{self, Command, CustomerPayment, CylinderExchange, Payment, Sale, SaleLine},
         money::{self, accounts},
-        ScopeId,
     },
     error::{Error, Result},
     store::{
-        changes::{self, RowWrite},
-        conflicts::{self, NewConflict, Origin},
-        ledger::{self, Entry, Line, Movement},
+        changes::RowWrite,
+        conflicts::{NewConflict, Origin},
+        ledger::{Entry, Line, Movement},
     },
     wire::Operation,
 };
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
-use sqlx::PgConnection;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// Executes a validated command operation.
-pub async fn execute(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origin: Origin) -> Result<Outcome> {
+/// Executes a validated command operation against the batch, after the batch's earlier operations.
+pub async fn execute(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Result<Outcome> {
     let name = op.command.as_deref().unwrap_or_default();
     let command = commands::parse(name, op.args.as_ref().unwrap_or(&Value::Null))
         .map_err(|e| Error::Internal(anyhow::anyhow!("a validated command no longer parses: {}", e.message)))?;
     let mut run = Run {
-        tx,
-        scope,
+        batch,
         op,
         origin,
         now: Utc::now(),
@@ -71,9 +71,8 @@ struct Flag {
     detail: Value,
 }
 
-struct Run<'a> {
-    tx: &'a mut PgConnection,
-    scope: &'a ScopeId,
+struct Run<'a, 't> {
+    batch: &'a mut Batch<'t>,
     op: &'a Operation,
     origin: Origin,
     now: DateTime<Utc>,
@@ -85,15 +84,13 @@ struct Product {
     track_stock: bool,
 }
 
-impl Run<'_> {
+impl Run<'_, '_> {
     fn key(&self) -> String {
         self.op.key.clone()
     }
 
     async fn row(&mut self, collection: &str, key: &str) -> Result<Option<Value>> {
-        Ok(changes::current_row(self.tx, self.scope, collection, key)
-            .await?
-            .map(|(data, _)| data))
+        Ok(self.batch.row(collection, key).await?.map(|(data, _)| data))
     }
 
     async fn product(&mut self, id: &str) -> Result<Option<Product>> {
@@ -223,7 +220,7 @@ impl Run<'_> {
                 .reject("already_voided", "the sale was already voided", "sales")
                 .await;
         }
-        let Some((original, lines)) = ledger::open_entry_for(self.tx, self.scope, "sale", "sales", &key).await? else {
+        let Some((original, lines)) = self.batch.open_entry_for("sale", "sales", &key).await? else {
             return Err(Error::Internal(anyhow::anyhow!(
                 "posted sale {key} has no open journal entry"
             )));
@@ -240,7 +237,7 @@ impl Run<'_> {
         let mut entry = self.entry("sale_void", "sales", at, reversed);
         entry.reverses = Some(original);
         let mut effects = Effects::default();
-        for (product, quantity) in ledger::movements_for(self.tx, self.scope, "sale", "sales", &key).await? {
+        for (product, quantity) in self.batch.movements_for("sale", "sales", &key).await? {
             effects
                 .movements
                 .push(self.movement(&product, -quantity, "sale_void", "sales"));
@@ -444,15 +441,15 @@ impl Run<'_> {
     /// Writes the effects: ledger, movements, feed rows (the command's rows, the entry, each movement, each
     /// touched stock level), then the flags as conflicts.
     async fn commit(&mut self, mut effects: Effects, collection: &'static str) -> Result<Outcome> {
-        if let Some(entry) = &effects.entry {
-            ledger::insert_entry(self.tx, self.scope, entry).await?;
+        if let Some(entry) = effects.entry.take() {
             effects
                 .rows
-                .push(write("journal_entries", &entry.id.to_string(), entry_json(entry)));
+                .push(write("journal_entries", &entry.id.to_string(), entry_json(&entry)));
+            self.batch.add_entry(entry);
         }
-        ledger::insert_movements(self.tx, self.scope, &effects.movements).await?;
+        self.batch.add_movements(effects.movements.clone()).await?;
         let touched: Vec<&str> = effects.movements.iter().map(|m| m.product_id.as_str()).collect();
-        let levels = ledger::stock_levels(self.tx, self.scope, &touched).await?;
+        let levels = self.batch.stock_levels(&touched).await?;
         for m in &effects.movements {
             effects
                 .rows
@@ -476,21 +473,17 @@ impl Run<'_> {
                 detail: json!({ "products": oversold }),
             });
         }
-        let versions = changes::append(self.tx, self.scope, &effects.rows)
-            .await?
-            .ok_or(Error::NotFound("scope"))?;
+        let rows = std::mem::take(&mut effects.rows);
+        let position = rows
+            .iter()
+            .position(|w| w.collection == collection && w.key == self.op.key);
+        let versions = self.batch.append(rows).await?;
         let mut first_conflict = None;
         let client = serde_json::to_value(self.op).ok();
         // The version of the command's own row (the sale, ...), recorded with its flags.
-        let row_version = effects
-            .rows
-            .iter()
-            .position(|w| w.collection == collection && w.key == self.op.key)
-            .and_then(|i| versions.get(i).copied());
+        let row_version = position.and_then(|i| versions.get(i).copied());
         for flag in effects.flags {
-            let id = conflicts::insert(
-                self.tx,
-                self.scope,
+            let id = self.batch.add_conflict(
                 self.origin,
                 NewConflict {
                     kind: flag.kind,
@@ -503,8 +496,7 @@ impl Run<'_> {
                     detail: flag.detail,
                     row_version,
                 },
-            )
-            .await?;
+            );
             first_conflict.get_or_insert(id);
         }
         Ok(match first_conflict {
@@ -514,7 +506,7 @@ impl Run<'_> {
     }
 
     async fn reject(&mut self, code: &'static str, message: &str, collection: &'static str) -> Result<Outcome> {
-        operations::reject_in(self.tx, self.scope, self.op, self.origin, collection, code, message).await
+        operations::reject_in(self.batch, self.op, self.origin, collection, code, message)
     }
 }
 

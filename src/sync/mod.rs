@@ -1,6 +1,7 @@
 //! Sync logic: the versioned change feed, its live notifications, and the divergence checksum.
 //! Nothing here knows about HTTP; it calls `store` and returns `wire` types or `error::Error`.
 
+pub mod batch;
 pub mod commands;
 pub mod conflicts;
 pub mod cursor;

@@ -11,21 +11,21 @@
 //! changed follow the collection's policy (`server_wins`, `client_wins`, or `manual`, which keeps the server's
 //! value). Every such case is recorded in `conflicts` with base, server and client values.
 
+use super::batch::Batch;
 use crate::{
     domain::{
         canonical::{self, CanonicalError},
         collections::{self, ConflictPolicy, Writer, KEY_FIELD, MAX_KEY_LEN},
-        commands, ScopeId,
+        commands,
     },
     error::{Error, Result},
     store::{
-        changes::{self, RowWrite},
-        conflicts::{self, NewConflict, Origin},
+        changes::RowWrite,
+        conflicts::{NewConflict, Origin},
     },
     wire::{OpType, Operation},
 };
 use serde_json::{json, Map, Value};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// How an operation ended.
@@ -150,19 +150,19 @@ fn check_values(op: &Operation, value: &Value) -> Result<()> {
     })
 }
 
-/// Applies a validated operation inside the caller's transaction, which holds the scope lock.
-pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origin: Origin) -> Result<Outcome> {
+/// Applies a validated operation to the batch (which holds the scope lock), after the batch's earlier ones.
+pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Result<Outcome> {
     if op.op_type == OpType::Command {
-        return super::commands::execute(tx, scope, op, origin).await;
+        return super::commands::execute(batch, op, origin).await;
     }
     let policy = collections::find(&op.collection).expect("validated").conflict_policy;
-    let current = changes::current_row(tx, scope, &op.collection, &op.key).await?;
+    let current = batch.row(&op.collection, &op.key).await?;
     let stale_base = match (&current, op.base_version) {
         (Some((_, version)), Some(base)) if base < *version => Some(base),
         _ => None,
     };
     let base = match stale_base {
-        Some(version) => changes::row_at(tx, scope, &op.collection, &op.key, version).await?,
+        Some(version) => batch.row_at(&op.collection, &op.key, version).await?,
         None => None,
     };
     let plan = match op.op_type {
@@ -178,8 +178,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
         OpType::Update => {
             let Some((server, _)) = &current else {
                 return reject(
-                    tx,
-                    scope,
+                    batch,
                     op,
                     origin,
                     "row_not_found",
@@ -194,8 +193,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
                     Some(updated) => Plan::write(Some(updated)),
                     None => {
                         return reject(
-                            tx,
-                            scope,
+                            batch,
                             op,
                             origin,
                             "invalid_path",
@@ -228,9 +226,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
             key: op.key.clone(),
             data: plan.write.clone(),
         };
-        changes::append(tx, scope, &[write])
-            .await?
-            .ok_or(Error::NotFound("scope"))?
+        batch.append(vec![write]).await?
     } else {
         Vec::new()
     };
@@ -238,9 +234,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
         return Ok(Outcome::Applied { versions });
     }
     let client = op.data.clone().or_else(|| op.mods.clone().map(Value::Object));
-    let conflict_id = conflicts::insert(
-        tx,
-        scope,
+    let conflict_id = batch.add_conflict(
         origin,
         NewConflict {
             kind: "field_conflict",
@@ -253,8 +247,7 @@ pub async fn apply(tx: &mut PgConnection, scope: &ScopeId, op: &Operation, origi
             detail: json!({ "policy": policy, "operation": op.op_type, "base_version": op.base_version }),
             row_version: versions.last().copied().or(current.as_ref().map(|(_, v)| *v)),
         },
-    )
-    .await?;
+    );
     Ok(Outcome::Conflict { versions, conflict_id })
 }
 
@@ -384,18 +377,15 @@ pub(crate) fn set_path(value: &mut Value, path: &str, new: Value) -> bool {
 }
 
 /// Records an operation that can never take effect (against `collection`) and answers `rejected`.
-pub(super) async fn reject_in(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
+pub(super) fn reject_in(
+    batch: &mut Batch<'_>,
     op: &Operation,
     origin: Origin,
     collection: &str,
     code: &'static str,
     message: &str,
 ) -> Result<Outcome> {
-    let conflict_id = conflicts::insert(
-        tx,
-        scope,
+    let conflict_id = batch.add_conflict(
         origin,
         NewConflict {
             kind: "rejected_operation",
@@ -408,8 +398,7 @@ pub(super) async fn reject_in(
             detail: json!({ "code": code, "message": message }),
             row_version: None,
         },
-    )
-    .await?;
+    );
     Ok(Outcome::Rejected {
         code,
         message: message.to_string(),
@@ -418,14 +407,13 @@ pub(super) async fn reject_in(
 }
 
 async fn reject(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
+    batch: &mut Batch<'_>,
     op: &Operation,
     origin: Origin,
     code: &'static str,
     message: &str,
 ) -> Result<Outcome> {
-    reject_in(tx, scope, op, origin, &op.collection, code, message).await
+    reject_in(batch, op, origin, &op.collection, code, message)
 }
 
 #[cfg(test)]

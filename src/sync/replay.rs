@@ -12,13 +12,16 @@
 //! and answers 503: nothing advanced, the client retries. Stored results are kept for as long as the client
 //! row exists or until `dukasync prune-results` drops them (see `protocol/README.md`, "Retention").
 
-use super::operations::{self, Outcome};
+use super::{
+    batch::{Batch, Foresight},
+    operations::{self, Outcome},
+};
 use crate::{
-    domain::{canonical, ScopeId},
+    domain::{canonical, commands, ScopeId},
     error::{Error, Result},
     failpoint,
     store::{self, conflicts::Origin},
-    wire::{OpResult, OpStatus, Operation, OpsRequest, OpsResponse},
+    wire::{OpResult, OpStatus, OpType, Operation, OpsRequest, OpsResponse},
 };
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -67,36 +70,27 @@ pub async fn replay(
         .zip(&fingerprints)
         .filter(|(op, _)| op.seq > last_seq)
         .collect();
-    if !fresh.is_empty() {
-        let ids: Vec<Uuid> = fresh.iter().map(|(op, _)| op.id).collect();
-        if let Some((_, _, seq)) = store::replay::used_op_ids(&mut tx, scope, &ids).await?.first() {
-            return Err(Error::PayloadMismatch {
-                code: "op_id_reused",
-                message: format!("an operation id of this batch was already used (by sequence {seq})"),
-                seq: *seq,
-            });
-        }
-        store::changes::lock_scope(&mut tx, scope)
-            .await?
-            .ok_or(Error::NotFound("scope"))?;
-    }
     let mut new_last = last_seq;
-    for (op, print) in fresh {
-        let origin = Origin {
-            client_id: batch.client_id,
-            op_id: op.id,
-            seq: op.seq,
-            device_id: who.device_id,
-            user_id: who.user_id,
-        };
-        let result = to_result(op, operations::apply(&mut tx, scope, op, origin).await?);
-        let stored = serde_json::to_value(&result).map_err(|e| Error::Internal(e.into()))?;
-        store::replay::store_result(&mut tx, scope, batch.client_id, op.seq, op.id, print, &stored).await?;
-        results.push(result);
-        new_last = op.seq;
-    }
-    if new_last != last_seq {
-        store::replay::set_last_seq(&mut tx, scope, batch.client_id, new_last).await?;
+    if let Some((last, _)) = fresh.last() {
+        new_last = last.seq;
+        // The scope's version lock is taken here, as late as possible: from now to the commit, the scope's other
+        // writers wait, and what runs in between is one read, the operations in memory, and one write.
+        let ids: Vec<Uuid> = fresh.iter().map(|(op, _)| op.id).collect();
+        let mut applying = Batch::open(&mut tx, scope, foresee(&fresh), &ids).await?;
+        for (op, print) in fresh {
+            let origin = Origin {
+                client_id: batch.client_id,
+                op_id: op.id,
+                seq: op.seq,
+                device_id: who.device_id,
+                user_id: who.user_id,
+            };
+            let result = to_result(op, operations::apply(&mut applying, op, origin).await?);
+            let stored = serde_json::to_value(&result).map_err(|e| Error::Internal(e.into()))?;
+            applying.add_result(op.seq, op.id, *print, stored);
+            results.push(result);
+        }
+        applying.finish(batch.client_id, new_last).await?;
     }
     tx.commit().await?;
     failpoint::hang(failpoint::REPLAY_HANG_AFTER_COMMIT).await;
@@ -104,6 +98,19 @@ pub async fn replay(
         results,
         last_seq: new_last,
     })
+}
+
+/// What the batch's operations will read, from their arguments (commands parse: they were validated).
+fn foresee(ops: &[(&Operation, &[u8; 32])]) -> Foresight {
+    let mut foresight = Foresight::default();
+    for (op, _) in ops {
+        let command = match (op.op_type, &op.command, &op.args) {
+            (OpType::Command, Some(name), Some(args)) => commands::parse(name, args).ok(),
+            _ => None,
+        };
+        foresight.operation(&op.collection, &op.key, command.as_ref());
+    }
+    foresight
 }
 
 /// Shape checks of the whole batch: every operation valid, sequences consecutive, ids distinct.

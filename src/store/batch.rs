@@ -1,0 +1,398 @@
+//! SQL of a replay batch applied as a set (see `sync::batch`): one read of everything the batch's operations
+//! will look at, taken under the scope's version lock, and one statement writing all their effects.
+//!
+//! The read must be its own statement after the lock: a statement's snapshot is taken before it waits for a
+//! lock, so a read in the locking statement could miss what the previous writer of the scope committed.
+
+use super::{
+    changes::{Prepared, Slot, FEED_CHANNEL},
+    conflicts::Origin,
+    ledger::{Entry, Movement},
+};
+use crate::domain::ScopeId;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A row as `records` holds it: its data, version and row hash.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub data: Value,
+    pub version: i64,
+    pub hash: u32,
+}
+
+/// What the batch read under the lock.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub head: i64,
+    pub floor: i64,
+    /// The asked rows that exist (absent ones are not in the map).
+    pub rows: HashMap<Slot, Stored>,
+    /// (checksum, row count) of every collection of the scope.
+    pub states: HashMap<String, (u32, i64)>,
+    /// Stock on hand of each asked product (the sum of its movements; zero without any).
+    pub stock: HashMap<String, Decimal>,
+    /// An asked operation id already used, with the sequence that used it.
+    pub used_op_id: Option<i64>,
+}
+
+/// Takes the scope's version lock, then reads `slots`, every collection state, the stock of `products` and
+/// whether any of `op_ids` was used before. `None` when the scope does not exist.
+pub async fn lock_and_read(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    slots: &[Slot],
+    products: &[String],
+    op_ids: &[Uuid],
+) -> Result<Option<Snapshot>, sqlx::Error> {
+    // FOR NO KEY UPDATE, as `changes::lock_scope` explains.
+    let bounds: Option<(i64, i64)> =
+        sqlx::query_as("SELECT head_version, floor_version FROM scopes WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(scope.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((head, floor)) = bounds else {
+        return Ok(None);
+    };
+    let (collections, keys): (Vec<&str>, Vec<&str>) = slots.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
+    let rows = sqlx::query(
+        r#"SELECT 'row' AS kind, collection AS name, key, data, version AS number, row_hash AS hash,
+                  NULL::numeric AS quantity
+             FROM records WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+           UNION ALL
+           SELECT 'state', collection, NULL, NULL, row_count, checksum, NULL
+             FROM collection_state WHERE scope_id = $1
+           UNION ALL
+           SELECT 'stock', p.id, NULL, NULL, NULL, NULL, COALESCE(sum(m.quantity), 0)
+             FROM unnest($4::text[]) AS p(id)
+             LEFT JOIN stock_movements m ON m.scope_id = $1 AND m.product_id = p.id
+            GROUP BY p.id
+           UNION ALL
+           (SELECT 'used', NULL, NULL, NULL, seq, NULL, NULL
+              FROM replay_results WHERE scope_id = $1 AND op_id = ANY($5) LIMIT 1)"#,
+    )
+    .bind(scope.as_str())
+    .bind(&collections)
+    .bind(&keys)
+    .bind(products)
+    .bind(op_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut snapshot = Snapshot {
+        head,
+        floor,
+        ..Snapshot::default()
+    };
+    for row in rows {
+        let kind: &str = row.try_get("kind")?;
+        match kind {
+            "row" => {
+                let stored = Stored {
+                    data: row.try_get::<sqlx::types::Json<Value>, _>("data")?.0,
+                    version: row.try_get("number")?,
+                    hash: row.try_get::<i64, _>("hash")? as u32,
+                };
+                snapshot
+                    .rows
+                    .insert((row.try_get("name")?, row.try_get("key")?), stored);
+            }
+            "state" => {
+                let checksum = row.try_get::<i64, _>("hash")? as u32;
+                snapshot
+                    .states
+                    .insert(row.try_get("name")?, (checksum, row.try_get("number")?));
+            }
+            "stock" => {
+                snapshot.stock.insert(row.try_get("name")?, row.try_get("quantity")?);
+            }
+            _ => snapshot.used_op_id = Some(row.try_get("number")?),
+        }
+    }
+    Ok(Some(snapshot))
+}
+
+/// Rows of `slots` that exist (for a row the first read did not foresee).
+pub async fn read_rows(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    slots: &[Slot],
+) -> Result<HashMap<Slot, Stored>, sqlx::Error> {
+    let (collections, keys): (Vec<&str>, Vec<&str>) = slots.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
+    let rows = sqlx::query(
+        r#"SELECT collection, key, data, version, row_hash FROM records
+           WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"#,
+    )
+    .bind(scope.as_str())
+    .bind(&collections)
+    .bind(&keys)
+    .fetch_all(tx)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let stored = Stored {
+                data: row.try_get::<sqlx::types::Json<Value>, _>("data")?.0,
+                version: row.try_get("version")?,
+                hash: row.try_get::<i64, _>("row_hash")? as u32,
+            };
+            Ok(((row.try_get("collection")?, row.try_get("key")?), stored))
+        })
+        .collect()
+}
+
+/// A conflict to record, owned.
+#[derive(Debug, Clone)]
+pub struct PendingConflict {
+    pub id: Uuid,
+    pub origin: Origin,
+    pub kind: &'static str,
+    pub collection: String,
+    pub key: String,
+    pub fields: Vec<String>,
+    pub base: Option<Value>,
+    pub server: Option<Value>,
+    pub client: Option<Value>,
+    pub detail: Value,
+    pub row_version: Option<i64>,
+}
+
+/// An operation's stored result (see `store::replay`).
+#[derive(Debug, Clone)]
+pub struct PendingResult {
+    pub seq: i64,
+    pub op_id: Uuid,
+    pub fingerprint: [u8; 32],
+    pub result: Value,
+}
+
+/// Everything a batch writes.
+pub(crate) struct Effects<'a> {
+    /// The log fold of the batch's row writes (`changes::prepare`), versions `head + 1 ..= head + count`.
+    pub log: Prepared,
+    pub count: i64,
+    pub entries: &'a [Entry],
+    pub movements: &'a [Movement],
+    pub conflicts: &'a [PendingConflict],
+    pub results: &'a [PendingResult],
+    pub client_id: Uuid,
+    /// The client's new last applied sequence.
+    pub last_seq: i64,
+}
+
+/// Writes `effects` in one statement: the head (when rows were written), the log, `records`, the collection
+/// states, journal entries and lines, stock movements, conflicts, stored results, the client's sequence and the
+/// NOTIFY (delivered at commit). Returns the new head, or `None` when no row was written.
+pub(crate) async fn write(
+    tx: &mut PgConnection,
+    scope: &ScopeId,
+    effects: Effects<'_>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let Effects {
+        log: Prepared { log, rows, states },
+        count,
+        entries,
+        movements,
+        conflicts,
+        results,
+        client_id,
+        last_seq,
+    } = effects;
+
+    let mut entry_cols = EntryColumns::default();
+    for e in entries {
+        entry_cols.push(e);
+    }
+    let m_ids: Vec<Uuid> = movements.iter().map(|m| m.id).collect();
+    let m_products: Vec<&str> = movements.iter().map(|m| m.product_id.as_str()).collect();
+    let m_quantities: Vec<Decimal> = movements.iter().map(|m| m.quantity).collect();
+    let m_reasons: Vec<&str> = movements.iter().map(|m| m.reason).collect();
+    let m_collections: Vec<&str> = movements.iter().map(|m| m.source_collection).collect();
+    let m_keys: Vec<&str> = movements.iter().map(|m| m.source_key.as_str()).collect();
+    let m_ops: Vec<Option<Uuid>> = movements.iter().map(|m| m.op_id).collect();
+
+    let json = |v: &Option<Value>| v.as_ref().map(Value::to_string);
+    let c_ids: Vec<Uuid> = conflicts.iter().map(|c| c.id).collect();
+    let c_kinds: Vec<&str> = conflicts.iter().map(|c| c.kind).collect();
+    let c_collections: Vec<&str> = conflicts.iter().map(|c| c.collection.as_str()).collect();
+    let c_keys: Vec<&str> = conflicts.iter().map(|c| c.key.as_str()).collect();
+    // Each conflict's `fields` as a JSON array: PostgreSQL arrays cannot be ragged.
+    let c_fields: Vec<String> = conflicts
+        .iter()
+        .map(|c| Value::from(c.fields.clone()).to_string())
+        .collect();
+    let c_base: Vec<Option<String>> = conflicts.iter().map(|c| json(&c.base)).collect();
+    let c_server: Vec<Option<String>> = conflicts.iter().map(|c| json(&c.server)).collect();
+    let c_client: Vec<Option<String>> = conflicts.iter().map(|c| json(&c.client)).collect();
+    let c_detail: Vec<String> = conflicts.iter().map(|c| c.detail.to_string()).collect();
+    let c_client_ids: Vec<Uuid> = conflicts.iter().map(|c| c.origin.client_id).collect();
+    let c_op_ids: Vec<Uuid> = conflicts.iter().map(|c| c.origin.op_id).collect();
+    let c_seqs: Vec<i64> = conflicts.iter().map(|c| c.origin.seq).collect();
+    let c_devices: Vec<Uuid> = conflicts.iter().map(|c| c.origin.device_id).collect();
+    let c_users: Vec<Uuid> = conflicts.iter().map(|c| c.origin.user_id).collect();
+    let c_versions: Vec<Option<i64>> = conflicts.iter().map(|c| c.row_version).collect();
+
+    let r_seqs: Vec<i64> = results.iter().map(|r| r.seq).collect();
+    let r_ops: Vec<Uuid> = results.iter().map(|r| r.op_id).collect();
+    let r_prints: Vec<&[u8]> = results.iter().map(|r| &r.fingerprint[..]).collect();
+    let r_results: Vec<String> = results.iter().map(|r| r.result.to_string()).collect();
+
+    let head: Option<i64> = sqlx::query_scalar(WRITE)
+        .bind(scope.as_str())
+        .bind(count)
+        .bind(&log.versions)
+        .bind(&log.collections)
+        .bind(&log.keys)
+        .bind(&log.ops)
+        .bind(&log.data)
+        .bind(&log.tags)
+        .bind(&log.checksums)
+        .bind(&log.counts)
+        .bind(&rows.up_collections)
+        .bind(&rows.up_keys)
+        .bind(&rows.up_data)
+        .bind(&rows.up_versions)
+        .bind(&rows.up_hashes)
+        .bind(&rows.del_collections)
+        .bind(&rows.del_keys)
+        .bind(&states.names)
+        .bind(&states.checksums)
+        .bind(&states.counts)
+        .bind(&entry_cols.ids)
+        .bind(&entry_cols.kinds)
+        .bind(&entry_cols.collections)
+        .bind(&entry_cols.keys)
+        .bind(&entry_cols.op_ids)
+        .bind(&entry_cols.reverses)
+        .bind(&entry_cols.occurred_at)
+        .bind(&entry_cols.line_entries)
+        .bind(&entry_cols.line_numbers)
+        .bind(&entry_cols.line_accounts)
+        .bind(&entry_cols.line_debits)
+        .bind(&entry_cols.line_credits)
+        .bind(&m_ids)
+        .bind(&m_products)
+        .bind(&m_quantities)
+        .bind(&m_reasons)
+        .bind(&m_collections)
+        .bind(&m_keys)
+        .bind(&m_ops)
+        .bind(&c_ids)
+        .bind(&c_kinds)
+        .bind(&c_collections)
+        .bind(&c_keys)
+        .bind(&c_fields)
+        .bind(&c_base)
+        .bind(&c_server)
+        .bind(&c_client)
+        .bind(&c_detail)
+        .bind(&c_client_ids)
+        .bind(&c_op_ids)
+        .bind(&c_seqs)
+        .bind(&c_devices)
+        .bind(&c_users)
+        .bind(&c_versions)
+        .bind(client_id)
+        .bind(&r_seqs)
+        .bind(&r_ops)
+        .bind(&r_prints)
+        .bind(&r_results)
+        .bind(last_seq)
+        .bind(FEED_CHANNEL)
+        .fetch_one(tx)
+        .await?;
+    Ok(head)
+}
+
+/// Journal entries and their lines, column by column.
+#[derive(Default)]
+struct EntryColumns<'a> {
+    ids: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    collections: Vec<&'static str>,
+    keys: Vec<&'a str>,
+    op_ids: Vec<Option<Uuid>>,
+    reverses: Vec<Option<Uuid>>,
+    occurred_at: Vec<DateTime<Utc>>,
+    line_entries: Vec<Uuid>,
+    line_numbers: Vec<i32>,
+    line_accounts: Vec<&'a str>,
+    line_debits: Vec<Decimal>,
+    line_credits: Vec<Decimal>,
+}
+
+impl<'a> EntryColumns<'a> {
+    fn push(&mut self, e: &'a Entry) {
+        self.ids.push(e.id);
+        self.kinds.push(e.kind);
+        self.collections.push(e.source_collection);
+        self.keys.push(&e.source_key);
+        self.op_ids.push(e.op_id);
+        self.reverses.push(e.reverses);
+        self.occurred_at.push(e.occurred_at);
+        for (i, line) in e.lines.iter().enumerate() {
+            self.line_entries.push(e.id);
+            self.line_numbers.push(i as i32 + 1);
+            self.line_accounts.push(&line.account);
+            self.line_debits.push(line.debit);
+            self.line_credits.push(line.credit);
+        }
+    }
+}
+
+/// Foreign keys between these tables (lines to entries, a reversal to its entry, results to the client) are
+/// checked at the end of the statement, when every part has run. The balance of each entry is checked at
+/// commit by its deferred trigger, as for any other writer.
+const WRITE: &str = r#"
+WITH head AS (
+    UPDATE scopes SET head_version = head_version + $2 WHERE id = $1 AND $2 > 0 RETURNING head_version
+), log AS (
+    INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
+    SELECT $1, v, c, k, o, d::jsonb, t, s, n
+    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
+                $10::bigint[]) AS u(v, c, k, o, d, t, s, n)
+), up AS (
+    INSERT INTO records (scope_id, collection, key, data, version, row_hash)
+    SELECT $1, c, k, d::jsonb, v, h
+    FROM unnest($11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[]) AS u(c, k, d, v, h)
+    ON CONFLICT (scope_id, collection, key)
+    DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
+), del AS (
+    DELETE FROM records WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($16::text[], $17::text[]))
+), states AS (
+    INSERT INTO collection_state (scope_id, collection, checksum, row_count)
+    SELECT $1, c, s, n FROM unnest($18::text[], $19::bigint[], $20::bigint[]) AS u(c, s, n)
+    ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
+), entries AS (
+    INSERT INTO journal_entries (scope_id, id, kind, source_collection, source_key, op_id, reverses, occurred_at)
+    SELECT $1, * FROM unnest($21::uuid[], $22::text[], $23::text[], $24::text[], $25::uuid[], $26::uuid[],
+                             $27::timestamptz[])
+), lines AS (
+    INSERT INTO journal_lines (scope_id, entry_id, line_no, account, debit, credit)
+    SELECT $1, * FROM unnest($28::uuid[], $29::int[], $30::text[], $31::numeric[], $32::numeric[])
+), movements AS (
+    INSERT INTO stock_movements (scope_id, id, product_id, quantity, reason, source_collection, source_key, op_id)
+    SELECT $1, * FROM unnest($33::uuid[], $34::text[], $35::numeric[], $36::text[], $37::text[], $38::text[],
+                             $39::uuid[])
+), conflicts AS (
+    INSERT INTO conflicts (id, scope_id, kind, collection, key, fields, base, server, client, detail,
+                           client_id, op_id, seq, device_id, user_id, row_version)
+    SELECT id, $1, kind, collection, key, ARRAY(SELECT jsonb_array_elements_text(fields::jsonb)), base::jsonb,
+           server::jsonb, client::jsonb, detail::jsonb, client_id, op_id, seq, device_id, user_id, row_version
+    FROM unnest($40::uuid[], $41::text[], $42::text[], $43::text[], $44::text[], $45::text[], $46::text[],
+                $47::text[], $48::text[], $49::uuid[], $50::uuid[], $51::bigint[], $52::uuid[], $53::uuid[],
+                $54::bigint[])
+         AS u(id, kind, collection, key, fields, base, server, client, detail, client_id, op_id, seq, device_id,
+              user_id, row_version)
+), results AS (
+    INSERT INTO replay_results (scope_id, client_id, seq, op_id, fingerprint, result)
+    SELECT $1, $55, seq, op_id, fingerprint, result::jsonb
+    FROM unnest($56::bigint[], $57::uuid[], $58::bytea[], $59::text[]) AS u(seq, op_id, fingerprint, result)
+), client AS (
+    UPDATE replay_clients SET last_seq = $60, updated_at = now()
+    WHERE scope_id = $1 AND client_id = $55 AND last_seq <> $60
+)
+SELECT (SELECT head_version FROM head WHERE pg_notify($61, $1 || ':' || head_version) IS NOT NULL)
+"#;
