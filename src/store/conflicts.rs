@@ -1,7 +1,6 @@
 //! The record of everything sync could not decide alone, for inspection and resolution. Every case is recorded
 //! open, even when a policy already settled the row, so a person can review what was overwritten.
 
-use crate::domain::ScopeId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{types::Json, PgConnection, PgExecutor};
@@ -30,39 +29,6 @@ pub struct NewConflict<'a> {
     pub detail: Value,
     /// The version the operation left the row at (`None`: no live row); a resolution checks it is unchanged.
     pub row_version: Option<i64>,
-}
-
-pub async fn insert(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
-    origin: Origin,
-    conflict: NewConflict<'_>,
-) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        r#"INSERT INTO conflicts (id, scope_id, kind, collection, key, fields, base, server, client, detail,
-                                  client_id, op_id, seq, device_id, user_id, row_version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#,
-    )
-    .bind(id)
-    .bind(scope.as_str())
-    .bind(conflict.kind)
-    .bind(conflict.collection)
-    .bind(conflict.key)
-    .bind(&conflict.fields)
-    .bind(conflict.base.map(sqlx::types::Json))
-    .bind(conflict.server.map(sqlx::types::Json))
-    .bind(conflict.client.map(sqlx::types::Json))
-    .bind(sqlx::types::Json(conflict.detail))
-    .bind(origin.client_id)
-    .bind(origin.op_id)
-    .bind(origin.seq)
-    .bind(origin.device_id)
-    .bind(origin.user_id)
-    .bind(conflict.row_version)
-    .execute(tx)
-    .await?;
-    Ok(id)
 }
 
 /// A recorded conflict with the names of the device and user it came from.

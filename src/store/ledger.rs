@@ -42,40 +42,6 @@ pub struct Movement {
     pub op_id: Option<Uuid>,
 }
 
-pub async fn insert_entry(tx: &mut PgConnection, scope: &ScopeId, entry: &Entry) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"INSERT INTO journal_entries (scope_id, id, kind, source_collection, source_key, op_id, reverses, occurred_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
-    )
-    .bind(scope.as_str())
-    .bind(entry.id)
-    .bind(entry.kind)
-    .bind(entry.source_collection)
-    .bind(&entry.source_key)
-    .bind(entry.op_id)
-    .bind(entry.reverses)
-    .bind(entry.occurred_at)
-    .execute(&mut *tx)
-    .await?;
-    let numbers: Vec<i32> = (1..=entry.lines.len() as i32).collect();
-    let accounts: Vec<&str> = entry.lines.iter().map(|l| l.account.as_str()).collect();
-    let debits: Vec<Decimal> = entry.lines.iter().map(|l| l.debit).collect();
-    let credits: Vec<Decimal> = entry.lines.iter().map(|l| l.credit).collect();
-    sqlx::query(
-        r#"INSERT INTO journal_lines (scope_id, entry_id, line_no, account, debit, credit)
-           SELECT $1, $2, * FROM unnest($3::int[], $4::text[], $5::numeric[], $6::numeric[])"#,
-    )
-    .bind(scope.as_str())
-    .bind(entry.id)
-    .bind(&numbers)
-    .bind(&accounts)
-    .bind(&debits)
-    .bind(&credits)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 /// The entry of `kind` posted for a source row and not yet reversed, with its lines.
 pub async fn open_entry_for(
     tx: &mut PgConnection,

@@ -38,16 +38,6 @@ pub async fn lock_client(
         .await
 }
 
-pub async fn set_last_seq(tx: &mut PgConnection, scope: &ScopeId, client: Uuid, seq: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE replay_clients SET last_seq = $3, updated_at = now() WHERE scope_id = $1 AND client_id = $2")
-        .bind(scope.as_str())
-        .bind(client)
-        .bind(seq)
-        .execute(tx)
-        .await
-        .map(|_| ())
-}
-
 /// A stored result of an applied operation.
 pub struct Stored {
     pub seq: i64,
@@ -84,43 +74,6 @@ pub async fn stored_results(
             })
         })
         .collect()
-}
-
-/// Which of `op_ids` were already used in the scope, with the client and sequence that used them.
-pub async fn used_op_ids(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
-    op_ids: &[Uuid],
-) -> Result<Vec<(Uuid, Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT op_id, client_id, seq FROM replay_results WHERE scope_id = $1 AND op_id = ANY($2)")
-        .bind(scope.as_str())
-        .bind(op_ids)
-        .fetch_all(tx)
-        .await
-}
-
-pub async fn store_result(
-    tx: &mut PgConnection,
-    scope: &ScopeId,
-    client: Uuid,
-    seq: i64,
-    op_id: Uuid,
-    fingerprint: &[u8; 32],
-    result: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"INSERT INTO replay_results (scope_id, client_id, seq, op_id, fingerprint, result)
-           VALUES ($1, $2, $3, $4, $5, $6)"#,
-    )
-    .bind(scope.as_str())
-    .bind(client)
-    .bind(seq)
-    .bind(op_id)
-    .bind(&fingerprint[..])
-    .bind(sqlx::types::Json(result))
-    .execute(tx)
-    .await
-    .map(|_| ())
 }
 
 /// Deletes stored results applied more than `days` days ago. A device replaying such an old operation gets
