@@ -78,13 +78,6 @@ pub fn reset_peak(pid: u32) -> bool {
     fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
-fn pss_kib(pid: u32) -> u64 {
-    status_kib(
-        &fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default(),
-        "Pss:",
-    )
-}
-
 fn parent(pid: u32) -> Option<u32> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -94,24 +87,6 @@ fn parent(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// PostgreSQL's memory: the proportional set size (shared buffers counted once) of the postmaster and all
-/// its children, found from one backend's pid. Returns (MiB, processes).
-pub fn postgres_mib(backend_pid: u32) -> Option<(f64, usize)> {
-    let postmaster = parent(backend_pid)?;
-    let mut total = pss_kib(postmaster);
-    let mut count = 1;
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if parent(pid) == Some(postmaster) {
-            total += pss_kib(pid);
-            count += 1;
-        }
-    }
-    Some((total as f64 / 1024.0, count))
 }
 
 /// A number field of Redis `INFO`.
@@ -215,4 +190,161 @@ pub fn cpu_jiffies() -> (u64, u64) {
     // idle and iowait are the 4th and 5th values.
     let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
     (total - idle, total)
+}
+
+/// Resident memory of a process tree (the process and all its descendants), from `smaps_rollup`: RSS counts
+/// shared memory (PostgreSQL's shared_buffers) in every process that touched it, PSS shares it out, so the
+/// PSS of a tree is what the tree occupies. Pages of shared memory that only exited processes had touched are
+/// in neither (the report adds what pg_buffercache says of shared_buffers).
+#[derive(Clone, Copy, Default, Serialize)]
+pub struct TreeMemory {
+    pub processes: usize,
+    pub rss_mib: f64,
+    pub pss_mib: f64,
+}
+
+pub fn tree_memory(root: u32) -> Option<TreeMemory> {
+    fs::metadata(format!("/proc/{root}")).ok()?;
+    let mut pending = vec![root];
+    let (mut rss, mut pss, mut processes) = (0u64, 0u64, 0usize);
+    while let Some(pid) = pending.pop() {
+        let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        rss += status_kib(&rollup, "Rss:");
+        pss += status_kib(&rollup, "Pss:");
+        processes += 1;
+        pending.extend(children(pid));
+    }
+    Some(TreeMemory {
+        processes,
+        rss_mib: rss as f64 / 1024.0,
+        pss_mib: pss as f64 / 1024.0,
+    })
+}
+
+/// Direct children of a process (from every thread's `children` list).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// The postmaster of the cluster a backend belongs to.
+pub fn postmaster_of(backend_pid: u32) -> Option<u32> {
+    parent(backend_pid)
+}
+
+/// The largest memory one phase of the run (a scenario, the data load, a reference) showed in its samples.
+#[derive(Clone, Default, Serialize)]
+pub struct PhaseMemory {
+    pub phase: String,
+    pub samples: u32,
+    /// The server's largest sampled RSS (the scenarios also report its exact peak, VmHWM).
+    pub server_rss_mib: f64,
+    pub postgres_processes: usize,
+    pub postgres_rss_mib: f64,
+    pub postgres_pss_mib: f64,
+    pub redis_rss_mib: f64,
+    pub redis_pss_mib: f64,
+    /// Largest sum, within one sample, of server RSS + PostgreSQL PSS + Redis RSS: the stack at one moment.
+    pub stack_mib: f64,
+}
+
+impl PhaseMemory {
+    fn add(&mut self, server: f64, pg: Option<TreeMemory>, redis: Option<TreeMemory>) {
+        let pg = pg.unwrap_or_default();
+        let redis = redis.unwrap_or_default();
+        self.samples += 1;
+        self.server_rss_mib = self.server_rss_mib.max(server);
+        self.postgres_processes = self.postgres_processes.max(pg.processes);
+        self.postgres_rss_mib = self.postgres_rss_mib.max(pg.rss_mib);
+        self.postgres_pss_mib = self.postgres_pss_mib.max(pg.pss_mib);
+        self.redis_rss_mib = self.redis_rss_mib.max(redis.rss_mib);
+        self.redis_pss_mib = self.redis_pss_mib.max(redis.pss_mib);
+        self.stack_mib = self.stack_mib.max(server + pg.pss_mib + redis.rss_mib);
+    }
+
+    /// The largest of each figure over several phases (the stack: largest of the per-sample sums).
+    pub fn max_of<'a>(phase: &str, all: impl IntoIterator<Item = &'a PhaseMemory>) -> PhaseMemory {
+        let mut m = PhaseMemory {
+            phase: phase.into(),
+            ..Default::default()
+        };
+        for p in all {
+            m.samples += p.samples;
+            m.server_rss_mib = m.server_rss_mib.max(p.server_rss_mib);
+            m.postgres_processes = m.postgres_processes.max(p.postgres_processes);
+            m.postgres_rss_mib = m.postgres_rss_mib.max(p.postgres_rss_mib);
+            m.postgres_pss_mib = m.postgres_pss_mib.max(p.postgres_pss_mib);
+            m.redis_rss_mib = m.redis_rss_mib.max(p.redis_rss_mib);
+            m.redis_pss_mib = m.redis_pss_mib.max(p.redis_pss_mib);
+            m.stack_mib = m.stack_mib.max(p.stack_mib);
+        }
+        m
+    }
+}
+
+/// Samples the memory of the server, the PostgreSQL tree (from its postmaster) and the Redis tree on a thread
+/// of its own, every `SAMPLE_EVERY`, and keeps each phase's largest figures. The phase is whatever the run
+/// set last ("load", a scenario's name, "pgbench").
+pub struct MemorySampler {
+    shared: std::sync::Arc<SamplerState>,
+}
+
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+#[derive(Default)]
+struct SamplerState {
+    server_pid: std::sync::atomic::AtomicU32,
+    stop: std::sync::atomic::AtomicBool,
+    phases: std::sync::Mutex<Vec<PhaseMemory>>,
+}
+
+impl MemorySampler {
+    pub fn start(postmaster: Option<u32>, redis: Option<u32>) -> Self {
+        use std::sync::atomic::Ordering;
+        let shared = std::sync::Arc::new(SamplerState::default());
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            while !state.stop.load(Ordering::Relaxed) {
+                let server = match state.server_pid.load(Ordering::Relaxed) {
+                    0 => 0.0,
+                    pid => rss_mib(pid).0,
+                };
+                let pg = postmaster.and_then(tree_memory);
+                let rd = redis.and_then(tree_memory);
+                if let Some(current) = state.phases.lock().unwrap().last_mut() {
+                    current.add(server, pg, rd);
+                }
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+        });
+        MemorySampler { shared }
+    }
+
+    pub fn set_server(&self, pid: u32) {
+        self.shared.server_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Starts a new phase (its samples are kept apart from the previous one's).
+    pub fn phase(&self, name: &str) {
+        self.shared.phases.lock().unwrap().push(PhaseMemory {
+            phase: name.into(),
+            ..Default::default()
+        });
+    }
+
+    /// Stops sampling (the thread ends after its current sample); every phase's largest figures, in order.
+    pub fn finish(&self) -> Vec<PhaseMemory> {
+        self.shared.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::mem::take(&mut *self.shared.phases.lock().unwrap())
+    }
 }
