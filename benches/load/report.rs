@@ -167,7 +167,8 @@ impl Report {
             "| Phase | Samples | Server RSS | PostgreSQL processes | PostgreSQL RSS | PostgreSQL PSS | Redis RSS | Stack |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
-        for ph in m.phases.iter().chain(std::iter::once(&m.whole_run)) {
+        let sampled = m.phases.iter().filter(|ph| ph.samples > 0);
+        for ph in sampled.chain(std::iter::once(&m.whole_run)) {
             let _ = writeln!(
                 md,
                 "| {} | {} | {:.1} | {} | {:.0} | {:.0} | {:.1} | {:.0} |",
