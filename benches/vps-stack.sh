@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2016  # bash -c '...$1...' snippets expand in the child on purpose
 # The benchmark's own stack under the 4 GB VPS profile (sourced by benches/run, not run):
 #   - a private PostgreSQL cluster (initdb into a scratch dir, loopback, a free port) whose postgresql.conf
 #     includes deploy/postgresql/dukasync-4gb.conf exactly as it ships, then a second file with only what a
@@ -15,6 +16,11 @@
 VPS_DIR='' VPS_PG_BIN='' VPS_PG_USER='' VPS_PGDATA='' VPS_REDIS_PID=''
 
 vps_say() { echo "benches/run: $*" >&2; }
+vps_fail() {  # what failed, and the end of its log (the scratch dir, logs included, goes on exit)
+  vps_say "$1; the end of ${2##*/}:"
+  tail -n 15 "$2" >&2 2>/dev/null || true
+  return 1
+}
 
 # Same choice as deploy/services.sh: the highest /usr/lib/postgresql/N/bin with the server binaries.
 vps_find_pgbin() {
@@ -44,7 +50,7 @@ vps_psql() {  # as the cluster's superuser, over its private socket
 }
 
 vps_stack_start() {
-  local root=$1 pg_conf=$1/deploy/postgresql/dukasync-4gb.conf redis_conf=$1/deploy/redis/redis-dukasync-cache.conf
+  local pg_conf=$1/deploy/postgresql/dukasync-4gb.conf redis_conf=$1/deploy/redis/redis-dukasync-cache.conf
   local env_example=$1/deploy/dukasync.env.example
   VPS_PG_BIN=$(vps_find_pgbin) || { vps_say "no PostgreSQL server binaries (run deploy/services.sh start once)"; return 1; }
   command -v redis-server >/dev/null || { vps_say "no redis-server (run deploy/services.sh start once)"; return 1; }
@@ -64,7 +70,7 @@ vps_stack_start() {
   local loc=C
   locale -a 2>/dev/null | grep -qixE 'c\.utf-?8' && loc=C.UTF-8
   vps_as_pg "$VPS_PG_BIN/initdb" -D "$VPS_PGDATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
-    -E UTF8 --locale="$loc" >"$VPS_DIR/initdb.log" 2>&1 || { vps_say "initdb failed, see $VPS_DIR/initdb.log"; return 1; }
+    -E UTF8 --locale="$loc" >"$VPS_DIR/initdb.log" 2>&1 || vps_fail "initdb failed" "$VPS_DIR/initdb.log"
   VPS_PG_PORT=$(vps_free_port) || { vps_say "no free port"; return 1; }
   # The profile as it ships, then the scratch cluster's own port and socket (later settings win).
   cp "$pg_conf" "$VPS_PGDATA/dukasync-4gb.conf"
@@ -73,7 +79,7 @@ vps_stack_start() {
   printf "include 'dukasync-4gb.conf'\ninclude 'bench-stack.conf'\n" >>"$VPS_PGDATA/postgresql.conf"
   ((EUID == 0)) && chown "$VPS_PG_USER:" "$VPS_PGDATA"/*.conf
   vps_as_pg "$VPS_PG_BIN/pg_ctl" -D "$VPS_PGDATA" -l "$VPS_DIR/pg/log" -w -t 60 start >/dev/null ||
-    { vps_say "PostgreSQL did not start, see $VPS_DIR/pg/log"; return 1; }
+    vps_fail "PostgreSQL did not start" "$VPS_DIR/pg/log"
 
   local password
   password=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -87,7 +93,7 @@ vps_stack_start() {
   redis_port=$(vps_free_port) || { vps_say "no free port"; return 1; }
   redis-server "$redis_conf" --port "$redis_port" --daemonize yes --dir "$VPS_DIR/redis" \
     --pidfile "$VPS_DIR/redis/redis.pid" --logfile "$VPS_DIR/redis/redis.log" ||
-    { vps_say "redis-server failed, see $VPS_DIR/redis/redis.log"; return 1; }
+    vps_fail "redis-server failed" "$VPS_DIR/redis/redis.log"
   local i
   for ((i = 0; i < 50; i++)); do
     [[ -s $VPS_DIR/redis/redis.pid ]] && timeout 2 bash -c \
@@ -95,7 +101,7 @@ vps_stack_start() {
       2>/dev/null && break
     sleep 0.1
   done
-  VPS_REDIS_PID=$(cat "$VPS_DIR/redis/redis.pid" 2>/dev/null) || { vps_say "Redis did not start, see $VPS_DIR/redis/redis.log"; return 1; }
+  VPS_REDIS_PID=$(cat "$VPS_DIR/redis/redis.pid" 2>/dev/null) || vps_fail "Redis did not start" "$VPS_DIR/redis/redis.log"
 
   export DUKASYNC_DATABASE_URL=postgres://dukasync:$password@127.0.0.1:$VPS_PG_PORT/dukasync_bench
   export BENCH_PGBENCH_URL=postgres://dukasync:$password@127.0.0.1:$VPS_PG_PORT/dukasync_pgbench
@@ -108,8 +114,11 @@ vps_stack_start() {
     settings+=("$k=$v")
   done <"$env_example"
   export BENCH_STACK=vps
-  export BENCH_STACK_POSTGRES="private PostgreSQL $("$VPS_PG_BIN/postgres" -V | awk '{print $3}'), deploy/postgresql/dukasync-4gb.conf as shipped (port, listen_addresses, unix_socket_directories set in a second included file)"
-  export BENCH_STACK_REDIS="private Redis $(redis-server -v | sed -n 's/.* v=\([^ ]*\).*/\1/p'), deploy/redis/redis-dukasync-cache.conf as shipped (port, pidfile, logfile, dir, daemonize overridden)"
+  local pg_version redis_version
+  pg_version=$("$VPS_PG_BIN/postgres" -V | awk '{print $3}')
+  redis_version=$(redis-server -v | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+  export BENCH_STACK_POSTGRES="private PostgreSQL $pg_version, deploy/postgresql/dukasync-4gb.conf as shipped (port, listen_addresses, unix_socket_directories set in a second included file)"
+  export BENCH_STACK_REDIS="private Redis $redis_version, deploy/redis/redis-dukasync-cache.conf as shipped (port, pidfile, logfile, dir, daemonize overridden)"
   export BENCH_STACK_SERVER="deploy/dukasync.env.example: ${settings[*]}"
   BENCH_POSTMASTER_PID=$(head -1 "$VPS_PGDATA/postmaster.pid")
   export BENCH_POSTMASTER_PID BENCH_REDIS_PID=$VPS_REDIS_PID

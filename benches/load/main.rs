@@ -64,6 +64,14 @@ impl Server {
     }
 }
 
+/// A run that fails half-way must not leave the server running (benches/run also stops the process group).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
