@@ -193,24 +193,27 @@ pub fn cpu_jiffies() -> (u64, u64) {
 }
 
 /// Resident memory of a process tree (the process and all its descendants), from `smaps_rollup`: RSS counts
-/// shared memory (PostgreSQL's shared_buffers) in every process that touched it, PSS shares it out, so the
-/// PSS of a tree is what the tree occupies. Pages of shared memory that only exited processes had touched are
-/// in neither (the report adds what pg_buffercache says of shared_buffers).
+/// shared memory (PostgreSQL's shared_buffers) in every process that touched it, PSS shares it out among the
+/// processes that map it now. Pages of shared memory that only exited processes had touched are in neither:
+/// see `shared_segment_mib`.
 #[derive(Clone, Copy, Default, Serialize)]
 pub struct TreeMemory {
     pub processes: usize,
     pub rss_mib: f64,
     pub pss_mib: f64,
+    /// The part of the PSS that is shared memory (shmem), so it can be replaced by the segment's real size.
+    pub pss_shmem_mib: f64,
 }
 
 pub fn tree_memory(root: u32) -> Option<TreeMemory> {
     fs::metadata(format!("/proc/{root}")).ok()?;
     let mut pending = vec![root];
-    let (mut rss, mut pss, mut processes) = (0u64, 0u64, 0usize);
+    let (mut rss, mut pss, mut shmem, mut processes) = (0u64, 0u64, 0u64, 0usize);
     while let Some(pid) = pending.pop() {
         let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         rss += status_kib(&rollup, "Rss:");
         pss += status_kib(&rollup, "Pss:");
+        shmem += status_kib(&rollup, "Pss_Shmem:");
         processes += 1;
         pending.extend(children(pid));
     }
@@ -218,7 +221,30 @@ pub fn tree_memory(root: u32) -> Option<TreeMemory> {
         processes,
         rss_mib: rss as f64 / 1024.0,
         pss_mib: pss as f64 / 1024.0,
+        pss_shmem_mib: shmem as f64 / 1024.0,
     })
+}
+
+/// Resident size of PostgreSQL's shared memory (the main segment with shared_buffers, an anonymous shared
+/// mapping shown as `/dev/zero (deleted)`, and the small System V one), MiB: the blocks its shmem file holds,
+/// whether or not a live process maps them (a page a finished backend read into shared_buffers stays). Read
+/// through `/proc/PID/map_files`, which needs root (CAP_SYS_ADMIN); `None` otherwise.
+pub fn shared_segment_mib(postmaster: u32) -> Option<f64> {
+    use std::os::unix::fs::MetadataExt;
+    let maps = fs::read_to_string(format!("/proc/{postmaster}/maps")).ok()?;
+    let mut bytes = 0u64;
+    let mut found = false;
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let shared = fields.get(1).is_some_and(|perms| perms.ends_with('s'));
+        let path = fields.get(5..).map(|p| p.join(" ")).unwrap_or_default();
+        if shared && (path == "/dev/zero (deleted)" || path.starts_with("/SYSV")) {
+            let meta = fs::metadata(format!("/proc/{postmaster}/map_files/{}", fields[0])).ok()?;
+            bytes += meta.blocks() * 512;
+            found = true;
+        }
+    }
+    found.then(|| bytes as f64 / 1048576.0)
 }
 
 /// Direct children of a process (from every thread's `children` list).
@@ -252,24 +278,36 @@ pub struct PhaseMemory {
     pub postgres_processes: usize,
     pub postgres_rss_mib: f64,
     pub postgres_pss_mib: f64,
+    /// What the cluster occupies: its processes' PSS without their share of shared memory, plus the shared
+    /// segment's resident size (`shared_segment_mib`). Equals or exceeds the PSS; `None` without root.
+    pub postgres_resident_mib: Option<f64>,
     pub redis_rss_mib: f64,
     pub redis_pss_mib: f64,
-    /// Largest sum, within one sample, of server RSS + PostgreSQL PSS + Redis RSS: the stack at one moment.
+    /// Largest sum, within one sample, of server RSS + PostgreSQL resident (PSS where that is unknown) + Redis
+    /// RSS: the stack at one moment.
     pub stack_mib: f64,
 }
 
 impl PhaseMemory {
-    fn add(&mut self, server: f64, pg: Option<TreeMemory>, redis: Option<TreeMemory>) {
+    fn add(&mut self, server: f64, pg: Option<TreeMemory>, segment: Option<f64>, redis: Option<TreeMemory>) {
         let pg = pg.unwrap_or_default();
         let redis = redis.unwrap_or_default();
+        let resident = segment.map(|s| pg.pss_mib - pg.pss_shmem_mib + s);
         self.samples += 1;
         self.server_rss_mib = self.server_rss_mib.max(server);
         self.postgres_processes = self.postgres_processes.max(pg.processes);
         self.postgres_rss_mib = self.postgres_rss_mib.max(pg.rss_mib);
         self.postgres_pss_mib = self.postgres_pss_mib.max(pg.pss_mib);
+        self.postgres_resident_mib = max_opt(self.postgres_resident_mib, resident);
         self.redis_rss_mib = self.redis_rss_mib.max(redis.rss_mib);
         self.redis_pss_mib = self.redis_pss_mib.max(redis.pss_mib);
-        self.stack_mib = self.stack_mib.max(server + pg.pss_mib + redis.rss_mib);
+        let stack = server + resident.unwrap_or(pg.pss_mib) + redis.rss_mib;
+        self.stack_mib = self.stack_mib.max(stack);
+    }
+
+    /// PostgreSQL's figure for the budget: resident where known, else PSS.
+    pub fn postgres_mib(&self) -> f64 {
+        self.postgres_resident_mib.unwrap_or(self.postgres_pss_mib)
     }
 
     /// The largest of each figure over several phases (the stack: largest of the per-sample sums).
@@ -284,11 +322,19 @@ impl PhaseMemory {
             m.postgres_processes = m.postgres_processes.max(p.postgres_processes);
             m.postgres_rss_mib = m.postgres_rss_mib.max(p.postgres_rss_mib);
             m.postgres_pss_mib = m.postgres_pss_mib.max(p.postgres_pss_mib);
+            m.postgres_resident_mib = max_opt(m.postgres_resident_mib, p.postgres_resident_mib);
             m.redis_rss_mib = m.redis_rss_mib.max(p.redis_rss_mib);
             m.redis_pss_mib = m.redis_pss_mib.max(p.redis_pss_mib);
             m.stack_mib = m.stack_mib.max(p.stack_mib);
         }
         m
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -320,9 +366,10 @@ impl MemorySampler {
                     pid => rss_mib(pid).0,
                 };
                 let pg = postmaster.and_then(tree_memory);
+                let segment = postmaster.and_then(shared_segment_mib);
                 let rd = redis.and_then(tree_memory);
                 if let Some(current) = state.phases.lock().unwrap().last_mut() {
-                    current.add(server, pg, rd);
+                    current.add(server, pg, segment, rd);
                 }
                 std::thread::sleep(SAMPLE_EVERY);
             }
