@@ -36,6 +36,8 @@ const READ_CONNECTIONS: usize = 50;
 const PUSH_DEVICES: usize = 16;
 const BATCH_OPS: usize = 50;
 const PGBENCH_SCALE: u32 = 16;
+/// The memory phase of the set-up between scenarios.
+const BETWEEN: &str = "between_scenarios";
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it: do nothing then.
@@ -261,7 +263,7 @@ async fn run() -> anyhow::Result<()> {
     let base = server.base.clone();
     let pid = server.pid();
     memory.set_server(pid);
-    memory.phase("server_ready");
+    memory.phase(BETWEEN);
     let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&db).await?;
     let probe = Probe {
         pid,
@@ -337,6 +339,7 @@ async fn run() -> anyhow::Result<()> {
     }
     nginx_outcome.response_bytes = Some(page.len());
     nginx.stop();
+    probe.memory.phase(BETWEEN);
 
     if want("pull_same_page") {
         let mut o = wrk_scenario(
@@ -475,6 +478,7 @@ async fn run() -> anyhow::Result<()> {
     } else {
         references::Pgbench::default()
     };
+    probe.memory.phase(BETWEEN);
     pgbench.fsync = fsync.clone();
     pgbench.synchronous_commit = sync_commit.clone();
 
@@ -604,6 +608,8 @@ async fn finish(o: &mut Outcome, probe: &Probe, outcomes: &mut Vec<Outcome>) {
         o.postgres_cpu_ms_per_req = per(pg);
     }
     o.server_cache_accounted_mib = cache_accounted_mib(&probe.metrics_url).await;
+    // What runs until the next scenario (its set-up: fetching cursors) is no scenario's.
+    probe.memory.phase(BETWEEN);
     eprintln!(
         "bench:   {:.0} req/s p50 {:.2} p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",
         o.req_per_s,

@@ -351,7 +351,8 @@ pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 struct SamplerState {
     server_pid: std::sync::atomic::AtomicU32,
     stop: std::sync::atomic::AtomicBool,
-    phases: std::sync::Mutex<Vec<PhaseMemory>>,
+    /// Every phase so far, and the index of the current one.
+    phases: std::sync::Mutex<(Vec<PhaseMemory>, usize)>,
 }
 
 impl MemorySampler {
@@ -368,8 +369,10 @@ impl MemorySampler {
                 let pg = postmaster.and_then(tree_memory);
                 let segment = postmaster.and_then(shared_segment_mib);
                 let rd = redis.and_then(tree_memory);
-                if let Some(current) = state.phases.lock().unwrap().last_mut() {
-                    current.add(server, pg, segment, rd);
+                let mut phases = state.phases.lock().unwrap();
+                let (all, current) = &mut *phases;
+                if let Some(phase) = all.get_mut(*current) {
+                    phase.add(server, pg, segment, rd);
                 }
                 std::thread::sleep(SAMPLE_EVERY);
             }
@@ -381,17 +384,25 @@ impl MemorySampler {
         self.shared.server_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Starts a new phase (its samples are kept apart from the previous one's).
+    /// From now on, samples count for the phase `name` (a phase already seen continues where it was).
     pub fn phase(&self, name: &str) {
-        self.shared.phases.lock().unwrap().push(PhaseMemory {
-            phase: name.into(),
-            ..Default::default()
-        });
+        let mut phases = self.shared.phases.lock().unwrap();
+        let (all, current) = &mut *phases;
+        *current = match all.iter().position(|p| p.phase == name) {
+            Some(i) => i,
+            None => {
+                all.push(PhaseMemory {
+                    phase: name.into(),
+                    ..Default::default()
+                });
+                all.len() - 1
+            }
+        };
     }
 
     /// Stops sampling (the thread ends after its current sample); every phase's largest figures, in order.
     pub fn finish(&self) -> Vec<PhaseMemory> {
         self.shared.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        std::mem::take(&mut *self.shared.phases.lock().unwrap())
+        std::mem::take(&mut self.shared.phases.lock().unwrap().0)
     }
 }
