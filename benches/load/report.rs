@@ -175,7 +175,7 @@ impl Report {
             m.sample_every_ms
         );
         md.push_str(
-            "| Phase | Samples | Server RSS | PostgreSQL processes | PostgreSQL RSS | PostgreSQL PSS | PostgreSQL resident | Redis RSS | Stack |\n\
+            "| Phase | Samples | Server RSS | PostgreSQL processes | PostgreSQL RSS | PostgreSQL PSS | PostgreSQL resident (of it shared) | Redis RSS | Stack |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let sampled = m.phases.iter().filter(|ph| ph.samples > 0);
@@ -189,9 +189,10 @@ impl Report {
                 ph.postgres_processes,
                 ph.postgres_rss_mib,
                 ph.postgres_pss_mib,
-                ph.postgres_resident_mib
-                    .map(|r| format!("{r:.0}"))
-                    .unwrap_or_else(|| "n/a".into()),
+                match (ph.postgres_resident_mib, ph.postgres_shared_segment_mib) {
+                    (Some(r), Some(s)) => format!("{r:.0} ({s:.0})"),
+                    _ => "n/a".into(),
+                },
                 ph.redis_rss_mib,
                 ph.stack_mib
             );

@@ -281,6 +281,8 @@ pub struct PhaseMemory {
     /// What the cluster occupies: its processes' PSS without their share of shared memory, plus the shared
     /// segment's resident size (`shared_segment_mib`). Equals or exceeds the PSS; `None` without root.
     pub postgres_resident_mib: Option<f64>,
+    /// The shared segment's resident size alone (shared_buffers, WAL buffers, locks): the rest is private.
+    pub postgres_shared_segment_mib: Option<f64>,
     pub redis_rss_mib: f64,
     pub redis_pss_mib: f64,
     /// Largest sum, within one sample, of server RSS + PostgreSQL resident (PSS where that is unknown) + Redis
@@ -299,6 +301,7 @@ impl PhaseMemory {
         self.postgres_rss_mib = self.postgres_rss_mib.max(pg.rss_mib);
         self.postgres_pss_mib = self.postgres_pss_mib.max(pg.pss_mib);
         self.postgres_resident_mib = max_opt(self.postgres_resident_mib, resident);
+        self.postgres_shared_segment_mib = max_opt(self.postgres_shared_segment_mib, segment);
         self.redis_rss_mib = self.redis_rss_mib.max(redis.rss_mib);
         self.redis_pss_mib = self.redis_pss_mib.max(redis.pss_mib);
         let stack = server + resident.unwrap_or(pg.pss_mib) + redis.rss_mib;
@@ -323,6 +326,7 @@ impl PhaseMemory {
             m.postgres_rss_mib = m.postgres_rss_mib.max(p.postgres_rss_mib);
             m.postgres_pss_mib = m.postgres_pss_mib.max(p.postgres_pss_mib);
             m.postgres_resident_mib = max_opt(m.postgres_resident_mib, p.postgres_resident_mib);
+            m.postgres_shared_segment_mib = max_opt(m.postgres_shared_segment_mib, p.postgres_shared_segment_mib);
             m.redis_rss_mib = m.redis_rss_mib.max(p.redis_rss_mib);
             m.redis_pss_mib = m.redis_pss_mib.max(p.redis_pss_mib);
             m.stack_mib = m.stack_mib.max(p.stack_mib);
