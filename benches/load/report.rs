@@ -168,9 +168,9 @@ impl Report {
         let _ = writeln!(
             md,
             "Memory of exactly these processes, sampled every {} ms (largest sample per phase, MiB). PostgreSQL is the \
-             postmaster and all its children; its resident figure is their PSS without shared memory plus the \
-             shared segment's resident size (shared_buffers pages stay resident after the backend that read them \
-             exits, where PSS no longer sees them). The stack is server RSS + PostgreSQL resident (PSS where \
+             postmaster and all its children; its resident figure is their PSS plus the pages of the shared \
+             segment no live process maps (shared_buffers pages stay resident after the backend that read them \
+             exits, where PSS no longer sees them); in brackets the shared segment's resident size. The stack is server RSS + PostgreSQL resident (PSS where \
              unknown) + Redis RSS within one sample.\n",
             m.sample_every_ms
         );

@@ -192,7 +192,7 @@ pub fn cpu_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-/// Resident memory of a process tree (the process and all its descendants), from `smaps_rollup`: RSS counts
+/// Resident memory of a process tree (the process and all its descendants), from `smaps`: RSS counts
 /// shared memory (PostgreSQL's shared_buffers) in every process that touched it, PSS shares it out among the
 /// processes that map it now. Pages of shared memory that only exited processes had touched are in neither:
 /// see `shared_segment_mib`.
@@ -201,19 +201,35 @@ pub struct TreeMemory {
     pub processes: usize,
     pub rss_mib: f64,
     pub pss_mib: f64,
-    /// The part of the PSS that is shared memory (shmem), so it can be replaced by the segment's real size.
-    pub pss_shmem_mib: f64,
+    /// The part of the PSS that maps PostgreSQL's shared segments (`is_shared_segment`).
+    pub pss_segment_mib: f64,
 }
 
 pub fn tree_memory(root: u32) -> Option<TreeMemory> {
     fs::metadata(format!("/proc/{root}")).ok()?;
     let mut pending = vec![root];
-    let (mut rss, mut pss, mut shmem, mut processes) = (0u64, 0u64, 0u64, 0usize);
+    let (mut rss, mut pss, mut segment, mut processes) = (0u64, 0u64, 0u64, 0usize);
     while let Some(pid) = pending.pop() {
-        let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-        rss += status_kib(&rollup, "Rss:");
-        pss += status_kib(&rollup, "Pss:");
-        shmem += status_kib(&rollup, "Pss_Shmem:");
+        let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let mut in_segment = false;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or("");
+            let mut kib = || fields.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            match first {
+                "Rss:" => rss += kib(),
+                "Pss:" => {
+                    let k = kib();
+                    pss += k;
+                    if in_segment {
+                        segment += k;
+                    }
+                }
+                // A mapping's header ("start-end perms offset dev inode [path]"); other lines are "Name: value".
+                _ if !first.ends_with(':') => in_segment = is_shared_segment(line),
+                _ => {}
+            }
+        }
         processes += 1;
         pending.extend(children(pid));
     }
@@ -221,8 +237,19 @@ pub fn tree_memory(root: u32) -> Option<TreeMemory> {
         processes,
         rss_mib: rss as f64 / 1024.0,
         pss_mib: pss as f64 / 1024.0,
-        pss_shmem_mib: shmem as f64 / 1024.0,
+        pss_segment_mib: segment as f64 / 1024.0,
     })
+}
+
+/// Whether a `maps`/`smaps` header line is one of PostgreSQL's shared segments: the main one (an anonymous
+/// shared mapping, shown as `/dev/zero (deleted)`) or the small System V one.
+fn is_shared_segment(header: &str) -> bool {
+    let fields: Vec<&str> = header.split_whitespace().collect();
+    let shared = fields
+        .get(1)
+        .is_some_and(|perms| perms.len() == 4 && perms.ends_with('s'));
+    let path = fields.get(5..).map(|p| p.join(" ")).unwrap_or_default();
+    shared && (path == "/dev/zero (deleted)" || path.starts_with("/SYSV"))
 }
 
 /// Resident size of PostgreSQL's shared memory (the main segment with shared_buffers, an anonymous shared
@@ -234,15 +261,11 @@ pub fn shared_segment_mib(postmaster: u32) -> Option<f64> {
     let maps = fs::read_to_string(format!("/proc/{postmaster}/maps")).ok()?;
     let mut bytes = 0u64;
     let mut found = false;
-    for line in maps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let shared = fields.get(1).is_some_and(|perms| perms.ends_with('s'));
-        let path = fields.get(5..).map(|p| p.join(" ")).unwrap_or_default();
-        if shared && (path == "/dev/zero (deleted)" || path.starts_with("/SYSV")) {
-            let meta = fs::metadata(format!("/proc/{postmaster}/map_files/{}", fields[0])).ok()?;
-            bytes += meta.blocks() * 512;
-            found = true;
-        }
+    for line in maps.lines().filter(|l| is_shared_segment(l)) {
+        let range = line.split_whitespace().next()?;
+        let meta = fs::metadata(format!("/proc/{postmaster}/map_files/{range}")).ok()?;
+        bytes += meta.blocks() * 512;
+        found = true;
     }
     found.then(|| bytes as f64 / 1048576.0)
 }
@@ -278,8 +301,8 @@ pub struct PhaseMemory {
     pub postgres_processes: usize,
     pub postgres_rss_mib: f64,
     pub postgres_pss_mib: f64,
-    /// What the cluster occupies: its processes' PSS without their share of shared memory, plus the shared
-    /// segment's resident size (`shared_segment_mib`). Equals or exceeds the PSS; `None` without root.
+    /// What the cluster occupies: its processes' PSS plus the pages of its shared segments that no live
+    /// process maps (`shared_segment_mib` minus the segments' PSS). At least the PSS; `None` without root.
     pub postgres_resident_mib: Option<f64>,
     /// The shared segment's resident size alone (shared_buffers, WAL buffers, locks): the rest is private.
     pub postgres_shared_segment_mib: Option<f64>,
@@ -294,7 +317,8 @@ impl PhaseMemory {
     fn add(&mut self, server: f64, pg: Option<TreeMemory>, segment: Option<f64>, redis: Option<TreeMemory>) {
         let pg = pg.unwrap_or_default();
         let redis = redis.unwrap_or_default();
-        let resident = segment.map(|s| pg.pss_mib - pg.pss_shmem_mib + s);
+        // PSS, plus the segments' pages no live process maps (the mapped ones' shares are in the PSS).
+        let resident = segment.map(|s| pg.pss_mib + (s - pg.pss_segment_mib).max(0.0));
         self.samples += 1;
         self.server_rss_mib = self.server_rss_mib.max(server);
         self.postgres_processes = self.postgres_processes.max(pg.processes);
