@@ -113,6 +113,28 @@ pub struct ChangesPage {
     pub head: i64,
 }
 
+/// A page of the change feed as the server writes it in JSON: the same fields as [`ChangesPage`], with row
+/// data passed through as the stored JSON text instead of being parsed and printed again. JSON only: other
+/// formats encode a [`ChangesPage`].
+#[derive(Debug, Serialize)]
+pub struct ChangesPageOut<'a> {
+    pub changes: Vec<ChangeOut<'a>>,
+    pub cursor: &'a str,
+    pub has_more: bool,
+    pub head: i64,
+}
+
+/// One change of a [`ChangesPageOut`].
+#[derive(Debug, Serialize)]
+pub struct ChangeOut<'a> {
+    pub version: i64,
+    pub collection: &'a str,
+    pub key: &'a str,
+    pub op: ChangeOp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a serde_json::value::RawValue>,
+}
+
 /// Query of `GET /v1/scopes/{scope}/checksum`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

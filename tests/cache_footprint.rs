@@ -1,8 +1,9 @@
-//! The in-process cache charges a decoded feed window its estimated heap, not its JSON length.
+//! The in-process cache charges a feed window its estimated heap.
 //!
 //! A counting allocator measures what building a realistic window really allocates; the estimate must be at
 //! least that (so the cache's budget bounds resident memory) and not wildly more (so it still caches).
-//! The JSON length, which the cache charged before, is shown to be far below it: the naive charge fails here.
+//! Row data is kept as JSON text: when it was a parsed `serde_json::Value` tree, a window took several times
+//! its JSON (the benchmark measured 23 MiB charged holding 190 MiB); now it takes less than twice.
 
 use dukasync::{store::changes::LoggedChange, sync::windows::Window};
 use serde_json::json;
@@ -62,7 +63,7 @@ fn a_window_is_charged_at_least_what_it_allocates() {
             version: i as i64 + 1,
             collection: collection.clone(),
             key: key.clone(),
-            data: Some(serde_json::from_str(data).unwrap()),
+            data: Some(serde_json::value::RawValue::from_string(data.clone()).unwrap()),
             tag: 7,
         });
     }
@@ -78,6 +79,6 @@ fn a_window_is_charged_at_least_what_it_allocates() {
         estimate <= allocated * 2,
         "estimate {estimate} more than twice the {allocated} bytes allocated"
     );
-    // What the cache used to charge: the JSON text, far less than the tree it keeps.
-    assert!(json_len * 2 < allocated, "JSON {json_len} vs allocated {allocated}");
+    // Text, not a tree: the window costs less than twice its JSON.
+    assert!(allocated < json_len * 2, "JSON {json_len} vs allocated {allocated}");
 }

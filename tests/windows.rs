@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 const WINDOW: u32 = 8;
 
-type Row = (i64, String, String, Option<serde_json::Value>, i64);
+/// Row data as its exact JSON text: the windowed read must pass the same bytes through.
+type Row = (i64, String, String, Option<String>, i64);
 
 fn rows(slice: &FeedSlice) -> (i64, i64, Option<i64>, Option<i64>, Vec<Row>) {
     (
@@ -30,7 +31,10 @@ fn rows(slice: &FeedSlice) -> (i64, i64, Option<i64>, Option<i64>, Vec<Row>) {
         slice
             .changes
             .iter()
-            .map(|c| (c.version, c.collection.clone(), c.key.clone(), c.data.clone(), c.tag))
+            .map(|c| {
+                let data = c.data.as_ref().map(|d| d.get().to_string());
+                (c.version, c.collection.clone(), c.key.clone(), data, c.tag)
+            })
             .collect(),
     )
 }

@@ -30,7 +30,13 @@ pub struct Cache {
     /// Last (head, floor) seen per scope: only a hint for which windows are worth looking up, never trusted
     /// for correctness. Bounded by the number of scopes that exist.
     feed_hints: Mutex<HashMap<ScopeId, (i64, i64)>>,
+    /// Per (scope, reference dataset): a head and the dataset's snapshot hash at that head (same snapshot).
+    /// Bounded by scopes times datasets.
+    known_snapshots: Mutex<HashMap<(ScopeId, &'static str), KnownSnapshot>>,
 }
+
+/// A head and the hash of a dataset's snapshot at that head.
+type KnownSnapshot = (i64, [u8; 32]);
 
 impl Cache {
     pub fn new(memory_budget: usize, window_size: u32, redis: Option<Arc<Redis>>) -> Self {
@@ -41,6 +47,7 @@ impl Cache {
             namespace: OnceCell::new(),
             window_size,
             feed_hints: Mutex::new(HashMap::new()),
+            known_snapshots: Mutex::new(HashMap::new()),
             stats,
         }
     }
@@ -73,6 +80,11 @@ impl Cache {
             .await
             .ok()
             .map(String::as_str)
+    }
+
+    /// The namespace if it was already asked (never waits on PostgreSQL).
+    pub fn namespace_known(&self) -> Option<&str> {
+        self.namespace.get().map(String::as_str)
     }
 
     /// Looks `keys` up in memory, then the rest in Redis with one round trip. A Redis value counts only if
@@ -148,6 +160,19 @@ impl Cache {
         self.memory.put(key, kind, value, size);
     }
 
+    /// Looks up memory only, without counting the lookup (for a caller that counts what it used with
+    /// [`Cache::count_local_hits`], and otherwise falls back to a lookup that counts).
+    pub fn peek_local(&self, key: &str) -> Option<Value> {
+        self.memory.get(key)
+    }
+
+    /// Counts `hits` memory hits of `kind`.
+    pub fn count_local_hits(&self, kind: CacheKind, hits: usize) {
+        for _ in 0..hits {
+            self.stats.memory_lookup(kind, true);
+        }
+    }
+
     /// Looks up memory only.
     pub fn get_local(&self, kind: CacheKind, key: &str) -> Option<Value> {
         let hit = self.memory.get(key);
@@ -174,6 +199,26 @@ impl Cache {
                 hints.insert(scope.clone(), (head, floor));
             }
         }
+    }
+
+    /// The snapshot hash of `dataset` if it was seen at exactly this `head`: with the head unchanged, nothing
+    /// was committed in the scope since, so the content is the same.
+    pub fn known_snapshot(&self, scope: &ScopeId, dataset: &'static str, head: i64) -> Option<[u8; 32]> {
+        let known = self.known_snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        match known.get(&(scope.clone(), dataset)) {
+            Some(&(seen, hash)) if seen == head => Some(hash),
+            _ => None,
+        }
+    }
+
+    /// Remembers `hash` as the content of `dataset` at `head` (read in one snapshot). Memory only: a hash is
+    /// only trusted for the database this process talks to.
+    pub fn remember_snapshot(&self, scope: &ScopeId, dataset: &'static str, head: i64, hash: [u8; 32]) {
+        if !self.memory.enabled() {
+            return; // DUKASYNC_CACHE_MEMORY_BYTES=0: nothing is kept in process
+        }
+        let mut known = self.known_snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        known.insert((scope.clone(), dataset), (head, hash));
     }
 
     /// Renders the `dukasync_cache_*` metric families.

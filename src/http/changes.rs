@@ -42,7 +42,10 @@ pub async fn get_changes(
         &state.shutdown,
     )
     .await?;
-    Ok(format.reply(StatusCode::OK, &page))
+    Ok(match format {
+        Format::Json => format.reply(StatusCode::OK, &page.json()),
+        Format::MessagePack => format.reply(StatusCode::OK, &page.to_wire()?),
+    })
 }
 
 /// The scope's state checksum at a version (default: head), for a client to prove its copy is equal.

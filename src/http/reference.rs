@@ -45,6 +45,7 @@ pub async fn get_reference(
     let coding = Coding::negotiate(text(header::ACCEPT_ENCODING));
     let answer = reference::snapshot(
         &state.cache,
+        &state.hub.heads,
         &state.db,
         &access.scope,
         &dataset,

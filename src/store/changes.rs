@@ -12,8 +12,8 @@
 //!   checksum and row count after it, so the checksum at any retained version is one index lookup.
 
 use crate::domain::{canonical, ScopeId};
-use serde_json::Value;
-use sqlx::{PgConnection, PgExecutor, Row};
+use serde_json::{value::RawValue, Value};
+use sqlx::{postgres::PgRow, PgConnection, PgExecutor, Row};
 use std::collections::HashMap;
 
 /// Channel carrying `scope:head` after every commit that appends changes.
@@ -273,14 +273,51 @@ async fn save_collection_states(
     .map(|_| ())
 }
 
-/// One change as read from the log.
+/// One change as read from the log. `data` is the row's JSON text as stored, never parsed into a tree: a
+/// pull passes it through to the response (see [`compact_json`]).
 #[derive(Debug, Clone)]
 pub struct LoggedChange {
     pub version: i64,
     pub collection: String,
     pub key: String,
-    pub data: Option<Value>,
+    pub data: Option<Box<RawValue>>,
     pub tag: i64,
+}
+
+/// Reads a `jsonb` column as JSON text without building a tree. PostgreSQL prints `jsonb` with a space after
+/// every `:` and `,`; those are dropped, so the bytes on the wire are what serializing the value would give.
+pub fn raw_data(row: &PgRow, column: &str) -> Result<Option<Box<RawValue>>, sqlx::Error> {
+    let Some(text) = row.try_get::<Option<sqlx::types::Json<Box<RawValue>>>, _>(column)? else {
+        return Ok(None);
+    };
+    RawValue::from_string(compact_json(text.0.get()))
+        .map(Some)
+        .map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
+/// `json` without whitespace outside strings. The input is valid JSON (it was just parsed), so a string is
+/// everything between an unescaped `"` and the next unescaped `"`.
+pub fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for ch in json.chars() {
+        if in_string {
+            out.push(ch);
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if ch == '"' {
+            in_string = true;
+            out.push(ch);
+        } else if !matches!(ch, ' ' | '\n' | '\r' | '\t') {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// What one read of the feed saw, all from a single statement (one snapshot).
@@ -345,11 +382,33 @@ pub async fn read(
             version,
             collection: row.try_get("collection")?,
             key: row.try_get("key")?,
-            data: row.try_get::<Option<sqlx::types::Json<Value>>, _>("data")?.map(|j| j.0),
+            data: raw_data(&row, "data")?,
             tag: row.try_get("tag")?,
         });
     }
     Ok(Some(slice))
+}
+
+/// A scope's head with what a cursor at it needs, from one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub version: i64,
+    pub floor: i64,
+    /// Tag of the change at `version` (`None` at version 0).
+    pub tag: Option<i64>,
+}
+
+/// The scope's head, floor and head tag (one row lookup and one index step), or `None` when it does not exist.
+pub async fn head(db: impl PgExecutor<'_>, scope: &ScopeId) -> Result<Option<Head>, sqlx::Error> {
+    let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
+        r#"SELECT s.head_version, s.floor_version, c.tag FROM scopes s
+           LEFT JOIN changes c ON c.scope_id = s.id AND c.version = s.head_version
+           WHERE s.id = $1"#,
+    )
+    .bind(scope.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(version, floor, tag)| Head { version, floor, tag }))
 }
 
 /// Head and floor of a scope, or `None` when it does not exist.

@@ -11,15 +11,15 @@ pub struct LastChange {
     pub tag: i64,
 }
 
-/// The dataset's last change (`Some(None)` if it never had one), or `None` when the scope does not exist.
-/// One backward step on the `(scope_id, collection, version)` index.
+/// The dataset's last change (`None` if it never had one) with the scope's head from the same snapshot, or
+/// `None` when the scope does not exist. One backward step on the `(scope_id, collection, version)` index.
 pub async fn last_change(
     db: impl PgExecutor<'_>,
     scope: &ScopeId,
     dataset: &str,
-) -> Result<Option<Option<LastChange>>, sqlx::Error> {
+) -> Result<Option<(i64, Option<LastChange>)>, sqlx::Error> {
     let row = sqlx::query(
-        r#"SELECT c.version, c.tag FROM scopes s
+        r#"SELECT s.head_version, c.version, c.tag FROM scopes s
            LEFT JOIN LATERAL (
                SELECT version, tag FROM changes WHERE scope_id = s.id AND collection = $2
                ORDER BY version DESC LIMIT 1
@@ -31,9 +31,13 @@ pub async fn last_change(
     .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    let head: i64 = row.try_get("head_version")?;
     let version: Option<i64> = row.try_get("version")?;
     let tag: Option<i64> = row.try_get("tag")?;
-    Ok(Some(version.zip(tag).map(|(version, tag)| LastChange { version, tag })))
+    Ok(Some((
+        head,
+        version.zip(tag).map(|(version, tag)| LastChange { version, tag }),
+    )))
 }
 
 /// A dataset's rows with its last change and checksum, all from one snapshot.

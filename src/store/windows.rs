@@ -16,7 +16,6 @@
 
 use super::changes::LoggedChange;
 use crate::domain::ScopeId;
-use serde_json::Value;
 use sqlx::{PgExecutor, Row};
 
 /// What a windowed read saw.
@@ -139,7 +138,7 @@ pub async fn read(
             version,
             collection: row.try_get("collection")?,
             key: row.try_get("key")?,
-            data: row.try_get::<Option<sqlx::types::Json<Value>>, _>("data")?.map(|j| j.0),
+            data: super::changes::raw_data(&row, "data")?,
             tag: row.try_get("tag")?,
         };
         match part {

@@ -10,17 +10,24 @@
 //! A pull reads `version > since` in version order from one snapshot, so it can neither miss nor repeat a
 //! committed change. A cursor the server cannot honour answers `reset_required` (410), never an empty page.
 
-use super::{cursor::Cursor, hub::FeedHub, windows};
+use super::{
+    cursor::Cursor,
+    hub::{FeedHub, SharedRead},
+    windows,
+};
 use crate::{
     cache::Cache,
     config::Limits,
     domain::{collections, ScopeId},
     error::{Error, ResetReason, Result},
-    store::{self, changes::FeedSlice},
-    wire::{Change, ChangeOp, ChangesPage, ChecksumReport, CollectionChecksum},
+    store::{
+        self,
+        changes::{FeedSlice, LoggedChange},
+    },
+    wire::{Change, ChangeOp, ChangeOut, ChangesPage, ChangesPageOut, ChecksumReport, CollectionChecksum},
 };
 use sqlx::PgPool;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -86,37 +93,88 @@ pub async fn pull(
     scope: &ScopeId,
     pull: &Pull,
     shutdown: &CancellationToken,
-) -> Result<ChangesPage> {
+) -> Result<FeedPage> {
     let deadline = Instant::now() + pull.wait;
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     let mut wake = hub.subscribe(scope);
     loop {
         wake.borrow_and_update();
-        let slice = windows::read(
-            cache,
-            db,
-            scope,
-            pull.since.version,
-            i64::from(pull.limit) + 1,
-            pull.collections.as_deref(),
-        )
-        .await?
-        .ok_or(Error::NotFound("scope"))?;
+        let slice = read(db, cache, hub, scope, pull).await?;
         check_cursor(&pull.since, &slice)?;
         if !slice.changes.is_empty() || Instant::now() >= deadline || shutdown.is_cancelled() {
-            return Ok(page(slice, pull.limit));
+            return Ok(page(&slice, pull.limit));
         }
         tokio::select! {
             changed = wake.changed() => {
                 if changed.is_err() {
                     // The hub dropped the channel (cannot happen while we hold a receiver); answer now.
-                    return Ok(page(slice, pull.limit));
+                    return Ok(page(&slice, pull.limit));
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => return Ok(page(slice, pull.limit)),
-            _ = shutdown.cancelled() => return Ok(page(slice, pull.limit)),
+            _ = tokio::time::sleep_until(deadline) => return Ok(page(&slice, pull.limit)),
+            _ = shutdown.cancelled() => return Ok(page(&slice, pull.limit)),
         }
     }
+}
+
+/// One read of the feed for `pull`, equal to a plain read (`store::changes::read`) at a snapshot taken after
+/// this call began. Cheapest first:
+/// 1. every change of the page is in closed windows held in this process's memory: only the head is asked
+///    for, and that question is shared with concurrent pulls of the scope (`heads`);
+/// 2. the (shared) head says nothing is newer than `since`: the page is empty;
+/// 3. otherwise a read of PostgreSQL (with cached windows), shared by concurrent pulls asking exactly the same
+///    after seeing the same head: 1,000 long-polls woken by one commit make one read, not 1,000.
+async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: &Pull) -> Result<Arc<FeedSlice>> {
+    let since = pull.since.version;
+    let limit = i64::from(pull.limit) + 1;
+    let collections = pull.collections.as_deref();
+    let in_memory = windows::from_memory(cache, scope, since, limit, collections);
+    let head = hub.heads.read(db, scope).await;
+    let head = match head {
+        Some(Some(head)) => head,
+        Some(None) => return Err(Error::NotFound("scope")),
+        // PostgreSQL did not answer the head: the plain read reports why.
+        None => {
+            let slice = windows::read(cache, db, scope, since, limit, collections).await?;
+            return slice.map(Arc::new).ok_or(Error::NotFound("scope"));
+        }
+    };
+    // Below the floor a plain read returns the compacted log, which memory does not hold.
+    if since >= head.floor && since <= head.version {
+        if let Some(memory) = in_memory {
+            return Ok(Arc::new(FeedSlice {
+                head: head.version,
+                floor: head.floor,
+                since_tag: memory.since_tag,
+                head_tag: head.tag,
+                changes: memory.changes,
+            }));
+        }
+        if since == head.version {
+            // The change at the head is never compacted (it is at or above the floor): its tag is `since`'s.
+            return Ok(Arc::new(FeedSlice {
+                head: head.version,
+                floor: head.floor,
+                since_tag: head.tag,
+                head_tag: head.tag,
+                changes: Vec::new(),
+            }));
+        }
+    }
+    let key = SharedRead {
+        scope: scope.clone(),
+        since,
+        limit,
+        collections: pull.collections.clone(),
+        seen_head: head.version,
+    };
+    hub.shared_reads
+        .run(key, || async {
+            windows::read(cache, db, scope, since, limit, collections)
+                .await?
+                .ok_or(Error::NotFound("scope"))
+        })
+        .await
 }
 
 fn check_cursor(since: &Cursor, slice: &FeedSlice) -> Result<()> {
@@ -143,30 +201,82 @@ fn check_cursor(since: &Cursor, slice: &FeedSlice) -> Result<()> {
     }
 }
 
-fn page(mut slice: FeedSlice, limit: u32) -> ChangesPage {
+/// A page of the feed as the server answers it. Row data stays the stored JSON text; see [`FeedPage::json`].
+#[derive(Debug)]
+pub struct FeedPage {
+    pub changes: Vec<LoggedChange>,
+    pub cursor: String,
+    pub has_more: bool,
+    pub head: i64,
+}
+
+impl FeedPage {
+    /// The JSON body: row data copied through as stored, never parsed.
+    pub fn json(&self) -> ChangesPageOut<'_> {
+        ChangesPageOut {
+            changes: self
+                .changes
+                .iter()
+                .map(|c| ChangeOut {
+                    version: c.version,
+                    collection: &c.collection,
+                    key: &c.key,
+                    op: op_of(c),
+                    data: c.data.as_deref(),
+                })
+                .collect(),
+            cursor: &self.cursor,
+            has_more: self.has_more,
+            head: self.head,
+        }
+    }
+
+    /// The page with row data parsed, for encodings other than JSON.
+    pub fn to_wire(&self) -> Result<ChangesPage> {
+        let changes = self
+            .changes
+            .iter()
+            .map(|c| {
+                let data = match &c.data {
+                    Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|e| Error::Internal(e.into()))?),
+                    None => None,
+                };
+                Ok(Change {
+                    version: c.version,
+                    collection: c.collection.clone(),
+                    key: c.key.clone(),
+                    op: op_of(c),
+                    data,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ChangesPage {
+            changes,
+            cursor: self.cursor.clone(),
+            has_more: self.has_more,
+            head: self.head,
+        })
+    }
+}
+
+fn op_of(change: &LoggedChange) -> ChangeOp {
+    if change.data.is_some() {
+        ChangeOp::Upsert
+    } else {
+        ChangeOp::Delete
+    }
+}
+
+fn page(slice: &FeedSlice, limit: u32) -> FeedPage {
     let has_more = slice.changes.len() > limit as usize;
-    slice.changes.truncate(limit as usize);
+    let changes = &slice.changes[..slice.changes.len().min(limit as usize)];
     // Without more to come, everything up to head was scanned (changes of other collections included).
-    let cursor = match slice.changes.last() {
+    let cursor = match changes.last() {
         Some(last) if has_more => Cursor::issue(last.version, Some(last.tag), slice.floor),
         _ => Cursor::issue(slice.head, slice.head_tag, slice.floor),
     };
-    ChangesPage {
-        changes: slice
-            .changes
-            .into_iter()
-            .map(|c| Change {
-                version: c.version,
-                collection: c.collection,
-                key: c.key,
-                op: if c.data.is_some() {
-                    ChangeOp::Upsert
-                } else {
-                    ChangeOp::Delete
-                },
-                data: c.data,
-            })
-            .collect(),
+    FeedPage {
+        changes: changes.to_vec(),
         cursor: cursor.to_string(),
         has_more,
         head: slice.head,

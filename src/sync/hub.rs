@@ -4,13 +4,30 @@
 //! holds only a receiver: no thread, no database connection, no polling. To never miss a wake-up, a pull
 //! subscribes *before* it reads the feed, and waits for any announcement after that read (see `feed::pull`).
 
-use crate::domain::ScopeId;
+use super::{heads::Heads, single_flight::SingleFlight};
+use crate::{domain::ScopeId, store::changes::FeedSlice};
 use std::{collections::HashMap, sync::Mutex};
 use tokio::sync::watch;
 
 #[derive(Default)]
 pub struct FeedHub {
     scopes: Mutex<HashMap<ScopeId, watch::Sender<i64>>>,
+    /// Fresh heads, one query per batch of concurrent callers (see `heads`).
+    pub heads: Heads,
+    /// Feed reads shared by concurrent pulls asking the same after seeing the same head (see `feed::read`).
+    pub shared_reads: SingleFlight<SharedRead, FeedSlice>,
+}
+
+/// What a feed read's answer depends on. `seen_head` is the head each caller sharing the read was told by
+/// `heads` after it arrived, so every change it must see is at or below `seen_head`; the read began after one
+/// of them was told that head, so it sees at least `seen_head` and is fresh enough for all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SharedRead {
+    pub scope: ScopeId,
+    pub since: i64,
+    pub limit: i64,
+    pub collections: Option<Vec<String>>,
+    pub seen_head: i64,
 }
 
 impl FeedHub {

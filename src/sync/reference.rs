@@ -10,7 +10,12 @@
 //!   changes meaning; the bytes are checked against their hash on every read from Redis, so garbage is a miss.
 //!   A request asks PostgreSQL for the dataset's last change (one index step) before anything else, so it can
 //!   never be served an older snapshot. Encoded and compressed representations are kept in memory only.
+//! - **Revalidation without a query:** the process remembers, per dataset, the hash it found together with the
+//!   scope's head in the same snapshot. A request first asks for the head (`sync::heads`: a snapshot taken
+//!   after it arrived, one query shared by concurrent requests); if the head is still the remembered one,
+//!   nothing at all was committed in the scope since, so the dataset still has that hash.
 
+use super::heads::Heads;
 use crate::{
     cache::{keys, memory::Value as CacheValue, stats::CacheKind, Cache},
     domain::{canonical, collections, ScopeId},
@@ -110,8 +115,10 @@ pub enum Answer {
 }
 
 /// Answers a snapshot request for `dataset` of `scope`.
+#[allow(clippy::too_many_arguments)]
 pub async fn snapshot(
     cache: &Cache,
+    heads: &Heads,
     db: &PgPool,
     scope: &ScopeId,
     dataset: &str,
@@ -127,10 +134,24 @@ pub async fn snapshot(
     let (hash, canonical) = match namespace {
         None => build(db, scope, dataset).await?,
         Some(ns) => {
-            let last = store::reference::last_change(db, scope, dataset)
-                .await?
-                .ok_or(Error::NotFound("scope"))?;
-            match cached_hash(cache, ns, scope, dataset, last).await {
+            let known = match heads.read(db, scope).await {
+                Some(Some(head)) => cache.known_snapshot(scope, dataset, head.version),
+                _ => None,
+            };
+            let hash = match known {
+                Some(hash) => Some(hash),
+                None => {
+                    let (head, last) = store::reference::last_change(db, scope, dataset)
+                        .await?
+                        .ok_or(Error::NotFound("scope"))?;
+                    let hash = cached_hash(cache, ns, scope, dataset, last).await;
+                    if let Some(hash) = hash {
+                        cache.remember_snapshot(scope, dataset, head, hash);
+                    }
+                    hash
+                }
+            };
+            match hash {
                 Some(hash) if matches(if_none_match, &etag(&hash, format, Coding::Identity)) => {
                     return Ok(Answer::NotModified {
                         etag: etag(&hash, format, coding),

@@ -24,6 +24,7 @@ use crate::{
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sqlx::PgPool;
 use std::{collections::HashMap, sync::Arc};
 
@@ -42,9 +43,9 @@ impl Window {
         self.changes.last().map(|c| c.tag).unwrap_or_default()
     }
 
-    /// An estimate of the heap this decoded window occupies. The in-process cache charges windows this, not
-    /// their JSON length: a parsed `serde_json::Value` tree takes several times its text (measured by the
-    /// benchmark: 23 MiB of windows charged by JSON length held about 190 MiB resident).
+    /// An estimate of the heap this window occupies, which the in-process cache charges (row data is kept as
+    /// JSON text; when it was a parsed `serde_json::Value` tree, the benchmark measured 23 MiB of windows
+    /// charged by JSON length holding about 190 MiB resident).
     pub fn resident_bytes(&self) -> usize {
         use std::mem::size_of;
         size_of::<Window>()
@@ -53,7 +54,9 @@ impl Window {
                 .changes
                 .iter()
                 .map(|c| {
-                    heap_string(&c.collection) + heap_string(&c.key) + c.data.as_ref().map(heap_value).unwrap_or(0)
+                    heap_string(&c.collection)
+                        + heap_string(&c.key)
+                        + c.data.as_ref().map(|d| heap_string(d.get())).unwrap_or(0)
                 })
                 .sum::<usize>()
     }
@@ -81,38 +84,15 @@ fn heap_string(s: &str) -> usize {
     }
 }
 
-/// Heap below one `serde_json::Value` (not the value itself). Objects are `BTreeMap`s: leaves of 11 slots,
-/// each a `String` key and a `Value`.
-fn heap_value(v: &serde_json::Value) -> usize {
-    use serde_json::Value as J;
-    use std::mem::size_of;
-    match v {
-        J::Null | J::Bool(_) | J::Number(_) => 0,
-        J::String(s) => heap_string(s),
-        J::Array(items) => {
-            let own = if items.capacity() == 0 {
-                0
-            } else {
-                items.capacity() * size_of::<J>() + ALLOCATION_OVERHEAD
-            };
-            own + items.iter().map(heap_value).sum::<usize>()
-        }
-        J::Object(map) => {
-            const SLOTS: usize = 11;
-            let node = SLOTS * (size_of::<String>() + size_of::<J>()) + 2 * size_of::<usize>() + ALLOCATION_OVERHEAD;
-            let nodes = if map.is_empty() { 0 } else { map.len().div_ceil(SLOTS) };
-            nodes * node + map.iter().map(|(k, v)| heap_string(k) + heap_value(v)).sum::<usize>()
-        }
-    }
-}
-
 /// How a window is stored in Redis: JSON, so row data comes back exactly as PostgreSQL gave it.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     start: i64,
-    /// (version, collection, key, data, tag)
-    changes: Vec<(i64, String, String, Option<serde_json::Value>, i64)>,
+    changes: Vec<StoredChange>,
 }
+
+/// (version, collection, key, data, tag)
+type StoredChange = (i64, String, String, Option<Box<RawValue>>, i64);
 
 pub fn encode(window: &Window) -> Vec<u8> {
     let stored = Stored {
@@ -144,6 +124,65 @@ pub fn decode(bytes: &[u8], start: i64, size: i64) -> Option<Window> {
         })
         .collect();
     Window::from_rows(start, size, changes).ok()
+}
+
+/// Changes found in windows held in this process's memory: see [`from_memory`].
+#[derive(Debug)]
+pub struct MemoryRead {
+    /// Tag of the change at `since` (`None` for `since` 0).
+    pub since_tag: Option<i64>,
+    pub changes: Vec<LoggedChange>,
+}
+
+/// The first `limit` changes after `since` (filtered) when closed windows held in this process's memory
+/// contain all of them and the change at `since`; `None` otherwise. No I/O at all. A window enters memory only
+/// after it was read from, or checked against, this database (`read`), and its changes can never change, so
+/// these are exactly the rows a read of PostgreSQL would return *if* `since` is at or above the floor (below
+/// it, PostgreSQL holds the compacted log): the caller checks that against a fresh head.
+pub fn from_memory(
+    cache: &Cache,
+    scope: &ScopeId,
+    since: i64,
+    limit: i64,
+    collections: Option<&[String]>,
+) -> Option<MemoryRead> {
+    let size = i64::from(cache.window_size);
+    let namespace = cache.namespace_known()?;
+    if size <= 0 || since < 0 || limit <= 0 {
+        return None;
+    }
+    // Only windows the last seen head says are closed: the open one is never in memory, and looking for it
+    // would only count misses.
+    let (known_head, _) = cache.feed_hint(scope)?;
+    let mut used = 0;
+    let mut window = |index: i64| -> Option<Arc<Window>> {
+        if (index + 1) * size > known_head {
+            return None;
+        }
+        let key = keys::window(namespace, scope, cache.window_size, index);
+        let w = cache.peek_local(&key)?.into_window()?;
+        used += 1;
+        Some(w)
+    };
+    let since_tag = match since {
+        0 => None,
+        _ => {
+            let w = window((since - 1) / size)?;
+            Some(w.changes.get((since - w.start) as usize)?.tag)
+        }
+    };
+    let mut changes = Vec::with_capacity(limit as usize);
+    for index in (since / size)..(since / size + MAX_WINDOWS_PER_PULL) {
+        let w = window(index)?;
+        for change in w.changes.iter().filter(|c| c.version > since && wanted(c, collections)) {
+            changes.push(change.clone());
+            if changes.len() as i64 == limit {
+                cache.count_local_hits(CacheKind::Window, used);
+                return Some(MemoryRead { since_tag, changes });
+            }
+        }
+    }
+    None
 }
 
 /// Reads up to `limit` changes after `since` (like `store::changes::read`), using cached windows.
@@ -364,7 +403,7 @@ mod tests {
             version,
             collection: "products".into(),
             key: format!("p{version}"),
-            data: Some(serde_json::json!({"id": format!("p{version}"), "n": version})),
+            data: Some(RawValue::from_string(format!(r#"{{"id":"p{version}","n":{version}}}"#)).unwrap()),
             tag: version * 7,
         }
     }
@@ -376,7 +415,10 @@ mod tests {
         let back = decode(&bytes, 5, 4).unwrap();
         assert_eq!(back.changes.len(), 4);
         assert_eq!(back.end_tag(), 8 * 7);
-        assert_eq!(back.changes[1].data, window.changes[1].data);
+        assert_eq!(
+            back.changes[1].data.as_ref().map(|d| d.get()),
+            window.changes[1].data.as_ref().map(|d| d.get())
+        );
         assert!(decode(&bytes, 9, 4).is_none(), "another window's key");
         assert!(decode(&bytes, 5, 8).is_none(), "another window size");
         assert!(decode(b"{\"start\":5,\"changes\":[]}", 5, 4).is_none(), "incomplete");
