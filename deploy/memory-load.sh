@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The simple load behind the "under load" column of deploy/MEMORY.md, until the benchmark of issue 8 replaces
-# it. For SECONDS seconds, at once, with wrk (apt install wrk):
+# A simple load for measuring an installed VPS (deploy/MEMORY.md's budget itself comes from benches/run, which
+# starts this profile's stack and samples it). For SECONDS seconds, at once, with wrk (apt install wrk):
 #   - LONGPOLLS connections long-polling `laundry` (nothing is written there, so each waits its full wait);
 #   - 16 connections pulling the whole `retail` scope from 0, as fast as they can;
 #   - 4 connections pushing one `put` each to `water`, each from a new client id (so replay state grows).

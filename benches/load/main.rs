@@ -7,6 +7,10 @@
 //! Settings (environment): `DUKASYNC_DATABASE_URL` (the fresh, migrated bench database), `DUKASYNC_REDIS_URL`
 //! (optional, passed to the server), `BENCH_PGBENCH_URL` (a scratch database for pgbench), `BENCH_SERVER`
 //! (the release binary), `BENCH_SECONDS` (per throughput scenario, default 8), `BENCH_OUT`, `BENCH_COMMAND`.
+//! The stack (benches/vps-stack.sh sets these): `BENCH_STACK`, `BENCH_STACK_POSTGRES`, `BENCH_STACK_REDIS`,
+//! `BENCH_STACK_SERVER` (what was started, with which configuration, for the report), `BENCH_POSTMASTER_PID` and
+//! `BENCH_REDIS_PID` (whose process trees are sampled; without them: the bench connection's postmaster, and the
+//! pid Redis reports in `INFO server`). The server inherits the environment, so its settings are benches/run's.
 
 mod dataset;
 mod devices;
@@ -32,6 +36,8 @@ const READ_CONNECTIONS: usize = 50;
 const PUSH_DEVICES: usize = 16;
 const BATCH_OPS: usize = 50;
 const PGBENCH_SCALE: u32 = 16;
+/// The memory phase of the set-up between scenarios.
+const BETWEEN: &str = "between_scenarios";
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it: do nothing then.
@@ -57,6 +63,14 @@ struct Server {
 impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// A run that fails half-way must not leave the server running (benches/run also stops the process group).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -88,29 +102,98 @@ async fn start_server(binary: &str, log: &Path) -> anyhow::Result<Server> {
     }
 }
 
-/// Memory of the services, sampled after each scenario.
+/// The stack the run measured, and the memory of exactly its processes (the server, the PostgreSQL cluster's
+/// process tree, the Redis process), sampled through the run by `system::MemorySampler`.
 #[derive(Default, serde::Serialize)]
 struct ServiceMemory {
+    /// `vps` (benches/run's own stack under the 4 GB VPS profile) or `dev` (the checkout's shared services).
+    stack: String,
+    postgres_setup: String,
+    redis_setup: String,
+    server_setup: String,
+    /// PostgreSQL settings in effect (SHOW), to prove the profile was applied.
+    postgres_settings: Vec<(String, String)>,
+    postmaster_pid: Option<u32>,
+    redis_pid: Option<u32>,
+    sample_every_ms: u64,
+    /// Largest figures per phase, in the order the phases ran.
+    phases: Vec<system::PhaseMemory>,
+    /// Over the whole run (data load, references and scenarios).
+    whole_run: system::PhaseMemory,
+    /// The server's exact peak RSS (VmHWM) over the scenarios, MiB.
+    server_peak_rss_mib: f64,
+    /// Pages held in shared_buffers at the end (pg_buffercache), MiB: resident even where no live process
+    /// maps them, so PSS can miss some of it.
+    shared_buffers_used_mib: Option<f64>,
+    redis_used_memory_peak_mib: Option<f64>,
+    redis_maxmemory_mib: Option<f64>,
+    redis_evicted_keys: Option<u64>,
+    // The figures earlier runs' JSON had under these names (whole run).
     postgres_pss_mib_max: f64,
     postgres_processes: usize,
     redis_rss_mib_max: f64,
 }
 
-async fn sample_services(db: &sqlx::PgPool, backend_pid: u32, mem: &mut ServiceMemory) {
-    if let Some((mib, n)) = system::postgres_mib(backend_pid) {
-        mem.postgres_pss_mib_max = mem.postgres_pss_mib_max.max(mib);
-        mem.postgres_processes = mem.postgres_processes.max(n);
+/// The Redis `INFO` text of the server's Redis, if there is one.
+async fn redis_info(section: &str) -> Option<String> {
+    let client = redis::Client::open(env::var("DUKASYNC_REDIS_URL").ok()?).ok()?;
+    let mut con = client.get_multiplexed_async_connection().await.ok()?;
+    redis::cmd("INFO").arg(section).query_async(&mut con).await.ok()
+}
+
+/// The stack as benches/run described it, the settings in effect, and the pids whose memory is sampled.
+async fn describe_stack(db: &sqlx::PgPool, backend_pid: u32) -> anyhow::Result<ServiceMemory> {
+    let mut settings = Vec::new();
+    for name in [
+        "shared_buffers",
+        "max_connections",
+        "work_mem",
+        "effective_cache_size",
+        "huge_pages",
+    ] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {name}")).fetch_one(db).await?;
+        settings.push((name.to_string(), value));
     }
-    let _ = db;
-    if let Ok(url) = env::var("DUKASYNC_REDIS_URL") {
-        if let Ok(client) = redis::Client::open(url) {
-            if let Ok(mut con) = client.get_multiplexed_async_connection().await {
-                let info: Result<String, _> = redis::cmd("INFO").arg("memory").query_async(&mut con).await;
-                if let Some(rss) = info.ok().and_then(|i| system::info_field(&i, "used_memory_rss")) {
-                    mem.redis_rss_mib_max = mem.redis_rss_mib_max.max(rss as f64 / 1048576.0);
-                }
-            }
-        }
+    let pid_var = |name: &str| env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    let redis_pid = match pid_var("BENCH_REDIS_PID") {
+        Some(pid) => Some(pid),
+        None => redis_info("server")
+            .await
+            .and_then(|i| system::info_field(&i, "process_id"))
+            .map(|p| p as u32),
+    };
+    let described = |name: &str| env::var(name).unwrap_or_else(|_| "not said (run benches/run)".into());
+    Ok(ServiceMemory {
+        stack: env::var("BENCH_STACK").unwrap_or_else(|_| "unknown".into()),
+        postgres_setup: described("BENCH_STACK_POSTGRES"),
+        redis_setup: described("BENCH_STACK_REDIS"),
+        server_setup: described("BENCH_STACK_SERVER"),
+        postgres_settings: settings,
+        postmaster_pid: pid_var("BENCH_POSTMASTER_PID").or_else(|| system::postmaster_of(backend_pid)),
+        redis_pid,
+        sample_every_ms: system::SAMPLE_EVERY.as_millis() as u64,
+        ..Default::default()
+    })
+}
+
+/// What only PostgreSQL and Redis can say about their memory, read once at the end of the run.
+async fn final_service_figures(db: &sqlx::PgPool, mem: &mut ServiceMemory) {
+    let used: Result<i64, _> =
+        sqlx::query_scalar("SELECT count(*) FILTER (WHERE relfilenode IS NOT NULL) FROM pg_buffercache")
+            .fetch_one(db)
+            .await;
+    let block: Result<String, _> = sqlx::query_scalar("SHOW block_size").fetch_one(db).await;
+    if let (Ok(used), Ok(block)) = (used, block) {
+        let block: f64 = block.parse().unwrap_or(8192.0);
+        mem.shared_buffers_used_mib = Some(used as f64 * block / 1048576.0);
+    }
+    let mib = |v: u64| v as f64 / 1048576.0;
+    if let Some(info) = redis_info("memory").await {
+        mem.redis_used_memory_peak_mib = system::info_field(&info, "used_memory_peak").map(mib);
+        mem.redis_maxmemory_mib = system::info_field(&info, "maxmemory").map(mib);
+    }
+    if let Some(info) = redis_info("stats").await {
+        mem.redis_evicted_keys = system::info_field(&info, "evicted_keys");
     }
 }
 
@@ -166,6 +249,9 @@ async fn run() -> anyhow::Result<()> {
     let backend_pid = backend_pid as u32;
     let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&db).await?;
     let sync_commit: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&db).await?;
+    let mut mem = describe_stack(&db, backend_pid).await?;
+    let memory = system::MemorySampler::start(mem.postmaster_pid, mem.redis_pid);
+    memory.phase("load_data_set");
 
     eprintln!("bench: loading the data set");
     let t = Instant::now();
@@ -176,17 +262,18 @@ async fn run() -> anyhow::Result<()> {
     let server = start_server(&server_bin, &work.join("server.log")).await?;
     let base = server.base.clone();
     let pid = server.pid();
+    memory.set_server(pid);
+    memory.phase(BETWEEN);
     let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&db).await?;
     let probe = Probe {
         pid,
         metrics_url: format!("{}/metrics", server.base),
-        backend_pid,
         cpu: system::CpuProbe::new(pid, backend_pid, &database),
         started: Default::default(),
+        memory,
     };
     let token = data.tokens[0].clone();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let mut mem = ServiceMemory::default();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let big = dataset::BIG_SCOPE;
     let big_head = data
@@ -210,7 +297,7 @@ async fn run() -> anyhow::Result<()> {
     let wrk_scenario =
         |name: &str, what: &str, base: &str, file: &Path, tok: &str, inm: &str| -> anyhow::Result<Outcome> {
             eprintln!("bench: {name}");
-            probe.start();
+            probe.start(name);
             let mut o = wrk::run(
                 &script,
                 &wrk::Run {
@@ -252,6 +339,7 @@ async fn run() -> anyhow::Result<()> {
     }
     nginx_outcome.response_bytes = Some(page.len());
     nginx.stop();
+    probe.memory.phase(BETWEEN);
 
     if want("pull_same_page") {
         let mut o = wrk_scenario(
@@ -263,7 +351,7 @@ async fn run() -> anyhow::Result<()> {
             "",
         )?;
         o.response_bytes = Some(page.len());
-        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &mut outcomes).await;
     }
 
     if want("pull_varied_cursors") {
@@ -286,7 +374,7 @@ async fn run() -> anyhow::Result<()> {
             &token,
             "",
         )?;
-        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &mut outcomes).await;
     }
 
     if want("pull_open_tail") {
@@ -301,7 +389,7 @@ async fn run() -> anyhow::Result<()> {
             &token,
             "",
         )?;
-        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &mut outcomes).await;
     }
 
     // Reference revalidation (issue 5): skipped, and said so, where the route does not exist yet.
@@ -334,7 +422,7 @@ async fn run() -> anyhow::Result<()> {
                 &token,
                 &etag,
             )?;
-            finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
+            finish(&mut o, &probe, &mut outcomes).await;
         } else {
             outcomes.push(Outcome {
                 name: "reference_304".into(),
@@ -346,19 +434,19 @@ async fn run() -> anyhow::Result<()> {
 
     if want("initial_sync_100k") {
         eprintln!("bench: initial sync");
-        probe.start();
+        probe.start("initial_sync_100k");
         let (mut o, received) = devices::initial_sync(&http, &base, big, &token).await?;
         o.name = "initial_sync_100k".into();
         o.what = format!("one device pulls the {big} scope from 0, 1,000 per page, parsing JSON; {received} changes");
         if received < dataset::BIG_SCOPE_CHANGES as u64 {
             o.errors += 1;
         }
-        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &mut outcomes).await;
     }
 
     if want("longpoll_1000_wakeup") {
         eprintln!("bench: long-poll");
-        probe.start();
+        probe.start("longpoll_1000_wakeup");
         let (mut o, parked_rss) = devices::long_poll(
             &db,
             &devices::LongPoll {
@@ -374,10 +462,11 @@ async fn run() -> anyhow::Result<()> {
         o.what = "1,000 devices (own tokens) long-poll one scope; latency of each wake-up after one commit".into();
         o.notes
             .push(format!("server RSS with all 1,000 parked: {parked_rss:.1} MiB"));
-        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &mut outcomes).await;
     }
 
     eprintln!("bench: pgbench");
+    probe.memory.phase("pgbench");
     let mut pgbench = if want("pgbench") {
         references::pgbench(&pgbench_url, PGBENCH_SCALE, PUSH_DEVICES as u32, seconds as u32).unwrap_or_else(|e| {
             eprintln!("bench: pgbench failed: {e:#}");
@@ -389,9 +478,9 @@ async fn run() -> anyhow::Result<()> {
     } else {
         references::Pgbench::default()
     };
+    probe.memory.phase(BETWEEN);
     pgbench.fsync = fsync.clone();
     pgbench.synchronous_commit = sync_commit.clone();
-    sample_services(&db, backend_pid, &mut mem).await;
 
     for (name, per, what) in [
         (
@@ -409,7 +498,7 @@ async fn run() -> anyhow::Result<()> {
             continue;
         }
         eprintln!("bench: {name}");
-        probe.start();
+        probe.start(name);
         let mut o = devices::push(
             &http,
             &devices::Push {
@@ -426,10 +515,20 @@ async fn run() -> anyhow::Result<()> {
         o.what = format!(
             "{PUSH_DEVICES} devices over the 3 scopes; {what}; fsync={fsync}, synchronous_commit={sync_commit}"
         );
-        finish(&mut o, &probe, &db, &mut mem, &mut outcomes).await;
+        finish(&mut o, &probe, &mut outcomes).await;
     }
 
     let (_, server_peak_overall) = system::rss_mib(pid);
+    final_service_figures(&db, &mut mem).await;
+    mem.phases = probe.memory.finish();
+    mem.whole_run = system::PhaseMemory::max_of("whole_run", &mem.phases);
+    mem.server_peak_rss_mib = outcomes
+        .iter()
+        .filter_map(|o| o.server_peak_rss_mib)
+        .fold(0.0, f64::max);
+    mem.postgres_pss_mib_max = mem.whole_run.postgres_pss_mib;
+    mem.postgres_processes = mem.whole_run.postgres_processes;
+    mem.redis_rss_mib_max = mem.whole_run.redis_rss_mib;
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let mut server = server;
     let _ = server.child.wait();
@@ -480,30 +579,26 @@ async fn cache_accounted_mib(metrics_url: &str) -> Option<f64> {
     Some(bytes / 1048576.0)
 }
 
-/// Measures one scenario: the server's peak RSS and the CPU of the server and the bench database's backends.
+/// Measures one scenario: the server's peak RSS, the CPU of the server and the bench database's backends, and
+/// (through the sampler) the memory of the whole stack.
 struct Probe {
     pid: u32,
     metrics_url: String,
-    backend_pid: u32,
     cpu: system::CpuProbe,
     started: std::cell::RefCell<Option<system::CpuMark>>,
+    memory: system::MemorySampler,
 }
 
 impl Probe {
-    fn start(&self) {
+    fn start(&self, phase: &str) {
+        self.memory.phase(phase);
         system::reset_peak(self.pid);
         *self.started.borrow_mut() = Some(self.cpu.mark());
     }
 }
 
-/// Records the scenario's peak server RSS and the services' memory, and files the outcome.
-async fn finish(
-    o: &mut Outcome,
-    probe: &Probe,
-    db: &sqlx::PgPool,
-    mem: &mut ServiceMemory,
-    outcomes: &mut Vec<Outcome>,
-) {
+/// Records the scenario's peak server RSS and CPU, and files the outcome.
+async fn finish(o: &mut Outcome, probe: &Probe, outcomes: &mut Vec<Outcome>) {
     o.server_peak_rss_mib = Some(system::rss_mib(probe.pid).1);
     if let Some(start) = probe.started.borrow_mut().take() {
         let (server, pg, busy) = probe.cpu.since(&start);
@@ -513,7 +608,8 @@ async fn finish(
         o.postgres_cpu_ms_per_req = per(pg);
     }
     o.server_cache_accounted_mib = cache_accounted_mib(&probe.metrics_url).await;
-    sample_services(db, probe.backend_pid, mem).await;
+    // What runs until the next scenario (its set-up: fetching cursors) is no scenario's.
+    probe.memory.phase(BETWEEN);
     eprintln!(
         "bench:   {:.0} req/s p50 {:.2} p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",
         o.req_per_s,

@@ -48,10 +48,18 @@ impl Nginx {
         Ok(Nginx { child })
     }
 
-    pub fn stop(mut self) {
-        // SIGTERM via `kill` on our own child's pid (fast shutdown), then reap it.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
+    /// Stops nginx (see `Drop`).
+    pub fn stop(self) {}
+}
+
+/// Stopped when dropped, so that a run failing while nginx runs stops it too.
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM via `kill` on our own, not yet reaped child (fast shutdown: the master stops its workers).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+            let _ = self.child.wait();
+        }
     }
 }
 

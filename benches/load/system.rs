@@ -78,13 +78,6 @@ pub fn reset_peak(pid: u32) -> bool {
     fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
-fn pss_kib(pid: u32) -> u64 {
-    status_kib(
-        &fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default(),
-        "Pss:",
-    )
-}
-
 fn parent(pid: u32) -> Option<u32> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -94,24 +87,6 @@ fn parent(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// PostgreSQL's memory: the proportional set size (shared buffers counted once) of the postmaster and all
-/// its children, found from one backend's pid. Returns (MiB, processes).
-pub fn postgres_mib(backend_pid: u32) -> Option<(f64, usize)> {
-    let postmaster = parent(backend_pid)?;
-    let mut total = pss_kib(postmaster);
-    let mut count = 1;
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if parent(pid) == Some(postmaster) {
-            total += pss_kib(pid);
-            count += 1;
-        }
-    }
-    Some((total as f64 / 1024.0, count))
 }
 
 /// A number field of Redis `INFO`.
@@ -215,4 +190,247 @@ pub fn cpu_jiffies() -> (u64, u64) {
     // idle and iowait are the 4th and 5th values.
     let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
     (total - idle, total)
+}
+
+/// Resident memory of a process tree (the process and all its descendants), from `smaps`: RSS counts
+/// shared memory (PostgreSQL's shared_buffers) in every process that touched it, PSS shares it out among the
+/// processes that map it now. Pages of shared memory that only exited processes had touched are in neither:
+/// see `shared_segment_mib`.
+#[derive(Clone, Copy, Default, Serialize)]
+pub struct TreeMemory {
+    pub processes: usize,
+    pub rss_mib: f64,
+    pub pss_mib: f64,
+    /// The part of the PSS that maps PostgreSQL's shared segments (`is_shared_segment`).
+    pub pss_segment_mib: f64,
+}
+
+pub fn tree_memory(root: u32) -> Option<TreeMemory> {
+    fs::metadata(format!("/proc/{root}")).ok()?;
+    let mut pending = vec![root];
+    let (mut rss, mut pss, mut segment, mut processes) = (0u64, 0u64, 0u64, 0usize);
+    while let Some(pid) = pending.pop() {
+        let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let mut in_segment = false;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or("");
+            let mut kib = || fields.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            match first {
+                "Rss:" => rss += kib(),
+                "Pss:" => {
+                    let k = kib();
+                    pss += k;
+                    if in_segment {
+                        segment += k;
+                    }
+                }
+                // A mapping's header ("start-end perms offset dev inode [path]"); other lines are "Name: value".
+                _ if !first.ends_with(':') => in_segment = is_shared_segment(line),
+                _ => {}
+            }
+        }
+        processes += 1;
+        pending.extend(children(pid));
+    }
+    Some(TreeMemory {
+        processes,
+        rss_mib: rss as f64 / 1024.0,
+        pss_mib: pss as f64 / 1024.0,
+        pss_segment_mib: segment as f64 / 1024.0,
+    })
+}
+
+/// Whether a `maps`/`smaps` header line is one of PostgreSQL's shared segments: the main one (an anonymous
+/// shared mapping, shown as `/dev/zero (deleted)`) or the small System V one.
+fn is_shared_segment(header: &str) -> bool {
+    let fields: Vec<&str> = header.split_whitespace().collect();
+    let shared = fields
+        .get(1)
+        .is_some_and(|perms| perms.len() == 4 && perms.ends_with('s'));
+    let path = fields.get(5..).map(|p| p.join(" ")).unwrap_or_default();
+    shared && (path == "/dev/zero (deleted)" || path.starts_with("/SYSV"))
+}
+
+/// Resident size of PostgreSQL's shared memory (the main segment with shared_buffers, an anonymous shared
+/// mapping shown as `/dev/zero (deleted)`, and the small System V one), MiB: the blocks its shmem file holds,
+/// whether or not a live process maps them (a page a finished backend read into shared_buffers stays). Read
+/// through `/proc/PID/map_files`, which needs root (CAP_SYS_ADMIN); `None` otherwise.
+pub fn shared_segment_mib(postmaster: u32) -> Option<f64> {
+    use std::os::unix::fs::MetadataExt;
+    let maps = fs::read_to_string(format!("/proc/{postmaster}/maps")).ok()?;
+    let mut bytes = 0u64;
+    let mut found = false;
+    for line in maps.lines().filter(|l| is_shared_segment(l)) {
+        let range = line.split_whitespace().next()?;
+        let meta = fs::metadata(format!("/proc/{postmaster}/map_files/{range}")).ok()?;
+        bytes += meta.blocks() * 512;
+        found = true;
+    }
+    found.then(|| bytes as f64 / 1048576.0)
+}
+
+/// Direct children of a process (from every thread's `children` list).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// The postmaster of the cluster a backend belongs to.
+pub fn postmaster_of(backend_pid: u32) -> Option<u32> {
+    parent(backend_pid)
+}
+
+/// The largest memory one phase of the run (a scenario, the data load, a reference) showed in its samples.
+#[derive(Clone, Default, Serialize)]
+pub struct PhaseMemory {
+    pub phase: String,
+    pub samples: u32,
+    /// The server's largest sampled RSS (the scenarios also report its exact peak, VmHWM).
+    pub server_rss_mib: f64,
+    pub postgres_processes: usize,
+    pub postgres_rss_mib: f64,
+    pub postgres_pss_mib: f64,
+    /// What the cluster occupies: its processes' PSS plus the pages of its shared segments that no live
+    /// process maps (`shared_segment_mib` minus the segments' PSS). At least the PSS; `None` without root.
+    pub postgres_resident_mib: Option<f64>,
+    /// The shared segment's resident size alone (shared_buffers, WAL buffers, locks): the rest is private.
+    pub postgres_shared_segment_mib: Option<f64>,
+    pub redis_rss_mib: f64,
+    pub redis_pss_mib: f64,
+    /// Largest sum, within one sample, of server RSS + PostgreSQL resident (PSS where that is unknown) + Redis
+    /// RSS: the stack at one moment.
+    pub stack_mib: f64,
+}
+
+impl PhaseMemory {
+    fn add(&mut self, server: f64, pg: Option<TreeMemory>, segment: Option<f64>, redis: Option<TreeMemory>) {
+        let pg = pg.unwrap_or_default();
+        let redis = redis.unwrap_or_default();
+        // PSS, plus the segments' pages no live process maps (the mapped ones' shares are in the PSS).
+        let resident = segment.map(|s| pg.pss_mib + (s - pg.pss_segment_mib).max(0.0));
+        self.samples += 1;
+        self.server_rss_mib = self.server_rss_mib.max(server);
+        self.postgres_processes = self.postgres_processes.max(pg.processes);
+        self.postgres_rss_mib = self.postgres_rss_mib.max(pg.rss_mib);
+        self.postgres_pss_mib = self.postgres_pss_mib.max(pg.pss_mib);
+        self.postgres_resident_mib = max_opt(self.postgres_resident_mib, resident);
+        self.postgres_shared_segment_mib = max_opt(self.postgres_shared_segment_mib, segment);
+        self.redis_rss_mib = self.redis_rss_mib.max(redis.rss_mib);
+        self.redis_pss_mib = self.redis_pss_mib.max(redis.pss_mib);
+        let stack = server + resident.unwrap_or(pg.pss_mib) + redis.rss_mib;
+        self.stack_mib = self.stack_mib.max(stack);
+    }
+
+    /// PostgreSQL's figure for the budget: resident where known, else PSS.
+    pub fn postgres_mib(&self) -> f64 {
+        self.postgres_resident_mib.unwrap_or(self.postgres_pss_mib)
+    }
+
+    /// The largest of each figure over several phases (the stack: largest of the per-sample sums).
+    pub fn max_of<'a>(phase: &str, all: impl IntoIterator<Item = &'a PhaseMemory>) -> PhaseMemory {
+        let mut m = PhaseMemory {
+            phase: phase.into(),
+            ..Default::default()
+        };
+        for p in all {
+            m.samples += p.samples;
+            m.server_rss_mib = m.server_rss_mib.max(p.server_rss_mib);
+            m.postgres_processes = m.postgres_processes.max(p.postgres_processes);
+            m.postgres_rss_mib = m.postgres_rss_mib.max(p.postgres_rss_mib);
+            m.postgres_pss_mib = m.postgres_pss_mib.max(p.postgres_pss_mib);
+            m.postgres_resident_mib = max_opt(m.postgres_resident_mib, p.postgres_resident_mib);
+            m.postgres_shared_segment_mib = max_opt(m.postgres_shared_segment_mib, p.postgres_shared_segment_mib);
+            m.redis_rss_mib = m.redis_rss_mib.max(p.redis_rss_mib);
+            m.redis_pss_mib = m.redis_pss_mib.max(p.redis_pss_mib);
+            m.stack_mib = m.stack_mib.max(p.stack_mib);
+        }
+        m
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Samples the memory of the server, the PostgreSQL tree (from its postmaster) and the Redis tree on a thread
+/// of its own, every `SAMPLE_EVERY`, and keeps each phase's largest figures. The phase is whatever the run
+/// set last ("load", a scenario's name, "pgbench").
+pub struct MemorySampler {
+    shared: std::sync::Arc<SamplerState>,
+}
+
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+#[derive(Default)]
+struct SamplerState {
+    server_pid: std::sync::atomic::AtomicU32,
+    stop: std::sync::atomic::AtomicBool,
+    /// Every phase so far, and the index of the current one.
+    phases: std::sync::Mutex<(Vec<PhaseMemory>, usize)>,
+}
+
+impl MemorySampler {
+    pub fn start(postmaster: Option<u32>, redis: Option<u32>) -> Self {
+        use std::sync::atomic::Ordering;
+        let shared = std::sync::Arc::new(SamplerState::default());
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            while !state.stop.load(Ordering::Relaxed) {
+                let server = match state.server_pid.load(Ordering::Relaxed) {
+                    0 => 0.0,
+                    pid => rss_mib(pid).0,
+                };
+                let pg = postmaster.and_then(tree_memory);
+                let segment = postmaster.and_then(shared_segment_mib);
+                let rd = redis.and_then(tree_memory);
+                let mut phases = state.phases.lock().unwrap();
+                let (all, current) = &mut *phases;
+                if let Some(phase) = all.get_mut(*current) {
+                    phase.add(server, pg, segment, rd);
+                }
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+        });
+        MemorySampler { shared }
+    }
+
+    pub fn set_server(&self, pid: u32) {
+        self.shared.server_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// From now on, samples count for the phase `name` (a phase already seen continues where it was).
+    pub fn phase(&self, name: &str) {
+        let mut phases = self.shared.phases.lock().unwrap();
+        let (all, current) = &mut *phases;
+        *current = match all.iter().position(|p| p.phase == name) {
+            Some(i) => i,
+            None => {
+                all.push(PhaseMemory {
+                    phase: name.into(),
+                    ..Default::default()
+                });
+                all.len() - 1
+            }
+        };
+    }
+
+    /// Stops sampling (the thread ends after its current sample); every phase's largest figures, in order.
+    pub fn finish(&self) -> Vec<PhaseMemory> {
+        self.shared.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::mem::take(&mut self.shared.phases.lock().unwrap().0)
+    }
 }
