@@ -102,17 +102,17 @@ pub async fn pull(
         let slice = read(db, cache, hub, scope, pull).await?;
         check_cursor(&pull.since, &slice)?;
         if !slice.changes.is_empty() || Instant::now() >= deadline || shutdown.is_cancelled() {
-            return Ok(page(&slice, pull.limit));
+            return Ok(page(slice, pull.limit));
         }
         tokio::select! {
             changed = wake.changed() => {
                 if changed.is_err() {
                     // The hub dropped the channel (cannot happen while we hold a receiver); answer now.
-                    return Ok(page(&slice, pull.limit));
+                    return Ok(page(slice, pull.limit));
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => return Ok(page(&slice, pull.limit)),
-            _ = shutdown.cancelled() => return Ok(page(&slice, pull.limit)),
+            _ = tokio::time::sleep_until(deadline) => return Ok(page(slice, pull.limit)),
+            _ = shutdown.cancelled() => return Ok(page(slice, pull.limit)),
         }
     }
 }
@@ -267,19 +267,27 @@ fn op_of(change: &LoggedChange) -> ChangeOp {
     }
 }
 
-fn page(slice: &FeedSlice, limit: u32) -> FeedPage {
-    let has_more = slice.changes.len() > limit as usize;
-    let changes = &slice.changes[..slice.changes.len().min(limit as usize)];
+/// The page of at most `limit` changes. A slice read for this pull alone is moved into the page; a shared one
+/// (see `read`) is copied.
+fn page(slice: Arc<FeedSlice>, limit: u32) -> FeedPage {
+    let limit = limit as usize;
+    let has_more = slice.changes.len() > limit;
+    let (head, floor, head_tag) = (slice.head, slice.floor, slice.head_tag);
+    let mut changes = match Arc::try_unwrap(slice) {
+        Ok(own) => own.changes,
+        Err(shared) => shared.changes[..shared.changes.len().min(limit)].to_vec(),
+    };
+    changes.truncate(limit);
     // Without more to come, everything up to head was scanned (changes of other collections included).
     let cursor = match changes.last() {
-        Some(last) if has_more => Cursor::issue(last.version, Some(last.tag), slice.floor),
-        _ => Cursor::issue(slice.head, slice.head_tag, slice.floor),
+        Some(last) if has_more => Cursor::issue(last.version, Some(last.tag), floor),
+        _ => Cursor::issue(head, head_tag, floor),
     };
     FeedPage {
-        changes: changes.to_vec(),
+        changes,
         cursor: cursor.to_string(),
         has_more,
-        head: slice.head,
+        head,
     }
 }
 
