@@ -12,8 +12,8 @@
 //!   of this batch: every row the batch writes is in the view from the moment it is written.
 //! - Versions are `head + 1, head + 2, ...` in the order the writes are made, exactly as one `changes::append`
 //!   per operation would have given them (the scope lock is held from the first read to the commit).
-//! - Stock is the sum of movements: a product's level is read once (the sum in PostgreSQL) before the batch's
-//!   first movement of it, and every movement of the batch is added to it.
+//! - Stock is the sum of movements: a product's level is read once (`stock_on_hand`, the running sum PostgreSQL
+//!   keeps, migration 0007) before the batch's first movement of it, and every movement of the batch is added.
 
 use crate::{
     domain::{commands::Command, ScopeId},
