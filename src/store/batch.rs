@@ -1,8 +1,9 @@
 //! SQL of a replay batch applied as a set (see `sync::batch`): one read of everything the batch's operations
 //! will look at, taken under the scope's version lock, and one statement writing all their effects.
 //!
-//! The read must be its own statement after the lock: a statement's snapshot is taken before it waits for a
-//! lock, so a read in the locking statement could miss what the previous writer of the scope committed.
+//! The read must be its own statement after the lock (`store::replay::lock_client_and_scope`): a statement's
+//! snapshot is taken before it waits for a lock, so a read in the locking statement could miss what the
+//! previous writer of the scope committed.
 
 use super::{
     changes::{self, Prepared, Slot, FEED_CHANNEL},
@@ -40,24 +41,18 @@ pub struct Snapshot {
     pub used_op_id: Option<i64>,
 }
 
-/// Takes the scope's version lock, then reads `slots`, every collection state, the stock of `products` and
-/// whether any of `op_ids` was used before. `None` when the scope does not exist.
-pub async fn lock_and_read(
+/// Reads `slots`, every collection state, the stock of `products` and whether any of `op_ids` was used before,
+/// in one statement. The caller holds the scope's version lock (`store::replay::lock_client_and_scope`, an
+/// earlier statement: this one's snapshot then includes everything the scope's previous writer committed);
+/// `head` and `floor` are what that lock read.
+pub async fn read(
     tx: &mut PgConnection,
     scope: &ScopeId,
+    (head, floor): (i64, i64),
     slots: &[Slot],
     products: &[String],
     op_ids: &[Uuid],
-) -> Result<Option<Snapshot>, sqlx::Error> {
-    // FOR NO KEY UPDATE, as `changes::lock_scope` explains.
-    let bounds: Option<(i64, i64)> =
-        sqlx::query_as("SELECT head_version, floor_version FROM scopes WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(scope.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((head, floor)) = bounds else {
-        return Ok(None);
-    };
+) -> Result<Snapshot, sqlx::Error> {
     let (collections, keys): (Vec<&str>, Vec<&str>) = slots.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
     // Every lookup is a subquery keyed by one asked item (LIMIT 1 keeps PostgreSQL from flattening it into a
     // join it could plan as a scan), so that its only plan is an index lookup per item: replay runs generic plans (see `sync::replay`), and a generic plan made while a table was small
@@ -119,11 +114,11 @@ pub async fn lock_and_read(
             _ => snapshot.used_op_id = Some(row.try_get("number")?),
         }
     }
-    Ok(Some(snapshot))
+    Ok(snapshot)
 }
 
 /// Rows of `slots` that exist (for a row the first read did not foresee); one index lookup per slot, as in
-/// [`lock_and_read`].
+/// [`read`].
 pub async fn read_rows(
     tx: &mut PgConnection,
     scope: &ScopeId,

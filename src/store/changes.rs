@@ -80,7 +80,7 @@ async fn prior_state(tx: &mut PgConnection, scope: &ScopeId, writes: &[RowWrite]
     let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
     let rows = sqlx::query(
         // One index lookup per written row (LIMIT 1: not flattened into a join that a generic plan could make a
-        // scan of the scope's rows; see `store::batch::lock_and_read`). A row written twice is read twice.
+        // scan of the scope's rows; see `store::batch::read`). A row written twice is read twice.
         r#"SELECT r.collection, r.key, r.row_hash AS hash, NULL::bigint AS row_count
              FROM unnest($2::text[], $3::text[]) AS u(collection, key)
              CROSS JOIN LATERAL (SELECT collection, key, row_hash FROM records
