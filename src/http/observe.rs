@@ -13,18 +13,15 @@ use tracing::Instrument;
 /// Wraps the request in a span (`method`, `route`, `request_id`, and `device` once authenticated) and records
 /// its latency by route template, never by raw path, so metrics stay bounded.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    // The matched path is shared (`Arc<str>` inside); cloning it copies no text.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map(MatchedPath::as_str).unwrap_or("unmatched");
     let method = request.method().clone();
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     let span = tracing::info_span!("request", %method, route = %route, request_id = %request_id, device = tracing::field::Empty);
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
@@ -47,7 +44,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     });
     state
         .metrics
-        .observe_request(&route, method.as_str(), status.as_u16(), elapsed);
+        .observe_request(route, method.as_str(), status.as_u16(), elapsed);
     response
 }
 
