@@ -1,6 +1,8 @@
-//! Per-request observation and admission: a `tracing` span named by the route template, latency metrics, and
-//! a bound on requests in flight.
+//! Per-request observation and admission: a `tracing` span named by the route template, latency metrics, a
+//! bound on requests in flight, and the documented body on every error answer. One middleware, not three: each
+//! `from_fn` layer costs a boxed future and a service clone per request, which the benchmark's 304s felt.
 
+use super::{encoding::Format, error::encode_errors};
 use crate::{app::AppState, error::Error};
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -11,7 +13,9 @@ use std::time::Instant;
 use tracing::Instrument;
 
 /// Wraps the request in a span (`method`, `route`, `request_id`, and `device` once authenticated) and records
-/// its latency by route template, never by raw path, so metrics stay bounded.
+/// its latency by route template, never by raw path, so metrics stay bounded. Beyond `DUKASYNC_MAX_IN_FLIGHT`
+/// requests in flight it answers 503 `overloaded` instead of queueing. Every error answer, those of the layers
+/// below included, gets the documented body in the format the request asked for.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // The matched path is shared (`Arc<str>` inside); cloning it copies no text.
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -24,7 +28,12 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .unwrap_or("");
     let span = tracing::info_span!("request", %method, route = %route, request_id = %request_id, device = tracing::field::Empty);
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let format = Format::from_accept(request.headers());
+    let response = match state.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).instrument(span.clone()).await,
+        Err(_) => Error::Overloaded.into_response(),
+    };
+    let response = encode_errors(format, state.config.limits.max_body_bytes, response);
     let elapsed = started.elapsed();
     let status = response.status();
     span.in_scope(|| {
@@ -46,12 +55,4 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .metrics
         .observe_request(route, method.as_str(), status.as_u16(), elapsed);
     response
-}
-
-/// Refuses requests beyond `DUKASYNC_MAX_IN_FLIGHT` with 503 `overloaded` instead of queueing them.
-pub async fn admission(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state.in_flight.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
-        Err(_) => Error::Overloaded.into_response(),
-    }
 }
