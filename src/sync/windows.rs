@@ -310,6 +310,11 @@ pub fn from_memory(
 /// consecutive positions. Returns how many it appended.
 fn take_from(w: &Arc<Window>, since: i64, collections: Option<&[String]>, most: usize, changes: &mut Changes) -> usize {
     let mut i = (since + 1 - w.start).clamp(0, w.len() as i64) as usize;
+    if collections.is_none() {
+        let to = w.len().min(i.saturating_add(most));
+        changes.push_window(w, i, to);
+        return to - i;
+    }
     let mut taken = 0;
     let mut run = None;
     while i < w.len() && taken < most {
