@@ -10,6 +10,7 @@ use crate::{
     store,
     sync::{hub::FeedHub, listener},
 };
+use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use std::{
     future::Future,
@@ -99,6 +100,13 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let grace = state.config.shutdown_grace;
     let router = http::router(state.clone());
+    // Responses are written whole; Nagle's algorithm would only hold back the last segment of a large page
+    // until the client's (possibly delayed) ACK.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move {

@@ -17,18 +17,31 @@ struct Histogram {
     sum: f64,
 }
 
-type Labels = (String, String, u16);
+/// Histograms by route template, then by (method, status): looked up by `&str` so that recording a request
+/// allocates nothing once its labels were seen (a route has a handful of method and status pairs).
+type ByRoute = BTreeMap<String, Vec<(String, u16, Histogram)>>;
 
 #[derive(Default)]
 pub struct Metrics {
-    http: Mutex<BTreeMap<Labels, Histogram>>,
+    http: Mutex<ByRoute>,
 }
 
 impl Metrics {
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        let h = http.entry((route.to_string(), method.to_string(), status)).or_default();
+        if !http.contains_key(route) {
+            http.insert(route.to_string(), Vec::new());
+        }
+        let by_answer = http.get_mut(route).expect("inserted above");
+        let index = match by_answer.iter().position(|(m, s, _)| m == method && *s == status) {
+            Some(index) => index,
+            None => {
+                by_answer.push((method.to_string(), status, Histogram::default()));
+                by_answer.len() - 1
+            }
+        };
+        let h = &mut by_answer[index].2;
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.buckets[i] += 1;
@@ -38,12 +51,17 @@ impl Metrics {
         h.sum += secs;
     }
 
-    /// The request metrics in Prometheus text format.
+    /// The request metrics in Prometheus text format, series sorted by route, method and status.
     pub fn render_http(&self, out: &mut String) {
         let http = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let mut series: Vec<(&str, &str, u16, &Histogram)> = http
+            .iter()
+            .flat_map(|(route, answers)| answers.iter().map(move |(m, s, h)| (route.as_str(), m.as_str(), *s, h)))
+            .collect();
+        series.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         out.push_str("# HELP dukasync_http_requests_total HTTP requests by route, method and status.\n");
         out.push_str("# TYPE dukasync_http_requests_total counter\n");
-        for ((route, method, status), h) in http.iter() {
+        for (route, method, status, h) in &series {
             let _ = writeln!(
                 out,
                 "dukasync_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
@@ -53,7 +71,7 @@ impl Metrics {
         }
         out.push_str("# HELP dukasync_http_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE dukasync_http_request_duration_seconds histogram\n");
-        for ((route, method, status), h) in http.iter() {
+        for (route, method, status, h) in &series {
             let labels = format!("route=\"{}\",method=\"{method}\",status=\"{status}\"", escape(route));
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -110,5 +128,30 @@ mod tests {
         );
         assert!(out.contains("le=\"0.005\"} 1"), "{out}");
         assert!(out.contains("le=\"0.5\"} 2"), "{out}");
+    }
+
+    #[test]
+    fn series_are_kept_apart_and_rendered_in_label_order() {
+        let m = Metrics::default();
+        m.observe_request("/y", "GET", 200, Duration::from_millis(1));
+        m.observe_request("/x", "POST", 200, Duration::from_millis(1));
+        m.observe_request("/x", "GET", 404, Duration::from_millis(1));
+        m.observe_request("/x", "GET", 200, Duration::from_millis(1));
+        m.observe_request("/x", "GET", 404, Duration::from_millis(1));
+        let mut out = String::new();
+        m.render_http(&mut out);
+        let totals: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("dukasync_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                "dukasync_http_requests_total{route=\"/x\",method=\"GET\",status=\"200\"} 1",
+                "dukasync_http_requests_total{route=\"/x\",method=\"GET\",status=\"404\"} 2",
+                "dukasync_http_requests_total{route=\"/x\",method=\"POST\",status=\"200\"} 1",
+                "dukasync_http_requests_total{route=\"/y\",method=\"GET\",status=\"200\"} 1",
+            ]
+        );
     }
 }

@@ -148,6 +148,21 @@ fn reset_reason(err: &(StatusCode, ErrorBody)) -> (StatusCode, &str, &str) {
     (err.0, err.1.error.code.as_str(), details["reason"].as_str().unwrap())
 }
 
+/// A scratch directory for backups, removed when the test ends, failed or not.
+struct BackupDir(std::path::PathBuf);
+
+impl BackupDir {
+    fn new() -> Self {
+        BackupDir(std::env::temp_dir().join(format!("dukasync-backup-{}", Uuid::new_v4().simple())))
+    }
+}
+
+impl Drop for BackupDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[tokio::test]
 async fn a_restored_backup_resets_devices_that_pulled_past_it_and_they_converge() {
     let app = TestApp::start().await;
@@ -157,7 +172,8 @@ async fn a_restored_backup_resets_devices_that_pulled_past_it_and_they_converge(
     early.sync(&app).await.unwrap();
     late.sync(&app).await.unwrap();
 
-    let dir = std::env::temp_dir().join(format!("dukasync-backup-{}", Uuid::new_v4().simple()));
+    let scratch = BackupDir::new();
+    let dir = scratch.0.clone();
     let dir_arg = dir.to_str().unwrap();
     let (ok, stdout, stderr) = script(
         "backup.sh",
@@ -260,13 +276,13 @@ async fn a_restored_backup_resets_devices_that_pulled_past_it_and_they_converge(
     late.next_seq = 1;
     let resp: OpsResponse = late.push(&restored, &["c-5"]).await.json().await.unwrap();
     assert_eq!(resp.results[0].status, OpStatus::Applied);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn backups_are_pruned_to_the_newest_few_and_a_failed_dump_leaves_nothing() {
     let app = TestApp::start().await;
-    let dir = std::env::temp_dir().join(format!("dukasync-backup-{}", Uuid::new_v4().simple()));
+    let scratch = BackupDir::new();
+    let dir = scratch.0.clone();
     let dir_arg = dir.to_str().unwrap();
     // Older backups as the timer would have left them (names sort by time).
     std::fs::create_dir_all(&dir).unwrap();
@@ -308,5 +324,4 @@ async fn backups_are_pruned_to_the_newest_few_and_a_failed_dump_leaves_nothing()
             .count(),
         2
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

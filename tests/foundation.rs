@@ -441,3 +441,57 @@ async fn messagepack_carries_ids_and_times_as_strings_like_json() {
     assert_eq!(raw["devices"].as_array().unwrap().len(), json.devices.len());
     assert!(json.devices.iter().any(|d| d.last_seen_at.is_some()));
 }
+
+#[tokio::test]
+async fn beyond_the_in_flight_limit_requests_get_503_overloaded_and_the_limit_frees_up() {
+    let app = TestApp::start_with(&[("DUKASYNC_MAX_IN_FLIGHT", "1")]).await;
+    let token = app.token(OWNER, "owner-phone").await;
+    let head: ScopeList = app.get("/v1/scopes", Some(&token)).await.json().await.unwrap();
+    let water = head.scopes.iter().find(|s| s.id == "water").unwrap().head;
+    // A long-poll holds the only slot until a change commits.
+    let poll = {
+        let url = app.url(&format!("/v1/scopes/water/changes?since={water}&wait=30"));
+        let req = app.http.get(url).bearer_auth(&token);
+        tokio::spawn(async move { req.send().await })
+    };
+    // Observable state: once the long-poll is admitted, every other request is refused at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let resp = app
+            .http
+            .get(app.url("/healthz"))
+            .header("accept", "application/msgpack")
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break resp;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request was ever refused with one slot taken"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(refused.headers()["content-type"], "application/msgpack");
+    let body: ErrorBody = rmp_serde::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(body.error.code, "overloaded");
+
+    // A commit answers the long-poll, which frees the slot.
+    app.write(
+        "water",
+        vec![upsert(
+            "products",
+            "p-admission",
+            serde_json::json!({"id": "p-admission", "name": "Jar"}),
+        )],
+    )
+    .await;
+    let answered = poll.await.unwrap().unwrap();
+    assert_eq!(answered.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get("/healthz", None).await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the slot never came back");
+        tokio::task::yield_now().await;
+    }
+}

@@ -9,8 +9,8 @@ use dukasync::{
     cache::{stats::CacheKind, Cache, Redis},
     config::Secret,
     domain::ScopeId,
-    store::{self, changes::FeedSlice},
-    sync::windows,
+    store,
+    sync::{page::Slice, windows},
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
@@ -22,7 +22,7 @@ const WINDOW: u32 = 8;
 /// Row data as its exact JSON text: the windowed read must pass the same bytes through.
 type Row = (i64, String, String, Option<String>, i64);
 
-fn rows(slice: &FeedSlice) -> (i64, i64, Option<i64>, Option<i64>, Vec<Row>) {
+fn rows(slice: &Slice) -> (i64, i64, Option<i64>, Option<i64>, Vec<Row>) {
     (
         slice.head,
         slice.floor,
@@ -32,8 +32,13 @@ fn rows(slice: &FeedSlice) -> (i64, i64, Option<i64>, Option<i64>, Vec<Row>) {
             .changes
             .iter()
             .map(|c| {
-                let data = c.data.as_ref().map(|d| d.get().to_string());
-                (c.version, c.collection.clone(), c.key.clone(), data, c.tag)
+                (
+                    c.version,
+                    c.collection.to_string(),
+                    c.key.to_string(),
+                    c.data.map(str::to_string),
+                    c.tag,
+                )
             })
             .collect(),
     )
@@ -102,10 +107,11 @@ async fn assert_equivalent(cache: &Cache, db: &PgPool, label: &str) {
 
 async fn assert_same(cache: &Cache, db: &PgPool, since: i64, limit: i64, filter: Option<&[String]>, label: &str) {
     let scope = ScopeId::parse("water").unwrap();
-    let plain = store::changes::read(db, &scope, since, limit, filter)
+    let plain: Slice = store::changes::read(db, &scope, since, limit, filter)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .into();
     let windowed = windows::read(cache, db, &scope, since, limit, filter)
         .await
         .unwrap()

@@ -3,6 +3,7 @@
 //! Missing or bad token: 401. A scope the token does not belong to: 404, exactly as for a scope that does not
 //! exist, so a token cannot learn which scopes exist. A role that may not do the thing: 403.
 
+use super::observe::DeviceSlot;
 use crate::{
     app::AppState,
     auth::{looks_like_token, Principal},
@@ -34,7 +35,9 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(&state.db, token)
             .await?
             .ok_or(Error::Unauthorized)?;
-        tracing::Span::current().record("device", tracing::field::display(principal.device_id));
+        if let Some(slot) = parts.extensions.get::<DeviceSlot>() {
+            slot.set(principal.device_id);
+        }
         Ok(Caller(principal))
     }
 }

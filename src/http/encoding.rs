@@ -55,14 +55,19 @@ impl Format {
     /// A complete response with `value` encoded in this format.
     pub fn reply<T: Serialize>(self, status: StatusCode, value: &T) -> Response {
         match self.encode(value) {
-            Ok(bytes) => (
-                status,
-                [(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type()))],
-                bytes,
-            )
-                .into_response(),
+            Ok(bytes) => self.reply_bytes(status, bytes),
             Err(err) => err.into_response(),
         }
+    }
+
+    /// A complete response whose body is already encoded in this format.
+    pub fn reply_bytes(self, status: StatusCode, body: Vec<u8>) -> Response {
+        (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type()))],
+            body,
+        )
+            .into_response()
     }
 }
 

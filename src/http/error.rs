@@ -1,20 +1,17 @@
 //! Turns [`Error`] into the documented error body, in the format the client asked for.
 //!
 //! `IntoResponse` cannot see the request, so it writes JSON and attaches the error parts to the response;
-//! [`encode_errors`] then re-encodes them as MessagePack when the request's `Accept` asked for it. Error
+//! [`encode_errors`] (called for every response by `observe::observe`) then re-encodes them as MessagePack when the request's `Accept` asked for it. Error
 //! responses that did not come from [`Error`] (axum's own rejections, tower layers) are rewritten into the same
 //! shape there, so every 4xx and 5xx has one body shape.
 
 use super::encoding::Format;
 use crate::{
-    app::AppState,
     error::Error,
     wire::{ErrorBody, ErrorDetail},
 };
 use axum::{
-    extract::{Request, State},
     http::{header, HeaderValue, StatusCode},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 
@@ -67,10 +64,9 @@ fn render(format: Format, status: StatusCode, parts: &ErrorParts) -> Response {
         .into_response()
 }
 
-/// Middleware: gives every error response the documented body in the negotiated format.
-pub async fn encode_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let format = Format::from_accept(request.headers());
-    let response = next.run(request).await;
+/// Gives an error response the documented body in the negotiated `format` (called by `observe::observe` for
+/// every response; others pass through untouched).
+pub fn encode_errors(format: Format, max_body_bytes: usize, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -81,7 +77,7 @@ pub async fn encode_errors(State(state): State<AppState>, request: Request, next
         // A structured answer of our own that happens to be an error status (readiness: 503 with its report).
         None if has_structured_body(&response) => response,
         None => {
-            let error = foreign_error(status, state.config.limits.max_body_bytes);
+            let error = foreign_error(status, max_body_bytes);
             let parts = ErrorParts {
                 code: error.code().to_string(),
                 message: error.public_message(),

@@ -83,8 +83,8 @@ pub fn router(state: AppState) -> Router {
     // The longest a request may legitimately take: the longest long-poll plus the ordinary bound.
     let timeout = limits.max_wait + limits.request_timeout;
     // Layers run outside-in in the reverse order of these calls: the request id is set first, then the request
-    // is observed (span and metrics see every final answer, rejections by the layers below included), errors
-    // are encoded, then admission, the timeout and the body limit.
+    // is observed (span, metrics, admission and error bodies: span and metrics see every final answer,
+    // rejections by the layers below included), then the timeout and the body limit.
     routes
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -94,8 +94,6 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout_or_default(timeout),
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), observe::admission))
-        .layer(middleware::from_fn_with_state(state.clone(), error::encode_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

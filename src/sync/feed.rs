@@ -13,6 +13,7 @@
 use super::{
     cursor::Cursor,
     hub::{FeedHub, SharedRead},
+    page::{Changes, FeedPage, Slice},
     windows,
 };
 use crate::{
@@ -20,11 +21,8 @@ use crate::{
     config::Limits,
     domain::{collections, ScopeId},
     error::{Error, ResetReason, Result},
-    store::{
-        self,
-        changes::{FeedSlice, LoggedChange},
-    },
-    wire::{Change, ChangeOp, ChangeOut, ChangesPage, ChangesPageOut, ChecksumReport, CollectionChecksum},
+    store,
+    wire::{ChecksumReport, CollectionChecksum},
 };
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
@@ -124,7 +122,7 @@ pub async fn pull(
 /// 2. the (shared) head says nothing is newer than `since`: the page is empty;
 /// 3. otherwise a read of PostgreSQL (with cached windows), shared by concurrent pulls asking exactly the same
 ///    after seeing the same head: 1,000 long-polls woken by one commit make one read, not 1,000.
-async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: &Pull) -> Result<Arc<FeedSlice>> {
+async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: &Pull) -> Result<Arc<Slice>> {
     let since = pull.since.version;
     let limit = i64::from(pull.limit) + 1;
     let collections = pull.collections.as_deref();
@@ -142,7 +140,7 @@ async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: 
     // Below the floor a plain read returns the compacted log, which memory does not hold.
     if since >= head.floor && since <= head.version {
         if let Some(memory) = in_memory {
-            return Ok(Arc::new(FeedSlice {
+            return Ok(Arc::new(Slice {
                 head: head.version,
                 floor: head.floor,
                 since_tag: memory.since_tag,
@@ -152,12 +150,12 @@ async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: 
         }
         if since == head.version {
             // The change at the head is never compacted (it is at or above the floor): its tag is `since`'s.
-            return Ok(Arc::new(FeedSlice {
+            return Ok(Arc::new(Slice {
                 head: head.version,
                 floor: head.floor,
                 since_tag: head.tag,
                 head_tag: head.tag,
-                changes: Vec::new(),
+                changes: Changes::default(),
             }));
         }
     }
@@ -177,7 +175,7 @@ async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: 
         .await
 }
 
-fn check_cursor(since: &Cursor, slice: &FeedSlice) -> Result<()> {
+fn check_cursor(since: &Cursor, slice: &Slice) -> Result<()> {
     if since.version == 0 {
         return Ok(());
     }
@@ -201,81 +199,15 @@ fn check_cursor(since: &Cursor, slice: &FeedSlice) -> Result<()> {
     }
 }
 
-/// A page of the feed as the server answers it. Row data stays the stored JSON text; see [`FeedPage::json`].
-#[derive(Debug)]
-pub struct FeedPage {
-    pub changes: Vec<LoggedChange>,
-    pub cursor: String,
-    pub has_more: bool,
-    pub head: i64,
-}
-
-impl FeedPage {
-    /// The JSON body: row data copied through as stored, never parsed.
-    pub fn json(&self) -> ChangesPageOut<'_> {
-        ChangesPageOut {
-            changes: self
-                .changes
-                .iter()
-                .map(|c| ChangeOut {
-                    version: c.version,
-                    collection: &c.collection,
-                    key: &c.key,
-                    op: op_of(c),
-                    data: c.data.as_deref(),
-                })
-                .collect(),
-            cursor: &self.cursor,
-            has_more: self.has_more,
-            head: self.head,
-        }
-    }
-
-    /// The page with row data parsed, for encodings other than JSON.
-    pub fn to_wire(&self) -> Result<ChangesPage> {
-        let changes = self
-            .changes
-            .iter()
-            .map(|c| {
-                let data = match &c.data {
-                    Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|e| Error::Internal(e.into()))?),
-                    None => None,
-                };
-                Ok(Change {
-                    version: c.version,
-                    collection: c.collection.clone(),
-                    key: c.key.clone(),
-                    op: op_of(c),
-                    data,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ChangesPage {
-            changes,
-            cursor: self.cursor.clone(),
-            has_more: self.has_more,
-            head: self.head,
-        })
-    }
-}
-
-fn op_of(change: &LoggedChange) -> ChangeOp {
-    if change.data.is_some() {
-        ChangeOp::Upsert
-    } else {
-        ChangeOp::Delete
-    }
-}
-
 /// The page of at most `limit` changes. A slice read for this pull alone is moved into the page; a shared one
-/// (see `read`) is copied.
-fn page(slice: Arc<FeedSlice>, limit: u32) -> FeedPage {
+/// (see `read`) is copied, window ranges by reference.
+fn page(slice: Arc<Slice>, limit: u32) -> FeedPage {
     let limit = limit as usize;
     let has_more = slice.changes.len() > limit;
     let (head, floor, head_tag) = (slice.head, slice.floor, slice.head_tag);
     let mut changes = match Arc::try_unwrap(slice) {
         Ok(own) => own.changes,
-        Err(shared) => shared.changes[..shared.changes.len().min(limit)].to_vec(),
+        Err(shared) => shared.changes.first(limit),
     };
     changes.truncate(limit);
     // Without more to come, everything up to head was scanned (changes of other collections included).

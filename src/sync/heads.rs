@@ -77,7 +77,11 @@ impl Heads {
 
     fn queue(&self, scope: &ScopeId) -> Arc<Queue> {
         // Bounded by the scopes that exist: callers come through scope authorisation.
-        lock(&self.scopes).entry(scope.clone()).or_default().clone()
+        let mut scopes = lock(&self.scopes);
+        if let Some(queue) = scopes.get(scope) {
+            return queue.clone();
+        }
+        scopes.entry(scope.clone()).or_default().clone()
     }
 }
 

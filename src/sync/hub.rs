@@ -4,8 +4,9 @@
 //! holds only a receiver: no thread, no database connection, no polling. To never miss a wake-up, a pull
 //! subscribes *before* it reads the feed, and waits for any announcement after that read (see `feed::pull`).
 
+use super::page::Slice;
 use super::{heads::Heads, single_flight::SingleFlight};
-use crate::{domain::ScopeId, store::changes::FeedSlice};
+use crate::domain::ScopeId;
 use std::{collections::HashMap, sync::Mutex};
 use tokio::sync::watch;
 
@@ -15,7 +16,7 @@ pub struct FeedHub {
     /// Fresh heads, one query per batch of concurrent callers (see `heads`).
     pub heads: Heads,
     /// Feed reads shared by concurrent pulls asking the same after seeing the same head (see `feed::read`).
-    pub shared_reads: SingleFlight<SharedRead, FeedSlice>,
+    pub shared_reads: SingleFlight<SharedRead, Slice>,
 }
 
 /// What a feed read's answer depends on. `seen_head` is the head each caller sharing the read was told by

@@ -10,6 +10,7 @@ pub mod heads;
 pub mod hub;
 pub mod listener;
 pub mod operations;
+pub mod page;
 pub mod reference;
 pub mod replay;
 pub mod single_flight;

@@ -13,79 +13,191 @@
 //! When the assembled rows cannot be shown to equal a plain read (a cached window turned out unusable after
 //! the rest of the page was limited on the assumption it was), the read is simply repeated the plain way.
 
+use super::page::{render_change, ChangeRef, Changes, Slice};
 use crate::{
     cache::{keys, memory::Value as CacheValue, stats::CacheKind, Cache},
     domain::ScopeId,
-    store::{
-        self,
-        changes::{FeedSlice, LoggedChange},
-        windows::Candidate,
-    },
+    store::{self, changes::LoggedChange, windows::Candidate},
 };
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, ops::Range, sync::Arc};
 
 /// Most windows one pull looks at; the rest of a page comes from PostgreSQL directly.
 pub const MAX_WINDOWS_PER_PULL: i64 = 32;
 
-/// A closed window: exactly `size` changes with consecutive versions from `start`.
+/// A closed window: exactly `size` changes with consecutive versions from `start`, held as a page's JSON
+/// renders them (see `page`), so that pages are written from it by copying bytes.
 #[derive(Debug)]
 pub struct Window {
     pub start: i64,
-    pub changes: Vec<LoggedChange>,
+    entries: Vec<Entry>,
+    /// The changes rendered by `page::render_change`, separated by commas.
+    json: Box<[u8]>,
+}
+
+/// Where one change of a window is in its JSON, and its tag. Collection and key are read from the rendered
+/// text itself (a window is only made of changes whose collection and key need no JSON escaping), so a change
+/// costs 32 bytes beyond its JSON.
+#[derive(Debug)]
+struct Entry {
+    tag: i64,
+    collection: Span,
+    key: Span,
+    /// Where its row data (the last field) begins in `json`, 0 for a delete; the data ends one byte before
+    /// `end`. (0 is never a data start: the first change's `{` is there.)
+    data: u32,
+    /// Where its rendered JSON ends in `json` (exclusive).
+    end: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
 }
 
 impl Window {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn end_tag(&self) -> i64 {
-        self.changes.last().map(|c| c.tag).unwrap_or_default()
+        self.entries.last().map(|e| e.tag).unwrap_or_default()
     }
 
-    /// An estimate of the heap this window occupies, which the in-process cache charges (row data is kept as
-    /// JSON text; when it was a parsed `serde_json::Value` tree, the benchmark measured 23 MiB of windows
-    /// charged by JSON length holding about 190 MiB resident).
-    pub fn resident_bytes(&self) -> usize {
-        use std::mem::size_of;
-        size_of::<Window>()
-            + self.changes.capacity() * size_of::<LoggedChange>()
-            + self
-                .changes
-                .iter()
-                .map(|c| {
-                    heap_string(&c.collection)
-                        + heap_string(&c.key)
-                        + c.data.as_ref().map(|d| heap_string(d.get())).unwrap_or(0)
-                })
-                .sum::<usize>()
-    }
-
-    /// A window from rows read from PostgreSQL, if they are exactly the window (dense, complete).
-    fn from_rows(start: i64, size: i64, changes: Vec<LoggedChange>) -> Result<Window, Vec<LoggedChange>> {
-        let complete =
-            changes.len() as i64 == size && changes.iter().enumerate().all(|(i, c)| c.version == start + i as i64);
-        if complete {
-            Ok(Window { start, changes })
-        } else {
-            Err(changes)
+    /// The change at position `i` (version `start + i`).
+    pub fn change(&self, i: usize) -> ChangeRef<'_> {
+        let e = &self.entries[i];
+        ChangeRef {
+            version: self.start + i as i64,
+            collection: self.span(e.collection),
+            key: self.span(e.key),
+            data: (e.data > 0).then(|| self.text(e.data as usize..e.end as usize - 1)),
+            tag: e.tag,
         }
     }
+
+    pub fn collection(&self, i: usize) -> &str {
+        self.span(self.entries[i].collection)
+    }
+
+    fn span(&self, span: Span) -> &str {
+        self.text(span.start as usize..(span.start + span.len) as usize)
+    }
+
+    /// The rendered JSON of the changes at `positions`, comma separated.
+    pub fn json(&self, positions: Range<usize>) -> &[u8] {
+        if positions.is_empty() {
+            return &[];
+        }
+        let from = match positions.start {
+            0 => 0,
+            i => self.entries[i - 1].end as usize + 1,
+        };
+        &self.json[from..self.entries[positions.end - 1].end as usize]
+    }
+
+    fn text(&self, range: Range<usize>) -> &str {
+        // Written from `&str`s and serde_json's output, cut at field boundaries: always UTF-8.
+        std::str::from_utf8(&self.json[range]).unwrap_or_default()
+    }
+
+    /// An estimate of the heap this window occupies, which the in-process cache charges (when row data was a
+    /// parsed `serde_json::Value` tree, the benchmark measured 23 MiB of windows charged by JSON length holding
+    /// about 190 MiB resident).
+    pub fn resident_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<Window>() + heap_bytes(self.entries.capacity() * size_of::<Entry>()) + heap_bytes(self.json.len())
+    }
+
+    /// A window from rows read from PostgreSQL, if they are exactly the window (dense, complete) and their
+    /// collections and keys need no escaping in JSON (otherwise they are served from PostgreSQL, never cached).
+    pub fn from_rows(start: i64, size: i64, changes: Vec<LoggedChange>) -> Result<Window, Vec<LoggedChange>> {
+        let complete =
+            changes.len() as i64 == size && changes.iter().enumerate().all(|(i, c)| c.version == start + i as i64);
+        let plain = changes
+            .iter()
+            .all(|c| !needs_escape(&c.collection) && !needs_escape(&c.key));
+        let json_len: usize = changes
+            .iter()
+            .map(|c| 80 + c.collection.len() + c.key.len() + c.data.as_ref().map_or(0, |d| d.get().len()))
+            .sum();
+        if !complete || !plain || json_len > u32::MAX as usize / 2 {
+            return Err(changes);
+        }
+        let mut json = Vec::with_capacity(json_len);
+        let mut entries = Vec::with_capacity(changes.len());
+        for change in &changes {
+            if !entries.is_empty() {
+                json.push(b',');
+            }
+            let begin = json.len();
+            render_change(&mut json, change);
+            let end = json.len();
+            // `{"version":V,"collection":"C","key":"K","op":...,"data":D}` (see `wire::ChangeOut`): neither C nor
+            // K is escaped, and D, the last field, is written verbatim before the closing brace.
+            let collection = begin + r#"{"version":"#.len() + digits(change.version) + r#","collection":""#.len();
+            let key = collection + change.collection.len() + r#"","key":""#.len();
+            let data = change.data.as_ref().map_or(0, |d| end - 1 - d.get().len());
+            let found = |at: usize, text: &str| json.get(at..at + text.len()) == Some(text.as_bytes());
+            let laid_out = found(collection, &change.collection)
+                && found(key, &change.key)
+                && change.data.as_ref().is_none_or(|d| found(data, d.get()));
+            if !laid_out {
+                // Only if `ChangeOut` changed its layout; a unit test below fails first.
+                return Err(changes);
+            }
+            entries.push(Entry {
+                tag: change.tag,
+                collection: Span {
+                    start: collection as u32,
+                    len: change.collection.len() as u32,
+                },
+                key: Span {
+                    start: key as u32,
+                    len: change.key.len() as u32,
+                },
+                data: data as u32,
+                end: end as u32,
+            });
+        }
+        Ok(Window {
+            start,
+            entries,
+            json: json.into_boxed_slice(),
+        })
+    }
+}
+
+/// Whether serde_json escapes anything in `s` (it escapes `"`, `\` and control characters, nothing else).
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+fn digits(n: i64) -> usize {
+    n.to_string().len()
 }
 
 /// What the allocator hands out per allocation beyond the bytes asked for (header and rounding), roughly.
 const ALLOCATION_OVERHEAD: usize = 16;
 
-fn heap_string(s: &str) -> usize {
-    if s.is_empty() {
+fn heap_bytes(len: usize) -> usize {
+    if len == 0 {
         0
     } else {
-        s.len() + ALLOCATION_OVERHEAD
+        len + ALLOCATION_OVERHEAD
     }
 }
 
 /// How a window is stored in Redis: JSON, so row data comes back exactly as PostgreSQL gave it.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Stored {
     start: i64,
     changes: Vec<StoredChange>,
@@ -94,16 +206,25 @@ struct Stored {
 /// (version, collection, key, data, tag)
 type StoredChange = (i64, String, String, Option<Box<RawValue>>, i64);
 
+/// The Redis form of a window: `{"start":S,"changes":[[version,collection,key,data,tag],...]}`, what serde
+/// writes for [`Stored`], written from the rendered changes without parsing them.
 pub fn encode(window: &Window) -> Vec<u8> {
-    let stored = Stored {
-        start: window.start,
-        changes: window
-            .changes
-            .iter()
-            .map(|c| (c.version, c.collection.clone(), c.key.clone(), c.data.clone(), c.tag))
-            .collect(),
-    };
-    serde_json::to_vec(&stored).expect("a window always serializes")
+    let mut out = Vec::with_capacity(window.json.len() + 32);
+    out.extend_from_slice(format!("{{\"start\":{},\"changes\":[", window.start).as_bytes());
+    for i in 0..window.len() {
+        let c = window.change(i);
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing integers and strings to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &(c.version, c.collection, c.key));
+        out.pop(); // the tuple's closing bracket: data and tag follow
+        out.push(b',');
+        out.extend_from_slice(c.data.unwrap_or("null").as_bytes());
+        out.extend_from_slice(format!(",{}]", c.tag).as_bytes());
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// Decodes a stored window, refusing anything that is not exactly window `start` of `size` versions.
@@ -131,7 +252,7 @@ pub fn decode(bytes: &[u8], start: i64, size: i64) -> Option<Window> {
 pub struct MemoryRead {
     /// Tag of the change at `since` (`None` for `since` 0).
     pub since_tag: Option<i64>,
-    pub changes: Vec<LoggedChange>,
+    pub changes: Changes,
 }
 
 /// The first `limit` changes after `since` (filtered) when closed windows held in this process's memory
@@ -168,21 +289,48 @@ pub fn from_memory(
         0 => None,
         _ => {
             let w = window((since - 1) / size)?;
-            Some(w.changes.get((since - w.start) as usize)?.tag)
+            Some(w.change((since - w.start) as usize).tag)
         }
     };
-    let mut changes = Vec::with_capacity(limit as usize);
+    let mut changes = Changes::default();
+    let mut wanted_left = limit as usize;
     for index in (since / size)..(since / size + MAX_WINDOWS_PER_PULL) {
         let w = window(index)?;
-        for change in w.changes.iter().filter(|c| c.version > since && wanted(c, collections)) {
-            changes.push(change.clone());
-            if changes.len() as i64 == limit {
-                cache.count_local_hits(CacheKind::Window, used);
-                return Some(MemoryRead { since_tag, changes });
-            }
+        let taken = take_from(&w, since, collections, wanted_left, &mut changes);
+        wanted_left -= taken;
+        if wanted_left == 0 {
+            cache.count_local_hits(CacheKind::Window, used);
+            return Some(MemoryRead { since_tag, changes });
         }
     }
     None
+}
+
+/// Appends to `changes` the window's changes after `since` that the filter wants, at most `most`, as runs of
+/// consecutive positions. Returns how many it appended.
+fn take_from(w: &Arc<Window>, since: i64, collections: Option<&[String]>, most: usize, changes: &mut Changes) -> usize {
+    let mut i = (since + 1 - w.start).clamp(0, w.len() as i64) as usize;
+    if collections.is_none() {
+        let to = w.len().min(i.saturating_add(most));
+        changes.push_window(w, i, to);
+        return to - i;
+    }
+    let mut taken = 0;
+    let mut run = None;
+    while i < w.len() && taken < most {
+        if wanted(w.collection(i), collections) {
+            run.get_or_insert(i);
+            taken += 1;
+        } else if let Some(from) = run.take() {
+            changes.push_window(w, from, i);
+        }
+        i += 1;
+    }
+    // Ended at the window's end or just after the last change taken: either way the run ends at `i`.
+    if let Some(from) = run {
+        changes.push_window(w, from, i);
+    }
+    taken
 }
 
 /// Reads up to `limit` changes after `since` (like `store::changes::read`), using cached windows.
@@ -193,14 +341,14 @@ pub async fn read(
     since: i64,
     limit: i64,
     collections: Option<&[String]>,
-) -> Result<Option<FeedSlice>, sqlx::Error> {
+) -> Result<Option<Slice>, sqlx::Error> {
     let size = i64::from(cache.window_size);
     let namespace = match size > 0 {
         true => cache.namespace(db).await,
         false => None,
     };
     let Some(namespace) = namespace else {
-        return store::changes::read(db, scope, since, limit, collections).await;
+        return plain(db, scope, since, limit, collections).await;
     };
     let starts = candidate_starts(cache.feed_hint(scope), since, limit, size);
     if starts.is_empty() {
@@ -208,7 +356,7 @@ pub async fn read(
         if let Some(s) = &slice {
             cache.set_feed_hint(scope, s.head, s.floor);
         }
-        return Ok(slice);
+        return Ok(slice.map(Slice::from));
     }
 
     let cache_keys: Vec<String> = starts
@@ -230,9 +378,9 @@ pub async fn read(
         .iter()
         .flatten()
         .map(|w| {
-            w.changes
-                .iter()
-                .filter(|c| c.version > since && wanted(c, collections))
+            let first = (since + 1 - w.start).clamp(0, w.len() as i64) as usize;
+            (first..w.len())
+                .filter(|&i| wanted(w.collection(i), collections))
                 .count() as i64
         })
         .sum();
@@ -253,7 +401,7 @@ pub async fn read(
     cache.set_feed_hint(scope, slice.head, slice.floor);
     if slice.anomaly {
         tracing::warn!(%scope, "a closed window lacks its last change; reading the feed without windows");
-        return store::changes::read(db, scope, since, limit, collections).await;
+        return plain(db, scope, since, limit, collections).await;
     }
 
     let by_start: HashMap<i64, &Arc<Window>> = starts
@@ -262,7 +410,7 @@ pub async fn read(
         .filter_map(|(&start, w)| Some((start, w.as_ref()?)))
         .collect();
     let mut fetched = group_by_window(slice.fetched, size);
-    let mut changes = slice.before;
+    let mut changes = Changes::rows(slice.before);
     for (start, end_tag) in slice.covered {
         let usable = by_start.get(&start).filter(|w| w.end_tag() == end_tag);
         let window: Arc<Window> = match usable {
@@ -282,32 +430,39 @@ pub async fn read(
                 Err(_) => {
                     // Same snapshot, so the rows are right, but they are not a whole window: serve, never cache.
                     tracing::warn!(%scope, start, "a closed window is not dense; reading the feed without windows");
-                    return store::changes::read(db, scope, since, limit, collections).await;
+                    return plain(db, scope, since, limit, collections).await;
                 }
             },
         };
-        changes.extend(
-            window
-                .changes
-                .iter()
-                .filter(|c| c.version > since && wanted(c, collections))
-                .cloned(),
-        );
+        take_from(&window, since, collections, usize::MAX, &mut changes);
     }
     let after_may_be_cut = slice.after.len() as i64 >= after_limit;
-    changes.extend(slice.after);
+    changes.push_rows(slice.after);
     if (changes.len() as i64) < limit && after_may_be_cut {
         // The rest was limited assuming cached windows that turned out unusable: the page may be short.
-        return store::changes::read(db, scope, since, limit, collections).await;
+        return plain(db, scope, since, limit, collections).await;
     }
     changes.truncate(limit.max(0) as usize);
-    Ok(Some(FeedSlice {
+    Ok(Some(Slice {
         head: slice.head,
         floor: slice.floor,
         since_tag: slice.since_tag,
         head_tag: slice.head_tag,
         changes,
     }))
+}
+
+/// A plain read of PostgreSQL, without windows.
+async fn plain(
+    db: &PgPool,
+    scope: &ScopeId,
+    since: i64,
+    limit: i64,
+    collections: Option<&[String]>,
+) -> Result<Option<Slice>, sqlx::Error> {
+    Ok(store::changes::read(db, scope, since, limit, collections)
+        .await?
+        .map(Slice::from))
 }
 
 /// First versions of the windows worth looking up for a page after `since`: those a page of `limit` changes
@@ -325,8 +480,8 @@ fn candidate_starts(hint: Option<(i64, i64)>, since: i64, limit: i64, size: i64)
         .collect()
 }
 
-fn wanted(change: &LoggedChange, collections: Option<&[String]>) -> bool {
-    collections.is_none_or(|names| names.contains(&change.collection))
+fn wanted(collection: &str, collections: Option<&[String]>) -> bool {
+    collections.is_none_or(|names| names.iter().any(|n| n == collection))
 }
 
 fn group_by_window(changes: Vec<LoggedChange>, size: i64) -> HashMap<i64, Vec<LoggedChange>> {
@@ -413,16 +568,25 @@ mod tests {
         let window = Window::from_rows(5, 4, (5..9).map(change).collect()).unwrap();
         let bytes = encode(&window);
         let back = decode(&bytes, 5, 4).unwrap();
-        assert_eq!(back.changes.len(), 4);
+        assert_eq!(back.len(), 4);
         assert_eq!(back.end_tag(), 8 * 7);
-        assert_eq!(
-            back.changes[1].data.as_ref().map(|d| d.get()),
-            window.changes[1].data.as_ref().map(|d| d.get())
-        );
+        assert_eq!(back.json(0..4), window.json(0..4));
+        for i in 0..4 {
+            assert_eq!(back.change(i), window.change(i));
+        }
+        assert_eq!(window.change(1).data, Some(r#"{"id":"p6","n":6}"#));
+        assert_eq!(window.change(1).key, "p6");
+        assert_eq!(window.change(1).version, 6);
         assert!(decode(&bytes, 9, 4).is_none(), "another window's key");
         assert!(decode(&bytes, 5, 8).is_none(), "another window size");
         assert!(decode(b"{\"start\":5,\"changes\":[]}", 5, 4).is_none(), "incomplete");
         assert!(decode(b"\xff\x00garbage", 5, 4).is_none());
         assert!(Window::from_rows(5, 4, vec![change(5), change(6), change(8), change(9)]).is_err());
+        let mut quoted = change(8);
+        quoted.key = "p\"8".into();
+        assert!(
+            Window::from_rows(5, 4, vec![change(5), change(6), change(7), quoted]).is_err(),
+            "a key JSON must escape is never held in a window"
+        );
     }
 }
