@@ -1,11 +1,12 @@
 //! SQL of a replay batch applied as a set (see `sync::batch`): one read of everything the batch's operations
 //! will look at, taken under the scope's version lock, and one statement writing all their effects.
 //!
-//! The read must be its own statement after the lock: a statement's snapshot is taken before it waits for a
-//! lock, so a read in the locking statement could miss what the previous writer of the scope committed.
+//! The read must be its own statement after the lock (`store::replay::lock_client_and_scope`): a statement's
+//! snapshot is taken before it waits for a lock, so a read in the locking statement could miss what the
+//! previous writer of the scope committed.
 
 use super::{
-    changes::{Prepared, Slot, FEED_CHANNEL},
+    changes::{self, Prepared, Slot, FEED_CHANNEL},
     conflicts::Origin,
     ledger::{Entry, Movement},
 };
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::{PgConnection, Row};
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::LazyLock};
 use uuid::Uuid;
 
 /// A row as `records` holds it: its data, version and row hash.
@@ -40,40 +41,41 @@ pub struct Snapshot {
     pub used_op_id: Option<i64>,
 }
 
-/// Takes the scope's version lock, then reads `slots`, every collection state, the stock of `products` and
-/// whether any of `op_ids` was used before. `None` when the scope does not exist.
-pub async fn lock_and_read(
+/// Reads `slots`, every collection state, the stock of `products` and whether any of `op_ids` was used before,
+/// in one statement. The caller holds the scope's version lock (`store::replay::lock_client_and_scope`, an
+/// earlier statement: this one's snapshot then includes everything the scope's previous writer committed);
+/// `head` and `floor` are what that lock read.
+pub async fn read(
     tx: &mut PgConnection,
     scope: &ScopeId,
+    (head, floor): (i64, i64),
     slots: &[Slot],
     products: &[String],
     op_ids: &[Uuid],
-) -> Result<Option<Snapshot>, sqlx::Error> {
-    // FOR NO KEY UPDATE, as `changes::lock_scope` explains.
-    let bounds: Option<(i64, i64)> =
-        sqlx::query_as("SELECT head_version, floor_version FROM scopes WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(scope.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((head, floor)) = bounds else {
-        return Ok(None);
-    };
+) -> Result<Snapshot, sqlx::Error> {
     let (collections, keys): (Vec<&str>, Vec<&str>) = slots.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
+    // Every lookup is a subquery keyed by one asked item (LIMIT 1 keeps PostgreSQL from flattening it into a
+    // join it could plan as a scan), so that its only plan is an index lookup per item: replay runs generic plans (see `sync::replay`), and a generic plan made while a table was small
+    // joined the asked products against all of the scope's stock balances, and filtered all of the scope's
+    // stored results for the asked operation ids, work that grew with the scope's history.
     let rows = sqlx::query(
-        r#"SELECT 'row' AS kind, collection AS name, key, data, version AS number, row_hash AS hash,
+        r#"SELECT 'row' AS kind, r.collection AS name, r.key, r.data, r.version AS number, r.row_hash AS hash,
                   NULL::numeric AS quantity
-             FROM records WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+             FROM unnest($2::text[], $3::text[]) AS u(collection, key)
+             CROSS JOIN LATERAL (SELECT * FROM records
+                                  WHERE scope_id = $1 AND collection = u.collection AND key = u.key LIMIT 1) r
            UNION ALL
            SELECT 'state', collection, NULL, NULL, row_count, checksum, NULL
              FROM collection_state WHERE scope_id = $1
            UNION ALL
-           SELECT 'stock', p.id, NULL, NULL, NULL, NULL, COALESCE(sum(m.quantity), 0)
+           SELECT 'stock', p.id, NULL, NULL, NULL, NULL,
+                  COALESCE((SELECT quantity FROM stock_on_hand WHERE scope_id = $1 AND product_id = p.id), 0)
              FROM unnest($4::text[]) AS p(id)
-             LEFT JOIN stock_movements m ON m.scope_id = $1 AND m.product_id = p.id
-            GROUP BY p.id
            UNION ALL
-           (SELECT 'used', NULL, NULL, NULL, seq, NULL, NULL
-              FROM replay_results WHERE scope_id = $1 AND op_id = ANY($5) LIMIT 1)"#,
+           (SELECT 'used', NULL, NULL, NULL, r.seq, NULL, NULL
+              FROM unnest($5::uuid[]) AS o(id)
+              CROSS JOIN LATERAL (SELECT seq FROM replay_results WHERE scope_id = $1 AND op_id = o.id LIMIT 1) r
+             LIMIT 1)"#,
     )
     .bind(scope.as_str())
     .bind(&collections)
@@ -112,10 +114,11 @@ pub async fn lock_and_read(
             _ => snapshot.used_op_id = Some(row.try_get("number")?),
         }
     }
-    Ok(Some(snapshot))
+    Ok(snapshot)
 }
 
-/// Rows of `slots` that exist (for a row the first read did not foresee).
+/// Rows of `slots` that exist (for a row the first read did not foresee); one index lookup per slot, as in
+/// [`read`].
 pub async fn read_rows(
     tx: &mut PgConnection,
     scope: &ScopeId,
@@ -123,8 +126,10 @@ pub async fn read_rows(
 ) -> Result<HashMap<Slot, Stored>, sqlx::Error> {
     let (collections, keys): (Vec<&str>, Vec<&str>) = slots.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
     let rows = sqlx::query(
-        r#"SELECT collection, key, data, version, row_hash FROM records
-           WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"#,
+        r#"SELECT r.collection, r.key, r.data, r.version, r.row_hash
+             FROM unnest($2::text[], $3::text[]) AS u(collection, key)
+             CROSS JOIN LATERAL (SELECT * FROM records
+                                  WHERE scope_id = $1 AND collection = u.collection AND key = u.key LIMIT 1) r"#,
     )
     .bind(scope.as_str())
     .bind(&collections)
@@ -191,7 +196,7 @@ pub(crate) async fn write(
     effects: Effects<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
     let Effects {
-        log: Prepared { log, rows, states },
+        log,
         count,
         entries,
         movements,
@@ -239,27 +244,8 @@ pub(crate) async fn write(
     let r_prints: Vec<&[u8]> = results.iter().map(|r| &r.fingerprint[..]).collect();
     let r_results: Vec<String> = results.iter().map(|r| r.result.to_string()).collect();
 
-    let head: Option<i64> = sqlx::query_scalar(WRITE)
-        .bind(scope.as_str())
-        .bind(count)
-        .bind(&log.versions)
-        .bind(&log.collections)
-        .bind(&log.keys)
-        .bind(&log.ops)
-        .bind(&log.data)
-        .bind(&log.tags)
-        .bind(&log.checksums)
-        .bind(&log.counts)
-        .bind(&rows.up_collections)
-        .bind(&rows.up_keys)
-        .bind(&rows.up_data)
-        .bind(&rows.up_versions)
-        .bind(&rows.up_hashes)
-        .bind(&rows.del_collections)
-        .bind(&rows.del_keys)
-        .bind(&states.names)
-        .bind(&states.checksums)
-        .bind(&states.counts)
+    let query = sqlx::query(&WRITE).bind(scope.as_str()).bind(count);
+    let head: Option<i64> = changes::bind_log(query, &log)
         .bind(&entry_cols.ids)
         .bind(&entry_cols.kinds)
         .bind(&entry_cols.collections)
@@ -302,7 +288,8 @@ pub(crate) async fn write(
         .bind(last_seq)
         .bind(FEED_CHANNEL)
         .fetch_one(tx)
-        .await?;
+        .await?
+        .try_get(0)?;
     Ok(head)
 }
 
@@ -345,27 +332,12 @@ impl<'a> EntryColumns<'a> {
 /// Foreign keys between these tables (lines to entries, a reversal to its entry, results to the client) are
 /// checked at the end of the statement, when every part has run. The balance of each entry is checked at
 /// commit by its deferred trigger, as for any other writer.
-const WRITE: &str = r#"
+static WRITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
 WITH head AS (
     UPDATE scopes SET head_version = head_version + $2 WHERE id = $1 AND $2 > 0 RETURNING head_version
-), log AS (
-    INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
-    SELECT $1, v, c, k, o, d::jsonb, t, s, n
-    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
-                $10::bigint[]) AS u(v, c, k, o, d, t, s, n)
-), up AS (
-    INSERT INTO records (scope_id, collection, key, data, version, row_hash)
-    SELECT $1, c, k, d::jsonb, v, h
-    FROM unnest($11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[]) AS u(c, k, d, v, h)
-    ON CONFLICT (scope_id, collection, key)
-    DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
-), del AS (
-    DELETE FROM records WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($16::text[], $17::text[]))
-), states AS (
-    INSERT INTO collection_state (scope_id, collection, checksum, row_count)
-    SELECT $1, c, s, n FROM unnest($18::text[], $19::bigint[], $20::bigint[]) AS u(c, s, n)
-    ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
-), entries AS (
+), {log}, entries AS (
     INSERT INTO journal_entries (scope_id, id, kind, source_collection, source_key, op_id, reverses, occurred_at)
     SELECT $1, * FROM unnest($21::uuid[], $22::text[], $23::text[], $24::text[], $25::uuid[], $26::uuid[],
                              $27::timestamptz[])
@@ -395,4 +367,7 @@ WITH head AS (
     WHERE scope_id = $1 AND client_id = $55 AND last_seq <> $60
 )
 SELECT (SELECT head_version FROM head WHERE pg_notify($61, $1 || ':' || head_version) IS NOT NULL)
-"#;
+"#,
+        log = changes::log_ctes(3)
+    )
+});

@@ -14,7 +14,7 @@
 use crate::domain::{canonical, ScopeId};
 use serde_json::{value::RawValue, Value};
 use sqlx::{postgres::PgRow, PgConnection, PgExecutor, Row};
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::LazyLock};
 
 /// Channel carrying `scope:head` after every commit that appends changes.
 pub const FEED_CHANNEL: &str = "dukasync_changes";
@@ -32,7 +32,7 @@ pub struct RowWrite {
 ///
 /// Three statements: the head update (the scope's version lock), one read of the prior row hashes and
 /// collection states, and one statement writing the log, the rows, the states and the NOTIFY. A replay batch
-/// does the same work inside its own single write (`store::batch`), through [`prepare`].
+/// does the same work inside its own single write (`store::batch`), through [`prepare`] and [`log_ctes`].
 pub async fn append(
     tx: &mut PgConnection,
     scope: &ScopeId,
@@ -54,53 +54,13 @@ pub async fn append(
     let first = head - count + 1;
     let prior = prior_state(&mut *tx, scope, writes).await?;
     let prepared = prepare(first, writes, prior);
-    sqlx::query(
-        r#"WITH log AS (
-               INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
-               SELECT $1, v, c, k, o, d::jsonb, t, s, n
-               FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
-                           $9::bigint[]) AS u(v, c, k, o, d, t, s, n)
-           ), up AS (
-               INSERT INTO records (scope_id, collection, key, data, version, row_hash)
-               SELECT $1, c, k, d::jsonb, v, h
-               FROM unnest($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[]) AS u(c, k, d, v, h)
-               ON CONFLICT (scope_id, collection, key)
-               DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
-           ), del AS (
-               DELETE FROM records WHERE scope_id = $1
-                 AND (collection, key) IN (SELECT * FROM unnest($15::text[], $16::text[]))
-           ), states AS (
-               INSERT INTO collection_state (scope_id, collection, checksum, row_count)
-               SELECT $1, c, s, n FROM unnest($17::text[], $18::bigint[], $19::bigint[]) AS u(c, s, n)
-               ON CONFLICT (scope_id, collection)
-               DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
-           )
-           SELECT pg_notify($20, $21)"#,
-    )
-    .bind(scope.as_str())
-    .bind(&prepared.log.versions)
-    .bind(&prepared.log.collections)
-    .bind(&prepared.log.keys)
-    .bind(&prepared.log.ops)
-    .bind(&prepared.log.data)
-    .bind(&prepared.log.tags)
-    .bind(&prepared.log.checksums)
-    .bind(&prepared.log.counts)
-    .bind(&prepared.rows.up_collections)
-    .bind(&prepared.rows.up_keys)
-    .bind(&prepared.rows.up_data)
-    .bind(&prepared.rows.up_versions)
-    .bind(&prepared.rows.up_hashes)
-    .bind(&prepared.rows.del_collections)
-    .bind(&prepared.rows.del_keys)
-    .bind(&prepared.states.names)
-    .bind(&prepared.states.checksums)
-    .bind(&prepared.states.counts)
-    .bind(FEED_CHANNEL)
-    // Delivered at commit, and only if the transaction commits.
-    .bind(format!("{scope}:{head}"))
-    .execute(&mut *tx)
-    .await?;
+    static APPEND: LazyLock<String> = LazyLock::new(|| format!("WITH {}\nSELECT pg_notify($20, $21)", log_ctes(2)));
+    bind_log(sqlx::query(&APPEND).bind(scope.as_str()), &prepared)
+        .bind(FEED_CHANNEL)
+        // Delivered at commit, and only if the transaction commits.
+        .bind(format!("{scope}:{head}"))
+        .execute(&mut *tx)
+        .await?;
     Ok(Some((first..=head).collect()))
 }
 
@@ -119,8 +79,12 @@ async fn prior_state(tx: &mut PgConnection, scope: &ScopeId, writes: &[RowWrite]
     let collections: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
     let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
     let rows = sqlx::query(
-        r#"SELECT collection, key, row_hash AS hash, NULL::bigint AS row_count FROM records
-           WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+        // One index lookup per written row (LIMIT 1: not flattened into a join that a generic plan could make a
+        // scan of the scope's rows; see `store::batch::read`). A row written twice is read twice.
+        r#"SELECT r.collection, r.key, r.row_hash AS hash, NULL::bigint AS row_count
+             FROM unnest($2::text[], $3::text[]) AS u(collection, key)
+             CROSS JOIN LATERAL (SELECT collection, key, row_hash FROM records
+                                  WHERE scope_id = $1 AND collection = u.collection AND key = u.key LIMIT 1) r
            UNION ALL
            SELECT collection, NULL, checksum, row_count FROM collection_state
            WHERE scope_id = $1 AND collection = ANY($2)"#,
@@ -145,6 +109,81 @@ async fn prior_state(tx: &mut PgConnection, scope: &ScopeId, writes: &[RowWrite]
     }
     Ok(prior)
 }
+
+/// Parameters [`log_ctes`] takes.
+pub(crate) const LOG_PARAMS: usize = 18;
+
+/// The common table expressions `log`, `up`, `del` and `states` that write a [`Prepared`] fold: the log rows,
+/// `records` (upserts and deletes) and `collection_state`. Their [`LOG_PARAMS`] parameters are numbered from
+/// `$first` in the order [`bind_log`] binds them; the scope is `$1`. The one place this SQL is written: [`append`]
+/// and the replay batch's single write (`store::batch`) both build their statement around it.
+pub(crate) fn log_ctes(first: usize) -> String {
+    let p: Vec<String> = (first..first + LOG_PARAMS).map(|n| format!("${n}")).collect();
+    format!(
+        r#"log AS (
+    INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
+    SELECT $1, v, c, k, o, d::jsonb, t, s, n
+    FROM unnest({}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::bigint[],
+                {}::bigint[]) AS u(v, c, k, o, d, t, s, n)
+), up AS (
+    INSERT INTO records (scope_id, collection, key, data, version, row_hash)
+    SELECT $1, c, k, d::jsonb, v, h
+    FROM unnest({}::text[], {}::text[], {}::text[], {}::bigint[], {}::bigint[]) AS u(c, k, d, v, h)
+    ON CONFLICT (scope_id, collection, key)
+    DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
+), del AS (
+    DELETE FROM records WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest({}::text[], {}::text[]))
+), states AS (
+    INSERT INTO collection_state (scope_id, collection, checksum, row_count)
+    SELECT $1, c, s, n FROM unnest({}::text[], {}::bigint[], {}::bigint[]) AS u(c, s, n)
+    ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
+)"#,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        p[4],
+        p[5],
+        p[6],
+        p[7],
+        p[8],
+        p[9],
+        p[10],
+        p[11],
+        p[12],
+        p[13],
+        p[14],
+        p[15],
+        p[16],
+        p[17]
+    )
+}
+
+/// Binds the [`LOG_PARAMS`] parameters of [`log_ctes`], in its order.
+pub(crate) fn bind_log<'q>(query: PgQuery<'q>, prepared: &'q Prepared) -> PgQuery<'q> {
+    let Prepared { log, rows, states } = prepared;
+    query
+        .bind(&log.versions)
+        .bind(&log.collections)
+        .bind(&log.keys)
+        .bind(&log.ops)
+        .bind(&log.data)
+        .bind(&log.tags)
+        .bind(&log.checksums)
+        .bind(&log.counts)
+        .bind(&rows.up_collections)
+        .bind(&rows.up_keys)
+        .bind(&rows.up_data)
+        .bind(&rows.up_versions)
+        .bind(&rows.up_hashes)
+        .bind(&rows.del_collections)
+        .bind(&rows.del_keys)
+        .bind(&states.names)
+        .bind(&states.checksums)
+        .bind(&states.counts)
+}
+
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Everything one append writes, column by column for `unnest`.
 pub(crate) struct Prepared {

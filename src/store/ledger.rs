@@ -128,17 +128,16 @@ pub async fn movements_for(
     .await
 }
 
-/// Stock on hand per product: the sum of its movements (zero for a product without any). A product named twice
-/// is summed once (joining the list as given counted its movements once per mention).
+/// Stock on hand per product: the sum of its movements (zero for a product without any), as `stock_on_hand`
+/// keeps it (migration 0007: one index lookup, however long the product's history).
 pub async fn stock_levels(
     tx: &mut PgConnection,
     scope: &ScopeId,
     products: &[&str],
 ) -> Result<BTreeMap<String, Decimal>, sqlx::Error> {
     let rows: Vec<(String, Decimal)> = sqlx::query_as(
-        r#"SELECT p.id, COALESCE(sum(m.quantity), 0) FROM (SELECT DISTINCT id FROM unnest($2::text[]) AS u(id)) p
-           LEFT JOIN stock_movements m ON m.scope_id = $1 AND m.product_id = p.id
-           GROUP BY p.id"#,
+        r#"SELECT p.id, COALESCE((SELECT quantity FROM stock_on_hand WHERE scope_id = $1 AND product_id = p.id), 0)
+             FROM (SELECT DISTINCT id FROM unnest($2::text[]) AS u(id)) p"#,
     )
     .bind(scope.as_str())
     .bind(products)

@@ -12,8 +12,8 @@
 //!   of this batch: every row the batch writes is in the view from the moment it is written.
 //! - Versions are `head + 1, head + 2, ...` in the order the writes are made, exactly as one `changes::append`
 //!   per operation would have given them (the scope lock is held from the first read to the commit).
-//! - Stock is the sum of movements: a product's level is read once (the sum in PostgreSQL) before the batch's
-//!   first movement of it, and every movement of the batch is added to it.
+//! - Stock is the sum of movements: a product's level is read once (`stock_on_hand`, the running sum PostgreSQL
+//!   keeps, migration 0007) before the batch's first movement of it, and every movement of the batch is added.
 
 use crate::{
     domain::{commands::Command, ScopeId},
@@ -112,19 +112,18 @@ pub struct Batch<'t> {
 }
 
 impl<'t> Batch<'t> {
-    /// Takes the scope's version lock and reads what `foresight` names. Fails with 404 when the scope is gone,
-    /// and with 422 `op_id_reused` when one of `op_ids` was already used.
+    /// Reads what `foresight` names. The caller holds the scope's version lock, which read `locked`: the
+    /// scope's (head, floor). Fails with 422 `op_id_reused` when one of `op_ids` was already used.
     pub async fn open(
         tx: &'t mut PgConnection,
         scope: &'t ScopeId,
+        locked: (i64, i64),
         foresight: Foresight,
         op_ids: &[Uuid],
     ) -> Result<Batch<'t>> {
         let slots: Vec<Slot> = foresight.slots.into_iter().collect();
         let products: Vec<String> = foresight.products.into_iter().collect();
-        let snapshot = store::lock_and_read(tx, scope, &slots, &products, op_ids)
-            .await?
-            .ok_or(Error::NotFound("scope"))?;
+        let snapshot = store::read(tx, scope, locked, &slots, &products, op_ids).await?;
         if let Some(seq) = snapshot.used_op_id {
             return Err(Error::PayloadMismatch {
                 code: "op_id_reused",

@@ -479,7 +479,10 @@ impl Run<'_, '_> {
             .position(|w| w.collection == collection && w.key == self.op.key);
         let versions = self.batch.append(rows).await?;
         let mut first_conflict = None;
-        let client = serde_json::to_value(self.op).ok();
+        // The operation as sent, recorded with each flag; built only when there is one.
+        let client = (!effects.flags.is_empty())
+            .then(|| serde_json::to_value(self.op).ok())
+            .flatten();
         // The version of the command's own row (the sale, ...), recorded with its flags.
         let row_version = position.and_then(|i| versions.get(i).copied());
         for flag in effects.flags {

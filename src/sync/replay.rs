@@ -7,8 +7,9 @@
 //! - the next sequences are applied, in order, in one transaction with their results and the new last sequence;
 //! - a first sequence beyond the next expected is a gap: 409 naming the expected one, nothing applied.
 //!
-//! Two connections replaying the same batch serialise on the client's row lock (`SELECT ... FOR UPDATE`), so
-//! the second sees the first's sequence and answers duplicates. A failure of PostgreSQL rolls everything back
+//! Two connections replaying the same batch serialise on the client's row lock (`SELECT ... FOR UPDATE`, taken
+//! with the scope's version lock in one statement), so the second sees the first's sequence and answers
+//! duplicates. A failure of PostgreSQL rolls everything back
 //! and answers 503: nothing advanced, the client retries. Stored results are kept for as long as the client
 //! row exists or until `dukasync prune-results` drops them (see `protocol/README.md`, "Retention").
 
@@ -53,7 +54,13 @@ pub async fn replay(
     let mut tx = db
         .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
         .await?;
-    let (owner, last_seq) = store::replay::lock_client(&mut tx, scope, batch.client_id, who.device_id).await?;
+    // The client's lock and the scope's version lock, in one statement: from here to the commit, the scope's
+    // other writers wait; what runs in between is at most a read of stored results, one read, the operations
+    // in memory, and one write.
+    let locked = store::replay::lock_client_and_scope(&mut tx, scope, batch.client_id, who.device_id)
+        .await?
+        .ok_or(Error::NotFound("scope"))?;
+    let (owner, last_seq) = (locked.owner, locked.last_seq);
     if owner != who.device_id {
         return Err(Error::ClientTaken);
     }
@@ -78,10 +85,9 @@ pub async fn replay(
     let mut new_last = last_seq;
     if let Some((last, _)) = fresh.last() {
         new_last = last.seq;
-        // The scope's version lock is taken here, as late as possible: from now to the commit, the scope's other
-        // writers wait, and what runs in between is one read, the operations in memory, and one write.
         let ids: Vec<Uuid> = fresh.iter().map(|(op, _)| op.id).collect();
-        let mut applying = Batch::open(&mut tx, scope, foresee(&fresh), &ids).await?;
+        let bounds = (locked.head, locked.floor);
+        let mut applying = Batch::open(&mut tx, scope, bounds, foresee(&fresh), &ids).await?;
         for (op, print) in fresh {
             let origin = Origin {
                 client_id: batch.client_id,

@@ -1,0 +1,115 @@
+//! The database refuses an unbalanced journal entry at commit, whatever code writes it (the deferred constraint
+//! triggers of migration 0004, whose functions migration 0007 made one query each): every way an entry can be
+//! touched after the fact is covered here, not only the insert of a new entry.
+
+mod common;
+
+use common::*;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+async fn demo_database() -> PgPool {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    dukasync::demo::load(&pool).await.unwrap();
+    pool
+}
+
+async fn entry(tx: &mut Transaction<'_, Postgres>, lines: &[(i32, &str, &str)]) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO journal_entries (scope_id, id, kind, source_collection, source_key, occurred_at)
+         VALUES ('water', $1, 'test', 'sales', 'x', now())",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .unwrap();
+    for line in lines {
+        add_line(tx, id, *line).await;
+    }
+    id
+}
+
+/// A line: (number, debit, credit).
+async fn add_line(tx: &mut Transaction<'_, Postgres>, entry: Uuid, (no, debit, credit): (i32, &str, &str)) {
+    sqlx::query(
+        "INSERT INTO journal_lines (scope_id, entry_id, line_no, account, debit, credit)
+         VALUES ('water', $1, $2, '1000', $3::numeric, $4::numeric)",
+    )
+    .bind(entry)
+    .bind(no)
+    .bind(debit)
+    .bind(credit)
+    .execute(&mut **tx)
+    .await
+    .unwrap();
+}
+
+fn refused(result: Result<(), sqlx::Error>) -> bool {
+    match result {
+        Err(e) => {
+            assert!(e.to_string().contains("unbalanced"), "{e}");
+            true
+        }
+        Ok(()) => false,
+    }
+}
+
+#[tokio::test]
+async fn every_way_of_unbalancing_an_entry_is_refused_at_commit_and_balanced_ones_commit() {
+    let db = demo_database().await;
+
+    // Lines inserted one by one, balanced only at the end: the check waits for the commit.
+    let mut tx = db.begin().await.unwrap();
+    let kept = entry(&mut tx, &[(1, "100.00", "0")]).await;
+    add_line(&mut tx, kept, (2, "0", "100.00")).await;
+    tx.commit().await.expect("a balanced entry commits");
+
+    let mut tx = db.begin().await.unwrap();
+    entry(&mut tx, &[(1, "100.00", "0"), (2, "0", "99.99")]).await;
+    assert!(refused(tx.commit().await), "debits and credits differ");
+
+    let mut tx = db.begin().await.unwrap();
+    entry(&mut tx, &[(1, "100.00", "0")]).await;
+    assert!(refused(tx.commit().await), "one line is no entry");
+
+    let mut tx = db.begin().await.unwrap();
+    entry(&mut tx, &[]).await;
+    assert!(refused(tx.commit().await), "an entry without lines");
+
+    // The committed entry, touched later by its lines alone.
+    let mut tx = db.begin().await.unwrap();
+    add_line(&mut tx, kept, (3, "5.00", "0")).await;
+    assert!(refused(tx.commit().await), "a line added to a committed entry");
+
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE journal_lines SET debit = 90 WHERE entry_id = $1 AND line_no = 1")
+        .bind(kept)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert!(refused(tx.commit().await), "a line changed");
+
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("DELETE FROM journal_lines WHERE entry_id = $1 AND line_no = 2")
+        .bind(kept)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert!(refused(tx.commit().await), "a line deleted");
+
+    // The entry deleted with its lines (cascade): nothing is left to balance.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("DELETE FROM journal_entries WHERE id = $1")
+        .bind(kept)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.expect("deleting a whole entry commits");
+
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE kind = 'test'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "only the deleted entry ever committed");
+}
