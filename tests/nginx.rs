@@ -76,6 +76,17 @@ impl Nginx {
     /// Renders the site for `upstreams` with `extra` render settings, lets `edit` change the rendered text (for
     /// the broken variants), checks it with `nginx -t`, and starts nginx.
     fn start(upstreams: &[&TestApp], extra: &[(&str, &str)], edit: impl Fn(String) -> String) -> Nginx {
+        // A port found free can be taken by another test's listener before nginx binds it; nginx then exits,
+        // and another pair of ports is tried.
+        for _ in 0..5 {
+            if let Some(nginx) = Self::try_start(upstreams, extra, &edit) {
+                return nginx;
+            }
+        }
+        panic!("nginx could not bind its ports in 5 attempts");
+    }
+
+    fn try_start(upstreams: &[&TestApp], extra: &[(&str, &str)], edit: &impl Fn(String) -> String) -> Option<Nginx> {
         let dir = std::env::temp_dir().join(format!("dukasync-nginx-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let (https, http) = (free_port(), free_port());
@@ -156,18 +167,32 @@ impl Nginx {
             ok && out.contains("syntax is ok") && out.contains("test is successful"),
             "nginx -t: {out}"
         );
-        let child = nginx(&[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = nginx(&[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", https)).is_err() {
+        // Ready when both ports answer. A port found free can be taken by another test's listener before nginx
+        // binds it: nginx then logs the failed bind (and exits after retrying), and a connect could reach the
+        // other listener; that attempt is abandoned.
+        let answers = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        loop {
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            if log.contains("bind() to") || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(&dir);
+                return None;
+            }
+            if answers(https) && answers(http) {
+                break;
+            }
             assert!(Instant::now() < deadline, "nginx did not start; see {d}/error.log");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Nginx {
+        Some(Nginx {
             dir,
             https,
             http,
             child,
-        }
+        })
     }
 
     /// curl through nginx over HTTPS with HTTP/2; `args` are added to curl's.
