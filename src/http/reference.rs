@@ -8,8 +8,8 @@ use crate::{
     wire::{ErrorBody, ReferenceSnapshot},
 };
 use axum::{
-    extract::{Path, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{FromRequestParts, Path, State},
+    http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 
@@ -35,14 +35,13 @@ pub async fn get_reference(
     access: ScopeAccess,
     Path((_, dataset)): Path<(String, String)>,
     format: Format,
-    headers: HeaderMap,
+    headers: Revalidation,
 ) -> Result<Response> {
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let body_format = match format {
         Format::Json => BodyFormat::Json,
         Format::MessagePack => BodyFormat::MessagePack,
     };
-    let coding = Coding::negotiate(text(header::ACCEPT_ENCODING));
+    let coding = Coding::negotiate(text(&headers.accept_encoding));
     let answer = reference::snapshot(
         &state.cache,
         &state.hub.heads,
@@ -51,7 +50,7 @@ pub async fn get_reference(
         &dataset,
         body_format,
         coding,
-        text(header::IF_NONE_MATCH),
+        text(&headers.if_none_match),
     )
     .await?;
     let (status, etag, body) = match answer {
@@ -82,4 +81,24 @@ pub async fn get_reference(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
     headers.insert(header::VARY, HeaderValue::from_static(VARY));
     Ok(response)
+}
+
+fn text(value: &Option<HeaderValue>) -> Option<&str> {
+    value.as_ref().and_then(|v| v.to_str().ok())
+}
+
+/// The two request headers a snapshot's answer depends on (taking the whole `HeaderMap` would copy it).
+pub struct Revalidation {
+    if_none_match: Option<HeaderValue>,
+    accept_encoding: Option<HeaderValue>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Revalidation {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> std::result::Result<Self, Self::Rejection> {
+        Ok(Revalidation {
+            if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
+            accept_encoding: parts.headers.get(header::ACCEPT_ENCODING).cloned(),
+        })
+    }
 }

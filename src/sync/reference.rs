@@ -309,11 +309,18 @@ pub fn canonical_bytes(snapshot: &ReferenceSnapshot) -> Vec<u8> {
 
 /// The ETag of a representation of the content with `hash`.
 pub fn etag(hash: &[u8; 32], format: BodyFormat, coding: Coding) -> String {
-    format!("\"{}{}\"", hex::encode(&hash[..16]), suffix(format, coding))
+    // Asked for on every revalidation: one allocation.
+    let mut hex = [0u8; 32];
+    let _ = hex::encode_to_slice(&hash[..16], &mut hex);
+    let mut out = String::with_capacity(56);
+    out.push('"');
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    push_suffix(&mut out, format, coding);
+    out.push('"');
+    out
 }
 
-fn suffix(format: BodyFormat, coding: Coding) -> String {
-    let mut out = String::new();
+fn push_suffix(out: &mut String, format: BodyFormat, coding: Coding) {
     if format == BodyFormat::MessagePack {
         out.push_str(".msgpack");
     }
@@ -321,6 +328,11 @@ fn suffix(format: BodyFormat, coding: Coding) -> String {
         out.push('.');
         out.push_str(token);
     }
+}
+
+fn suffix(format: BodyFormat, coding: Coding) -> String {
+    let mut out = String::new();
+    push_suffix(&mut out, format, coding);
     out
 }
 
