@@ -2,8 +2,9 @@
 //!
 //! A counting allocator measures what building a realistic window really allocates; the estimate must be at
 //! least that (so the cache's budget bounds resident memory) and not wildly more (so it still caches).
-//! Row data is kept as JSON text (the window holds its changes rendered as a page writes them): when it was a parsed `serde_json::Value` tree, a window took several times
-//! its JSON (the benchmark measured 23 MiB charged holding 190 MiB); now it takes less than twice.
+//! Row data is kept as JSON text (the window holds its changes rendered as a page writes them): when it was a
+//! parsed `serde_json::Value` tree, a window took several times its JSON (the benchmark measured 23 MiB charged
+//! holding 190 MiB); now it takes less than twice.
 
 use dukasync::{store::changes::LoggedChange, sync::windows::Window};
 use serde_json::json;

@@ -1,9 +1,9 @@
 //! Turns [`Error`] into the documented error body, in the format the client asked for.
 //!
 //! `IntoResponse` cannot see the request, so it writes JSON and attaches the error parts to the response;
-//! [`encode_errors`] (called for every response by `observe::observe`) then re-encodes them as MessagePack when the request's `Accept` asked for it. Error
-//! responses that did not come from [`Error`] (axum's own rejections, tower layers) are rewritten into the same
-//! shape there, so every 4xx and 5xx has one body shape.
+//! [`encode_errors`] (called for every response by `observe::observe`) then re-encodes them as MessagePack when
+//! the request's `Accept` asked for it. Error responses that did not come from [`Error`] (axum's own
+//! rejections, tower layers) are rewritten into the same shape there, so every 4xx and 5xx has one body shape.
 
 use super::encoding::Format;
 use crate::{

@@ -30,10 +30,9 @@ impl DeviceSlot {
 }
 
 /// Wraps the request in a span (`method`, `route`, `request_id`; its last line also names the authenticated
-/// `device`) and records
-/// its latency by route template, never by raw path, so metrics stay bounded. Beyond `DUKASYNC_MAX_IN_FLIGHT`
-/// requests in flight it answers 503 `overloaded` instead of queueing. Every error answer, those of the layers
-/// below included, gets the documented body in the format the request asked for.
+/// `device`) and records its latency by route template, never by raw path, so metrics stay bounded. Beyond
+/// `DUKASYNC_MAX_IN_FLIGHT` requests in flight it answers 503 `overloaded` instead of queueing. Every error
+/// answer, those of the layers below included, gets the documented body in the format the request asked for.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     // The matched path is shared (`Arc<str>` inside); cloning it copies no text.
     let route = request.extensions().get::<MatchedPath>().cloned();
