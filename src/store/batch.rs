@@ -56,8 +56,9 @@ pub async fn read(
     let (collections, keys): (Vec<&str>, Vec<&str>) = slots.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
     // Every lookup is a subquery keyed by one asked item (LIMIT 1 keeps PostgreSQL from flattening it into a
     // join it could plan as a scan), so that its only plan is an index lookup per item: replay runs generic
-    // plans (see `sync::replay`), and a generic plan made while a table was small joined the asked products against all of the scope's stock balances, and filtered all of the scope's
-    // stored results for the asked operation ids, work that grew with the scope's history.
+    // plans (see `sync::replay`), and a generic plan made while a table was small joined the asked products
+    // against all of the scope's stock balances, and filtered all of the scope's stored results for the asked
+    // operation ids, work that grew with the scope's history.
     let rows = sqlx::query(
         r#"SELECT 'row' AS kind, r.collection AS name, r.key, r.data, r.version AS number, r.row_hash AS hash,
                   NULL::numeric AS quantity
