@@ -289,7 +289,7 @@ pub fn from_memory(
         0 => None,
         _ => {
             let w = window((since - 1) / size)?;
-            Some(w.change((since - w.start) as usize).tag)
+            Some(w.entries.get((since - w.start) as usize)?.tag)
         }
     };
     let mut changes = Changes::default();
