@@ -289,17 +289,21 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(text.contains(r#"dukasync_scope_head_version{scope="water"}"#), "{text}");
 }
 
+/// Starts a 30 s long-poll of water's feed at its current head; it answers when a change commits (or the
+/// server stops).
+async fn long_poll_at_head(app: &TestApp, token: &str) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let head: ScopeList = app.get("/v1/scopes", Some(token)).await.json().await.unwrap();
+    let water = head.scopes.iter().find(|s| s.id == "water").unwrap().head;
+    let url = app.url(&format!("/v1/scopes/water/changes?since={water}&wait=30"));
+    let req = app.http.get(url).bearer_auth(token);
+    tokio::spawn(async move { req.send().await })
+}
+
 #[tokio::test]
 async fn shutdown_answers_waiting_long_polls_and_finishes() {
     let app = TestApp::start().await;
     let token = app.token(OWNER, "owner-phone").await;
-    let head: ScopeList = app.get("/v1/scopes", Some(&token)).await.json().await.unwrap();
-    let water = head.scopes.iter().find(|s| s.id == "water").unwrap().head;
-    let poll = {
-        let url = app.url(&format!("/v1/scopes/water/changes?since={water}&wait=30"));
-        let req = app.http.get(url).bearer_auth(&token);
-        tokio::spawn(async move { req.send().await })
-    };
+    let poll = long_poll_at_head(&app, &token).await;
     app.wait_for_metric("dukasync_longpoll_waiters", 1.0).await;
     let started = Instant::now();
     app.stop().await.expect("server stops cleanly");
@@ -446,14 +450,8 @@ async fn messagepack_carries_ids_and_times_as_strings_like_json() {
 async fn beyond_the_in_flight_limit_requests_get_503_overloaded_and_the_limit_frees_up() {
     let app = TestApp::start_with(&[("DUKASYNC_MAX_IN_FLIGHT", "1")]).await;
     let token = app.token(OWNER, "owner-phone").await;
-    let head: ScopeList = app.get("/v1/scopes", Some(&token)).await.json().await.unwrap();
-    let water = head.scopes.iter().find(|s| s.id == "water").unwrap().head;
     // A long-poll holds the only slot until a change commits.
-    let poll = {
-        let url = app.url(&format!("/v1/scopes/water/changes?since={water}&wait=30"));
-        let req = app.http.get(url).bearer_auth(&token);
-        tokio::spawn(async move { req.send().await })
-    };
+    let poll = long_poll_at_head(&app, &token).await;
     // Observable state: once the long-poll is admitted, every other request is refused at once.
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {

@@ -53,11 +53,7 @@ pub fn render_change(out: &mut Vec<u8>, change: &LoggedChange) {
         version: change.version,
         collection: &change.collection,
         key: &change.key,
-        op: if change.data.is_some() {
-            ChangeOp::Upsert
-        } else {
-            ChangeOp::Delete
-        },
+        op: ChangeRef::from(change).op(),
         data: change.data.as_deref(),
     };
     // Writing to a Vec cannot fail, and these fields (integers, strings, valid JSON text) always serialize.

@@ -84,6 +84,11 @@ impl Window {
         }
     }
 
+    /// The position of the first change after version `since` (`len()` when there is none).
+    pub fn first_after(&self, since: i64) -> usize {
+        (since + 1 - self.start).clamp(0, self.len() as i64) as usize
+    }
+
     pub fn collection(&self, i: usize) -> &str {
         self.span(self.entries[i].collection)
     }
@@ -309,7 +314,7 @@ pub fn from_memory(
 /// Appends to `changes` the window's changes after `since` that the filter wants, at most `most`, as runs of
 /// consecutive positions. Returns how many it appended.
 fn take_from(w: &Arc<Window>, since: i64, collections: Option<&[String]>, most: usize, changes: &mut Changes) -> usize {
-    let mut i = (since + 1 - w.start).clamp(0, w.len() as i64) as usize;
+    let mut i = w.first_after(since);
     if collections.is_none() {
         let to = w.len().min(i.saturating_add(most));
         changes.push_window(w, i, to);
@@ -378,8 +383,7 @@ pub async fn read(
         .iter()
         .flatten()
         .map(|w| {
-            let first = (since + 1 - w.start).clamp(0, w.len() as i64) as usize;
-            (first..w.len())
+            (w.first_after(since)..w.len())
                 .filter(|&i| wanted(w.collection(i), collections))
                 .count() as i64
         })

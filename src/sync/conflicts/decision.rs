@@ -17,6 +17,8 @@ use crate::{
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
+/// Shape checks of a resolution that do not depend on the row: the decision fits the kind, `value` only with
+/// `merge`, the note's length.
 pub(super) fn check_request(record: &ConflictRecord, request: &ResolveRequest) -> Result<()> {
     let field_conflict = record.kind == "field_conflict";
     let fits = match request.decision {

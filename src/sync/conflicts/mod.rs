@@ -241,8 +241,6 @@ fn authorize(admin: &Admin<'_>, record: &ConflictRecord) -> Result<ScopeId> {
     Ok(scope)
 }
 
-/// Shape checks of a resolution that do not depend on the row: the decision fits the kind, `value` only with
-/// `merge`, the note's length.
 fn summary(r: ConflictRecord) -> ConflictSummary {
     ConflictSummary {
         id: r.id,
