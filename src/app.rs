@@ -8,7 +8,7 @@ use crate::{
     http,
     metrics::Metrics,
     store,
-    sync::{hub::FeedHub, listener},
+    sync::{group_commit::GroupCommit, hub::FeedHub, listener},
 };
 use axum::serve::ListenerExt;
 use sqlx::PgPool;
@@ -31,6 +31,8 @@ pub struct Inner {
     pub cache: Arc<Cache>,
     pub tokens: Arc<TokenCache>,
     pub hub: Arc<FeedHub>,
+    /// Replay pushes, grouped per scope into shared transactions.
+    pub replays: Arc<GroupCommit>,
     pub metrics: Metrics,
     /// Whether the LISTEN connection is up (reported by `/metrics` as `dukasync_listener_connected`).
     pub listening: Arc<AtomicBool>,
@@ -64,6 +66,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             tokens: Arc::new(TokenCache::new(config.token_cache_ttl)),
             hub: Arc::new(FeedHub::default()),
+            replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops)),
             metrics: Metrics::default(),
             listening: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),

@@ -97,7 +97,16 @@ impl Metrics {
 
 /// Appends one gauge family with its samples.
 pub fn render_gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    render_family(out, "gauge", name, help, samples);
+}
+
+/// Appends one counter family with its samples.
+pub fn render_counter(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    render_family(out, "counter", name, help, samples);
+}
+
+fn render_family(out: &mut String, kind: &str, name: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in samples {
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {value}");

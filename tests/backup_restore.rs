@@ -41,7 +41,7 @@ fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, Str
 /// An empty database (not cloned from the migrated template): what an operator makes with `createdb`.
 async fn empty_database() -> String {
     let mut url = url::Url::parse(&admin_url()).unwrap();
-    let name = format!("dukasync_test_{}", Uuid::new_v4().simple());
+    let name = test_database_name();
     let mut conn = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)

@@ -7,7 +7,7 @@ use super::{
 use crate::{
     app::AppState,
     error::Result,
-    sync::replay::{self, Replayer},
+    sync::replay::{Push, Replayer},
     wire::{ErrorBody, OpsRequest, OpsResponse},
 };
 use axum::{extract::State, http::StatusCode, response::Response};
@@ -35,6 +35,7 @@ pub async fn post_ops(
         device_id: access.principal.device_id,
         user_id: access.principal.user_id,
     };
-    let response = replay::replay(&state.db, &access.scope, who, batch, state.config.limits.max_batch_ops).await?;
+    let push = Push::new(who, batch, state.config.limits.max_batch_ops)?;
+    let response = state.replays.replay(&state.db, &access.scope, push).await?;
     Ok(format.reply(StatusCode::OK, &response))
 }

@@ -89,6 +89,32 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         )],
     );
     state.cache.render_metrics(&mut out);
+    let replays = state.replays.counts();
+    let count = |counter: &std::sync::atomic::AtomicU64| [(String::new(), counter.load(Ordering::Relaxed) as f64)];
+    metrics::render_counter(
+        &mut out,
+        "dukasync_replay_transactions_total",
+        "Replay transactions run; concurrent pushes of a scope share one (group commit).",
+        &count(&replays.transactions),
+    );
+    metrics::render_counter(
+        &mut out,
+        "dukasync_replay_pushes_total",
+        "Pushes (POST /v1/scopes/{scope}/ops with a valid batch) replayed.",
+        &count(&replays.pushes),
+    );
+    metrics::render_gauge(
+        &mut out,
+        "dukasync_replay_waiting",
+        "Pushes queued behind a running replay transaction of their scope; the next transaction takes them together.",
+        &[(String::new(), state.replays.waiting() as f64)],
+    );
+    metrics::render_counter(
+        &mut out,
+        "dukasync_replay_groups_split_total",
+        "Shared replay transactions that failed on one push's content and were replayed one push at a time.",
+        &count(&replays.split),
+    );
     if let Ok(heads) = store::scope_heads(&state.db).await {
         let samples: Vec<(String, f64)> = heads
             .into_iter()

@@ -168,6 +168,7 @@ pub struct PendingConflict {
 /// An operation's stored result (see `store::replay`).
 #[derive(Debug, Clone)]
 pub struct PendingResult {
+    pub client_id: Uuid,
     pub seq: i64,
     pub op_id: Uuid,
     pub fingerprint: [u8; 32],
@@ -183,13 +184,12 @@ pub(crate) struct Effects<'a> {
     pub movements: &'a [Movement],
     pub conflicts: &'a [PendingConflict],
     pub results: &'a [PendingResult],
-    pub client_id: Uuid,
-    /// The client's new last applied sequence.
-    pub last_seq: i64,
+    /// Each replaying client's new last applied sequence.
+    pub last_seqs: &'a [(Uuid, i64)],
 }
 
 /// Writes `effects` in one statement: the head (when rows were written), the log, `records`, the collection
-/// states, journal entries and lines, stock movements, conflicts, stored results, the client's sequence and the
+/// states, journal entries and lines, stock movements, conflicts, stored results, the clients' sequences and the
 /// NOTIFY (delivered at commit). Returns the new head, or `None` when no row was written.
 pub(crate) async fn write(
     tx: &mut PgConnection,
@@ -203,8 +203,7 @@ pub(crate) async fn write(
         movements,
         conflicts,
         results,
-        client_id,
-        last_seq,
+        last_seqs,
     } = effects;
 
     let mut entry_cols = EntryColumns::default();
@@ -240,10 +239,12 @@ pub(crate) async fn write(
     let c_users: Vec<Uuid> = conflicts.iter().map(|c| c.origin.user_id).collect();
     let c_versions: Vec<Option<i64>> = conflicts.iter().map(|c| c.row_version).collect();
 
+    let r_clients: Vec<Uuid> = results.iter().map(|r| r.client_id).collect();
     let r_seqs: Vec<i64> = results.iter().map(|r| r.seq).collect();
     let r_ops: Vec<Uuid> = results.iter().map(|r| r.op_id).collect();
     let r_prints: Vec<&[u8]> = results.iter().map(|r| &r.fingerprint[..]).collect();
     let r_results: Vec<String> = results.iter().map(|r| r.result.to_string()).collect();
+    let (s_clients, s_seqs): (Vec<Uuid>, Vec<i64>) = last_seqs.iter().copied().unzip();
 
     let query = sqlx::query(&WRITE).bind(scope.as_str()).bind(count);
     let head: Option<i64> = changes::bind_log(query, &log)
@@ -281,12 +282,13 @@ pub(crate) async fn write(
         .bind(&c_devices)
         .bind(&c_users)
         .bind(&c_versions)
-        .bind(client_id)
+        .bind(&r_clients)
         .bind(&r_seqs)
         .bind(&r_ops)
         .bind(&r_prints)
         .bind(&r_results)
-        .bind(last_seq)
+        .bind(&s_clients)
+        .bind(&s_seqs)
         .bind(FEED_CHANNEL)
         .fetch_one(tx)
         .await?
@@ -361,13 +363,13 @@ WITH head AS (
               user_id, row_version)
 ), results AS (
     INSERT INTO replay_results (scope_id, client_id, seq, op_id, fingerprint, result)
-    SELECT $1, $55, seq, op_id, fingerprint, result::jsonb
-    FROM unnest($56::bigint[], $57::uuid[], $58::bytea[], $59::text[]) AS u(seq, op_id, fingerprint, result)
-), client AS (
-    UPDATE replay_clients SET last_seq = $60, updated_at = now()
-    WHERE scope_id = $1 AND client_id = $55 AND last_seq <> $60
+    SELECT $1, * FROM unnest($55::uuid[], $56::bigint[], $57::uuid[], $58::bytea[], $59::text[]::jsonb[])
+), clients AS (
+    UPDATE replay_clients c SET last_seq = u.last_seq, updated_at = now()
+      FROM unnest($60::uuid[], $61::bigint[]) AS u(client_id, last_seq)
+     WHERE c.scope_id = $1 AND c.client_id = u.client_id AND c.last_seq <> u.last_seq
 )
-SELECT (SELECT head_version FROM head WHERE pg_notify($61, $1 || ':' || head_version) IS NOT NULL)
+SELECT (SELECT head_version FROM head WHERE pg_notify($62, $1 || ':' || head_version) IS NOT NULL)
 "#,
         log = changes::log_ctes(3)
     )

@@ -3,69 +3,82 @@
 use crate::domain::ScopeId;
 use serde_json::Value;
 use sqlx::{PgConnection, Row};
+use std::collections::HashMap;
 use uuid::Uuid;
 
-/// A replaying client and its scope, both locked for the rest of the transaction.
-#[derive(Debug, Clone, Copy)]
+/// The replaying clients of a group and their scope, all locked for the rest of the transaction.
+#[derive(Debug, Clone)]
 pub struct Locked {
-    /// The device the client is bound to.
-    pub owner: Uuid,
-    pub last_seq: i64,
     /// The scope's head and floor, read under its version lock (see `store::changes`).
     pub head: i64,
     pub floor: i64,
+    /// Per client id: the device it is bound to and its last applied sequence.
+    pub clients: HashMap<Uuid, (Uuid, i64)>,
 }
 
-/// Locks the client's row, creating it bound to `device` on first use, and the scope's version lock, in one
-/// statement for a known client (one round trip fewer per push than two statements). `None` when the scope
-/// does not exist.
+/// Locks the scope's version lock and the rows of `clients` (client id, device), creating a client's row bound to
+/// its device on first use; one statement when every client is known. `None` when the scope does not exist.
 ///
-/// Every replaying transaction takes the two locks in this one statement, so they are always taken in the same
-/// order. The scope row is locked FOR NO KEY UPDATE, as `changes::lock_scope` explains: a transaction that just
-/// created its client holds a KEY SHARE lock on the scope (the foreign key), which FOR UPDATE would conflict with.
-/// What is read afterwards must be read in later statements: a statement's snapshot is taken before it waits.
-pub async fn lock_client_and_scope(
+/// Every replaying transaction takes its locks in this one statement: the scope's row first, then its clients'
+/// rows in client id order, so two transactions (two server instances) replaying overlapping sets of clients
+/// cannot deadlock. The scope row is locked FOR NO KEY UPDATE, as `changes::lock_scope` explains: a transaction
+/// that just created a client holds a KEY SHARE lock on the scope (the foreign key), which FOR UPDATE would
+/// conflict with. Both tables are locked, so the values read are those after any wait; what else is read must
+/// be read in later statements: a statement's snapshot is taken before it waits.
+pub async fn lock_clients_and_scope(
     tx: &mut PgConnection,
     scope: &ScopeId,
-    client: Uuid,
-    device: Uuid,
+    clients: &[(Uuid, Uuid)],
 ) -> Result<Option<Locked>, sqlx::Error> {
-    const LOCK: &str = r#"SELECT c.device_id, c.last_seq, s.head_version, s.floor_version
-                            FROM replay_clients c JOIN scopes s ON s.id = c.scope_id
-                           WHERE c.scope_id = $1 AND c.client_id = $2
-                             FOR UPDATE OF c FOR NO KEY UPDATE OF s"#;
-    let locked = |(owner, last_seq, head, floor)| Locked {
-        owner,
-        last_seq,
-        head,
-        floor,
+    let ids: Vec<Uuid> = clients.iter().map(|(client, _)| *client).collect();
+    let rows = lock(&mut *tx, scope, &ids).await?;
+    let locked = |rows: Vec<LockedRow>| {
+        let (head, floor) = rows.first().map(|r| (r.0, r.1))?;
+        let clients = rows.into_iter().map(|r| (r.2, (r.3, r.4))).collect();
+        Some(Locked { head, floor, clients })
     };
-    let known: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(LOCK)
-        .bind(scope.as_str())
-        .bind(client)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(known) = known {
-        return Ok(Some(locked(known)));
+    if rows.len() == clients.len() {
+        return Ok(locked(rows));
     }
-    // Nothing when the scope does not exist; nothing either when a concurrent first batch of the same client
-    // created the row meanwhile: the lock below then waits for that batch and reads its sequence.
+    // Some client is new (or the scope does not exist: then nothing is inserted). The insert takes the scope's
+    // lock first (when no client was known, the statement above locked nothing), so whoever else inserts one of
+    // these clients holds that lock too and has finished when the insert runs: a client created meanwhile is
+    // skipped here, and the lock below reads its sequence.
+    let (new, devices): (Vec<Uuid>, Vec<Uuid>) = clients
+        .iter()
+        .filter(|(client, _)| !rows.iter().any(|r| r.2 == *client))
+        .copied()
+        .unzip();
     sqlx::query(
-        r#"INSERT INTO replay_clients (scope_id, client_id, device_id)
-           SELECT id, $2, $3 FROM scopes WHERE id = $1
+        r#"WITH s AS (SELECT id FROM scopes WHERE id = $1 FOR NO KEY UPDATE)
+           INSERT INTO replay_clients (scope_id, client_id, device_id)
+           SELECT s.id, u.client_id, u.device_id FROM s, unnest($2::uuid[], $3::uuid[]) AS u(client_id, device_id)
            ON CONFLICT DO NOTHING"#,
     )
     .bind(scope.as_str())
-    .bind(client)
-    .bind(device)
+    .bind(&new)
+    .bind(&devices)
     .execute(&mut *tx)
     .await?;
-    Ok(sqlx::query_as(LOCK)
-        .bind(scope.as_str())
-        .bind(client)
-        .fetch_optional(tx)
-        .await?
-        .map(locked))
+    let rows = lock(tx, scope, &ids).await?;
+    Ok(locked(rows))
+}
+
+type LockedRow = (i64, i64, Uuid, Uuid, i64);
+
+async fn lock(tx: &mut PgConnection, scope: &ScopeId, clients: &[Uuid]) -> Result<Vec<LockedRow>, sqlx::Error> {
+    // ORDER BY sorts below the locking step, so the rows are locked in this order.
+    sqlx::query_as(
+        r#"SELECT s.head_version, s.floor_version, c.client_id, c.device_id, c.last_seq
+             FROM scopes s JOIN replay_clients c ON c.scope_id = s.id
+            WHERE s.id = $1 AND c.client_id = ANY($2)
+            ORDER BY c.client_id
+              FOR NO KEY UPDATE OF s FOR UPDATE OF c"#,
+    )
+    .bind(scope.as_str())
+    .bind(clients)
+    .fetch_all(tx)
+    .await
 }
 
 /// A stored result of an applied operation.

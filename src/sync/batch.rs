@@ -318,8 +318,9 @@ impl<'t> Batch<'t> {
         id
     }
 
-    pub fn add_result(&mut self, seq: i64, op_id: Uuid, fingerprint: [u8; 32], result: Value) {
+    pub fn add_result(&mut self, client_id: Uuid, seq: i64, op_id: Uuid, fingerprint: [u8; 32], result: Value) {
         self.results.push(PendingResult {
+            client_id,
             seq,
             op_id,
             fingerprint,
@@ -327,8 +328,8 @@ impl<'t> Batch<'t> {
         });
     }
 
-    /// Writes everything in one statement and advances the client's last sequence to `last_seq`.
-    pub async fn finish(self, client_id: Uuid, last_seq: i64) -> Result<()> {
+    /// Writes everything in one statement and advances each replaying client's last sequence (`last_seqs`).
+    pub async fn finish(self, last_seqs: &[(Uuid, i64)]) -> Result<()> {
         let count = self.writes.len() as i64;
         let log = changes::prepare(self.head + 1, &self.writes, self.prior);
         let effects = store::Effects {
@@ -338,8 +339,7 @@ impl<'t> Batch<'t> {
             movements: &self.movements,
             conflicts: &self.conflicts,
             results: &self.results,
-            client_id,
-            last_seq,
+            last_seqs,
         };
         let head = store::write(self.tx, self.scope, effects).await?;
         if count > 0 && head != Some(self.head + count) {

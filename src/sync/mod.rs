@@ -6,6 +6,7 @@ pub mod commands;
 pub mod conflicts;
 pub mod cursor;
 pub mod feed;
+pub mod group_commit;
 pub mod heads;
 pub mod hub;
 pub mod listener;

@@ -9,9 +9,12 @@
 //!
 //! Two connections replaying the same batch serialise on the client's row lock (`SELECT ... FOR UPDATE`, taken
 //! with the scope's version lock in one statement), so the second sees the first's sequence and answers
-//! duplicates. A failure of PostgreSQL rolls everything back
-//! and answers 503: nothing advanced, the client retries. Stored results are kept for as long as the client
-//! row exists or until `dukasync prune-results` drops them (see `protocol/README.md`, "Retention").
+//! duplicates. A failure of PostgreSQL rolls everything back and answers 503: nothing advanced, the client
+//! retries. Stored results are kept for as long as the client row exists or until `dukasync prune-results` drops
+//! them (see `protocol/README.md`, "Retention").
+//!
+//! Concurrent pushes of one scope's clients may share a transaction ([`replay_group`], `sync::group_commit`):
+//! they are applied one after the other as if each had its own, and commit together.
 
 use super::{
     batch::{Batch, Foresight},
@@ -35,86 +38,159 @@ pub struct Replayer {
     pub user_id: Uuid,
 }
 
-pub async fn replay(
-    db: &PgPool,
-    scope: &ScopeId,
-    who: Replayer,
-    batch: OpsRequest,
-    max_ops: usize,
-) -> Result<OpsResponse> {
-    if batch.ops.len() > max_ops {
-        return Err(Error::BatchTooLarge { limit: max_ops });
-    }
-    check_batch(&batch.ops)?;
-    let fingerprints: Vec<[u8; 32]> = batch.ops.iter().map(fingerprint).collect();
+/// One request's batch, checked for shape: nothing about it depends on the database any more.
+#[derive(Debug)]
+pub struct Push {
+    pub who: Replayer,
+    pub batch: OpsRequest,
+    /// Per operation, in order (see [`fingerprint`]).
+    fingerprints: Vec<[u8; 32]>,
+}
 
+impl Push {
+    /// Checks the batch's shape: at most `max_ops` operations, each valid, sequences consecutive, ids distinct.
+    pub fn new(who: Replayer, batch: OpsRequest, max_ops: usize) -> Result<Push> {
+        if batch.ops.len() > max_ops {
+            return Err(Error::BatchTooLarge { limit: max_ops });
+        }
+        check_batch(&batch.ops)?;
+        let fingerprints = batch.ops.iter().map(fingerprint).collect();
+        Ok(Push {
+            who,
+            batch,
+            fingerprints,
+        })
+    }
+
+    pub fn client_id(&self) -> Uuid {
+        self.batch.client_id
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.ops.is_empty()
+    }
+
+    fn ops(&self) -> impl Iterator<Item = (&Operation, &[u8; 32])> {
+        self.batch.ops.iter().zip(&self.fingerprints)
+    }
+}
+
+/// Replays one push in a transaction of its own.
+pub async fn replay(db: &PgPool, scope: &ScopeId, push: &Push) -> Result<OpsResponse> {
+    let mut answers = replay_group(db, scope, &[push]).await?;
+    Ok(answers.pop().expect("one answer per push"))
+}
+
+/// Replays the pushes of distinct clients in one transaction, one after the other in the given order, exactly
+/// as consecutive transactions of one push each would have, and commits them together (see
+/// `sync::group_commit` for why). Any error fails the whole group and nothing is written: the caller then
+/// replays the pushes one by one to give each its own answer.
+pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Result<Vec<OpsResponse>> {
     // Generic plans: replay's statements take arrays whose lengths vary with the batch, so PostgreSQL would
     // otherwise plan them again on every execution (about a tenth of its CPU per push, measured with `perf`);
     // their generic plans are the same index lookups. In the BEGIN, so it costs no round trip.
     let mut tx = db
         .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
         .await?;
-    // The client's lock and the scope's version lock, in one statement: from here to the commit, the scope's
-    // other writers wait; what runs in between is at most a read of stored results, one read, the operations
-    // in memory, and one write.
-    let locked = store::replay::lock_client_and_scope(&mut tx, scope, batch.client_id, who.device_id)
+    // The scope's version lock and the clients' locks, in one statement: from here to the commit, the scope's
+    // other writers wait; what runs in between is at most a read of stored results per push, one read, the
+    // operations in memory, and one write.
+    let clients: Vec<(Uuid, Uuid)> = pushes.iter().map(|p| (p.client_id(), p.who.device_id)).collect();
+    let client_ids: Vec<Uuid> = clients.iter().map(|(client, _)| *client).collect();
+    if let Some(twice) = first_repeated(&client_ids) {
+        // A client's second push must see its first one's sequence: it belongs in a later transaction.
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a replay group holds two pushes of client {twice}"
+        )));
+    }
+    let locked = store::replay::lock_clients_and_scope(&mut tx, scope, &clients)
         .await?
         .ok_or(Error::NotFound("scope"))?;
-    let (owner, last_seq) = (locked.owner, locked.last_seq);
-    if owner != who.device_id {
-        return Err(Error::ClientTaken);
-    }
-    let Some(first) = batch.ops.first().map(|op| op.seq) else {
-        tx.commit().await?;
-        return Ok(OpsResponse {
-            results: Vec::new(),
-            last_seq,
+
+    let mut answers = Vec::with_capacity(pushes.len());
+    // Per push, its operations not applied yet.
+    let mut fresh: Vec<Vec<(&Operation, &[u8; 32])>> = Vec::with_capacity(pushes.len());
+    for push in pushes {
+        let Some(&(owner, last_seq)) = locked.clients.get(&push.client_id()) else {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "client {} not locked",
+                push.client_id()
+            )));
+        };
+        if owner != push.who.device_id {
+            return Err(Error::ClientTaken);
+        }
+        let (Some(first), Some(last)) = (push.batch.ops.first(), push.batch.ops.last()) else {
+            answers.push(OpsResponse {
+                results: Vec::new(),
+                last_seq,
+            });
+            fresh.push(Vec::new());
+            continue;
+        };
+        if first.seq > last_seq + 1 {
+            return Err(Error::SequenceGap { expected: last_seq + 1 });
+        }
+        let results = duplicates(&mut tx, scope, push, last_seq).await?;
+        answers.push(OpsResponse {
+            results,
+            last_seq: last.seq.max(last_seq),
         });
-    };
-    if first > last_seq + 1 {
-        return Err(Error::SequenceGap { expected: last_seq + 1 });
+        fresh.push(push.ops().filter(|(op, _)| op.seq > last_seq).collect());
     }
 
-    let mut results = duplicates(&mut tx, scope, batch.client_id, &batch.ops, &fingerprints, last_seq).await?;
-    let fresh: Vec<(&Operation, &[u8; 32])> = batch
-        .ops
-        .iter()
-        .zip(&fingerprints)
-        .filter(|(op, _)| op.seq > last_seq)
-        .collect();
-    let mut new_last = last_seq;
-    if let Some((last, _)) = fresh.last() {
-        new_last = last.seq;
-        let ids: Vec<Uuid> = fresh.iter().map(|(op, _)| op.id).collect();
-        let bounds = (locked.head, locked.floor);
-        let mut applying = Batch::open(&mut tx, scope, bounds, foresee(&fresh), &ids).await?;
-        for (op, print) in fresh {
-            let origin = Origin {
-                client_id: batch.client_id,
-                op_id: op.id,
-                seq: op.seq,
-                device_id: who.device_id,
-                user_id: who.user_id,
-            };
-            let result = to_result(op, operations::apply(&mut applying, op, origin).await?);
-            let stored = serde_json::to_value(&result).map_err(|e| Error::Internal(e.into()))?;
-            applying.add_result(op.seq, op.id, *print, stored);
-            results.push(result);
+    let ids: Vec<Uuid> = fresh.iter().flatten().map(|(op, _)| op.id).collect();
+    if !ids.is_empty() {
+        if let Some(reused) = first_repeated(&ids) {
+            // Two clients of the group chose the same id; replayed alone, the later one is refused.
+            return Err(Error::PayloadMismatch {
+                code: "op_id_reused",
+                message: format!("operation id {reused} is used by two clients"),
+                seq: 0,
+            });
         }
-        applying.finish(batch.client_id, new_last).await?;
+        let bounds = (locked.head, locked.floor);
+        let foresight = foresee(fresh.iter().flatten().map(|(op, _)| *op));
+        let mut applying = Batch::open(&mut tx, scope, bounds, foresight, &ids).await?;
+        let mut last_seqs = Vec::with_capacity(pushes.len());
+        for ((push, answer), ops) in pushes.iter().zip(&mut answers).zip(&fresh) {
+            for (op, print) in ops {
+                let origin = Origin {
+                    client_id: push.client_id(),
+                    op_id: op.id,
+                    seq: op.seq,
+                    device_id: push.who.device_id,
+                    user_id: push.who.user_id,
+                };
+                let result = to_result(op, operations::apply(&mut applying, op, origin).await?);
+                let stored = serde_json::to_value(&result).map_err(|e| Error::Internal(e.into()))?;
+                applying.add_result(push.client_id(), op.seq, op.id, **print, stored);
+                answer.results.push(result);
+            }
+            if let Some((last, _)) = ops.last() {
+                last_seqs.push((push.client_id(), last.seq));
+            }
+        }
+        applying.finish(&last_seqs).await?;
     }
     tx.commit().await?;
     failpoint::hang(failpoint::REPLAY_HANG_AFTER_COMMIT).await;
-    Ok(OpsResponse {
-        results,
-        last_seq: new_last,
-    })
+    Ok(answers)
+}
+
+fn first_repeated(ids: &[Uuid]) -> Option<Uuid> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.iter().copied().find(|id| !seen.insert(*id))
 }
 
 /// What the batch's operations will read, from their arguments (commands parse: they were validated).
-fn foresee(ops: &[(&Operation, &[u8; 32])]) -> Foresight {
+fn foresee<'a>(ops: impl Iterator<Item = &'a Operation>) -> Foresight {
     let mut foresight = Foresight::default();
-    for (op, _) in ops {
+    for op in ops {
         let command = match (op.op_type, &op.command, &op.args) {
             (OpType::Command, Some(name), Some(args)) => commands::parse(name, args).ok(),
             _ => None,
@@ -151,24 +227,14 @@ fn fingerprint(op: &Operation) -> [u8; 32] {
     *blake3::hash(canonical::to_canonical_json(&value).as_bytes()).as_bytes()
 }
 
-/// The stored results of operations already applied, checking that each payload is the one applied.
-async fn duplicates(
-    tx: &mut sqlx::PgConnection,
-    scope: &ScopeId,
-    client: Uuid,
-    ops: &[Operation],
-    fingerprints: &[[u8; 32]],
-    last_seq: i64,
-) -> Result<Vec<OpResult>> {
-    let replayed: Vec<(&Operation, &[u8; 32])> = ops
-        .iter()
-        .zip(fingerprints)
-        .filter(|(op, _)| op.seq <= last_seq)
-        .collect();
+/// The stored results of the push's operations already applied (sequences up to `last_seq`), checking that
+/// each payload is the one applied.
+async fn duplicates(tx: &mut sqlx::PgConnection, scope: &ScopeId, push: &Push, last_seq: i64) -> Result<Vec<OpResult>> {
+    let replayed: Vec<(&Operation, &[u8; 32])> = push.ops().filter(|(op, _)| op.seq <= last_seq).collect();
     let (Some(first), Some(last)) = (replayed.first(), replayed.last()) else {
         return Ok(Vec::new());
     };
-    let stored = store::replay::stored_results(tx, scope, client, first.0.seq, last.0.seq).await?;
+    let stored = store::replay::stored_results(tx, scope, push.client_id(), first.0.seq, last.0.seq).await?;
     let mut results = Vec::with_capacity(replayed.len());
     for (op, print) in replayed {
         let Some(s) = stored.iter().find(|s| s.seq == op.seq) else {

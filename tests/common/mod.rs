@@ -120,11 +120,59 @@ async fn template() -> &'static str {
         .await
 }
 
+/// The name of a new test database: it carries this process's id, so that [`sweep_databases`] can tell when the
+/// test process that made it is gone.
+pub fn test_database_name() -> String {
+    format!("{TEST_DB_PREFIX}{}_{}", std::process::id(), Uuid::new_v4().simple())
+}
+
+const TEST_DB_PREFIX: &str = "dukasync_test_";
+
+/// Drops, once per test process and in a thread of its own (tests do not wait for it), the test databases whose
+/// process has ended: each test makes a database and leaves it for inspection, and without this they piled up
+/// (thousands, tens of GB) on a developer's cluster. One left by a crashed or failed run goes at the next run.
+fn sweep_databases() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let admin = admin_url();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let Ok(mut conn) = PgConnection::connect(&admin).await else {
+                    return;
+                };
+                let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+                    .bind(format!("{TEST_DB_PREFIX}%"))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                for name in names {
+                    let owner = name[TEST_DB_PREFIX.len()..]
+                        .split('_')
+                        .next()
+                        .and_then(|p| p.parse::<u32>().ok());
+                    // Names from before the process id was part of them have no owner to wait for.
+                    let alive = owner.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+                    if !alive {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                    }
+                }
+            });
+        });
+    });
+}
+
 /// A fresh, migrated, empty database; returns its URL.
 pub async fn fresh_database() -> String {
+    sweep_databases();
     let template = template().await;
     let admin = admin_url();
-    let name = format!("dukasync_test_{}", Uuid::new_v4().simple());
+    let name = test_database_name();
     let mut conn = PgConnection::connect(&admin).await.unwrap();
     sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
         .execute(&mut conn)
