@@ -498,6 +498,7 @@ async fn run() -> anyhow::Result<()> {
             continue;
         }
         eprintln!("bench: {name}");
+        let replays_before = replay_counts(&probe.metrics_url).await;
         probe.start(name);
         let mut o = devices::push(
             &http,
@@ -515,6 +516,13 @@ async fn run() -> anyhow::Result<()> {
         o.what = format!(
             "{PUSH_DEVICES} devices over the 3 scopes; {what}; fsync={fsync}, synchronous_commit={sync_commit}"
         );
+        if let (Some((t0, p0)), Some((t1, p1))) = (replays_before, replay_counts(&probe.metrics_url).await) {
+            let (transactions, pushes) = (t1 - t0, p1 - p0);
+            o.notes.push(format!(
+                "group commit: {pushes:.0} pushes in {transactions:.0} replay transactions ({:.2} per transaction)",
+                pushes / transactions.max(1.0)
+            ));
+        }
         finish(&mut o, &probe, &mut outcomes).await;
     }
 
@@ -569,6 +577,20 @@ async fn run() -> anyhow::Result<()> {
 }
 
 /// What the server's in-process cache believes it holds (`dukasync_cache_memory_bytes`, all caches), MiB.
+/// (replay transactions, pushes) so far, from `/metrics`.
+async fn replay_counts(metrics_url: &str) -> Option<(f64, f64)> {
+    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+    };
+    Some((
+        value("dukasync_replay_transactions_total")?,
+        value("dukasync_replay_pushes_total")?,
+    ))
+}
+
 async fn cache_accounted_mib(metrics_url: &str) -> Option<f64> {
     let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
     let bytes: f64 = text

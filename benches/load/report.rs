@@ -267,6 +267,16 @@ impl Report {
             "| pgbench TPC-B (reference) | {} | {:.0} tps | | avg {:.2} | | | | | n/a | | |\n",
             p.clients, p.tps, p.latency_avg_ms
         );
+        let mut noted = false;
+        for o in &self.scenarios {
+            for note in &o.notes {
+                let _ = writeln!(md, "- {}: {note}", o.name);
+                noted = true;
+            }
+        }
+        if noted {
+            md.push('\n');
+        }
         md.push_str(&self.memory_markdown());
         md.push_str("| Target | Measured | Met |\n|---|---|---|\n");
         for v in self.verdicts() {
