@@ -232,3 +232,66 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section here is a push, a take or a flag: a panic cannot leave them half done.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        sync::replay::Replayer,
+        wire::{Operation, OpsRequest},
+    };
+    use uuid::Uuid;
+
+    fn push(client: Uuid, ops: usize) -> (Push, Reply) {
+        let ops = (1..=ops as i64)
+            .map(|seq| {
+                serde_json::from_value::<Operation>(serde_json::json!({
+                    "seq": seq, "id": Uuid::new_v4(), "type": "put", "collection": "customers",
+                    "key": format!("k{seq}"), "data": {"id": format!("k{seq}")}
+                }))
+                .unwrap()
+            })
+            .collect();
+        let who = Replayer {
+            device_id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+        };
+        let push = Push::new(who, OpsRequest { client_id: client, ops }, 500).unwrap();
+        (push, oneshot::channel().0)
+    }
+
+    fn clients(group: &[(Push, Reply)]) -> Vec<Uuid> {
+        group.iter().map(|(p, _)| p.client_id()).collect()
+    }
+
+    #[test]
+    fn a_group_takes_one_push_per_client_in_arrival_order() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut waiting = vec![push(a, 1), push(b, 1), push(a, 1), push(c, 1), push(b, 1)];
+        let group = take_group(&mut waiting, 500);
+        assert_eq!(clients(&group), [a, b, c]);
+        // The clients' later pushes stay, in their order, for the next group.
+        assert_eq!(clients(&waiting), [a, b]);
+        assert_eq!(clients(&take_group(&mut waiting, 500)), [a, b]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_group_stays_within_the_operation_limit_but_always_takes_the_first_push() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut waiting = vec![push(a, 8), push(b, 3), push(c, 2)];
+        let group = take_group(&mut waiting, 10);
+        // a (8) fits alone; b (3) would make 11; c (2) makes 10.
+        assert_eq!(clients(&group), [a, c]);
+        assert_eq!(clients(&waiting), [b]);
+        let mut big = vec![push(a, 12)];
+        assert_eq!(clients(&take_group(&mut big, 10)), [a]);
+    }
+
+    #[test]
+    fn a_group_holds_at_most_max_pushes() {
+        let mut waiting: Vec<_> = (0..MAX_PUSHES + 3).map(|_| push(Uuid::new_v4(), 1)).collect();
+        assert_eq!(take_group(&mut waiting, 10_000).len(), MAX_PUSHES);
+        assert_eq!(waiting.len(), 3);
+    }
+}
