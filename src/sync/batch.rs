@@ -1,5 +1,7 @@
-//! One replay batch applied as a set: its operations run in order against an in-memory view of the rows, stock
-//! levels and ledger they touch, and all their effects are written at the end in one statement.
+//! One replay batch applied as a set: its operations (those of one push, or of several pushes that
+//! `sync::group_commit` put in one transaction, one push after the other) run in order against an in-memory view
+//! of the rows, stock levels and ledger they touch, and all their effects are written at the end in one
+//! statement.
 //!
 //! Why: applied one by one, a sale cost about 15 round trips to PostgreSQL under the scope's version lock, and
 //! a batch of 50 repeated them 50 times. Now a batch costs, under the lock: the lock, one read of everything its
