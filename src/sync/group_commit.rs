@@ -178,7 +178,9 @@ fn take_group(waiting: &mut Vec<(Push, Reply)>, max_ops: usize) -> Vec<(Push, Re
     let mut left = Vec::new();
     for (push, reply) in waiting.drain(..) {
         let fits = group.is_empty() || (group.len() < MAX_PUSHES && ops + push.len() <= max_ops);
-        if fits && clients.insert(push.client_id()) {
+        // A client's first push in the queue, taken or not: its later pushes stay behind it.
+        let first_of_client = clients.insert(push.client_id());
+        if fits && first_of_client {
             ops += push.len();
             group.push((push, reply));
         } else {
@@ -286,6 +288,16 @@ mod tests {
         assert_eq!(clients(&waiting), [b]);
         let mut big = vec![push(a, 12)];
         assert_eq!(clients(&take_group(&mut big, 10)), [a]);
+    }
+
+    #[test]
+    fn a_push_left_out_for_the_limit_keeps_its_clients_later_pushes_behind_it() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut waiting = vec![push(a, 8), push(b, 5), push(b, 1)];
+        let group = take_group(&mut waiting, 10);
+        // b's first push (5) does not fit beside a's 8; b's second (1) would, but must not overtake it.
+        assert_eq!(clients(&group), [a]);
+        assert_eq!(waiting.iter().map(|(p, _)| p.len()).collect::<Vec<_>>(), [5, 1]);
     }
 
     #[test]
