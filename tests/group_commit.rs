@@ -112,11 +112,8 @@ async fn applied(handle: JoinHandle<(StatusCode, String)>) -> OpsResponse {
 }
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    app.metric(name)
+        .await
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 

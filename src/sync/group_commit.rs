@@ -17,7 +17,10 @@
 //! Each scope's queue is served by a task of its own, so a device that goes away mid-push (its request is
 //! dropped) never strands the others; its push still completes, and its retry reads the stored results.
 
-use super::replay::{self, Push};
+use super::{
+    replay::{self, Push},
+    scope_queue::{Queue, ScopeQueues, Serving},
+};
 use crate::{
     domain::ScopeId,
     error::{Error, Result},
@@ -25,14 +28,14 @@ use crate::{
 };
 use sqlx::PgPool;
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc,
     },
 };
 use tokio::{
-    sync::{oneshot, Notify},
+    sync::oneshot,
     time::{Duration, Instant},
 };
 
@@ -47,11 +50,12 @@ const MAX_PUSHES: usize = 64;
 const GATHER: Duration = Duration::from_millis(1);
 
 type Reply = oneshot::Sender<Result<OpsResponse>>;
+type Waiting = (Push, Reply);
 
 pub struct GroupCommit {
     /// Operations a transaction takes at most (a push alone may reach it: it is the batch limit).
     max_ops: usize,
-    scopes: Mutex<HashMap<ScopeId, Arc<Queue>>>,
+    queues: ScopeQueues<Waiting>,
     counts: Counts,
 }
 
@@ -66,26 +70,11 @@ pub struct Counts {
     pub split: AtomicU64,
 }
 
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    /// Signalled on every push queued.
-    arrived: Notify,
-}
-
-#[derive(Default)]
-struct QueueState {
-    /// A task is serving this queue.
-    running: bool,
-    /// In arrival order.
-    waiting: Vec<(Push, Reply)>,
-}
-
 impl GroupCommit {
     pub fn new(max_ops: usize) -> Self {
         GroupCommit {
             max_ops,
-            scopes: Mutex::default(),
+            queues: ScopeQueues::default(),
             counts: Counts::default(),
         }
     }
@@ -96,22 +85,17 @@ impl GroupCommit {
 
     /// Pushes queued behind a running transaction of their scope.
     pub fn waiting(&self) -> usize {
-        let queues: Vec<Arc<Queue>> = lock(&self.scopes).values().cloned().collect();
-        queues.iter().map(|q| lock(&q.state).waiting.len()).sum()
+        self.queues.waiting()
     }
 
     /// Replays `push`, in a transaction shared with the scope's other pushes waiting at the same time.
     pub async fn replay(self: &Arc<Self>, db: &PgPool, scope: &ScopeId, push: Push) -> Result<OpsResponse> {
-        let queue = self.queue(scope);
         let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut state = lock(&queue.state);
-            state.waiting.push((push, reply));
-            !std::mem::replace(&mut state.running, true)
-        };
-        queue.arrived.notify_one();
-        if start {
-            tokio::spawn(serve(self.clone(), queue, db.clone(), scope.clone()));
+        if let Some(serving) = self.queues.queue(scope).push((push, reply)) {
+            // Its own task, so a device that goes away never strands the others (see the module's comment);
+            // pushes still waiting if it ends otherwise are answered with an internal error (their reply is
+            // dropped, nothing of theirs was committed).
+            tokio::spawn(serve(self.clone(), serving, db.clone(), scope.clone()));
         }
         answer.await.unwrap_or_else(|_| {
             Err(Error::Internal(anyhow::anyhow!(
@@ -119,33 +103,17 @@ impl GroupCommit {
             )))
         })
     }
-
-    fn queue(&self, scope: &ScopeId) -> Arc<Queue> {
-        // Bounded by the scopes that exist: callers come through scope authorisation.
-        let mut scopes = lock(&self.scopes);
-        if let Some(queue) = scopes.get(scope) {
-            return queue.clone();
-        }
-        scopes.entry(scope.clone()).or_default().clone()
-    }
 }
 
 /// Serves the queue until it is empty: each round takes a group and replays it.
-async fn serve(commit: Arc<GroupCommit>, queue: Arc<Queue>, db: PgPool, scope: ScopeId) {
-    let mut unexpected_end = Stopped(Some(queue.clone()));
+async fn serve(commit: Arc<GroupCommit>, mut serving: Serving<Waiting>, db: PgPool, scope: ScopeId) {
     let mut last_group = 0;
     loop {
         if last_group > 1 {
-            gather(&queue, last_group).await;
+            gather(serving.queue(), last_group).await;
         }
-        let group = {
-            let mut state = lock(&queue.state);
-            if state.waiting.is_empty() {
-                state.running = false;
-                unexpected_end.0 = None;
-                return;
-            }
-            take_group(&mut state.waiting, commit.max_ops)
+        let Some(group) = serving.next(|waiting| take_group(waiting, commit.max_ops)) else {
+            return;
         };
         last_group = group.len();
         let (pushes, replies): (Vec<Push>, Vec<Reply>) = group.into_iter().unzip();
@@ -157,13 +125,10 @@ async fn serve(commit: Arc<GroupCommit>, queue: Arc<Queue>, db: PgPool, scope: S
 }
 
 /// Waits until `count` pushes are queued, or for [`GATHER`] at most.
-async fn gather(queue: &Queue, count: usize) {
+async fn gather(queue: &Queue<Waiting>, count: usize) {
     let deadline = Instant::now() + GATHER;
-    while lock(&queue.state).waiting.len() < count {
-        if tokio::time::timeout_at(deadline, queue.arrived.notified())
-            .await
-            .is_err()
-        {
+    while queue.len() < count {
+        if tokio::time::timeout_at(deadline, queue.arrived()).await.is_err() {
             return;
         }
     }
@@ -171,7 +136,7 @@ async fn gather(queue: &Queue, count: usize) {
 
 /// Takes the next group from `waiting`: pushes in arrival order, at most one per client (a client's next push
 /// waits for the next group, behind its earlier one), at most `max_ops` operations (the first push always).
-fn take_group(waiting: &mut Vec<(Push, Reply)>, max_ops: usize) -> Vec<(Push, Reply)> {
+fn take_group(waiting: &mut Vec<Waiting>, max_ops: usize) -> Vec<Waiting> {
     let mut clients = HashSet::new();
     let mut ops = 0;
     let mut group = Vec::new();
@@ -215,26 +180,6 @@ async fn replay_all(counts: &Counts, db: &PgPool, scope: &ScopeId, pushes: &[Pus
     }
 }
 
-/// Marks the queue as not served when its task ends other than by running out of pushes (a panic, the runtime
-/// shutting down): pushes still waiting are answered with an internal error (their reply is dropped, nothing of
-/// theirs was committed) and the next push starts a new task.
-struct Stopped(Option<Arc<Queue>>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if let Some(queue) = &self.0 {
-            let mut state = lock(&queue.state);
-            state.running = false;
-            state.waiting.clear();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section here is a push, a take or a flag: a panic cannot leave them half done.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +189,7 @@ mod tests {
     };
     use uuid::Uuid;
 
-    fn push(client: Uuid, ops: usize) -> (Push, Reply) {
+    fn push(client: Uuid, ops: usize) -> Waiting {
         let ops = (1..=ops as i64)
             .map(|seq| {
                 serde_json::from_value::<Operation>(serde_json::json!({
@@ -262,7 +207,7 @@ mod tests {
         (push, oneshot::channel().0)
     }
 
-    fn clients(group: &[(Push, Reply)]) -> Vec<Uuid> {
+    fn clients(group: &[Waiting]) -> Vec<Uuid> {
         group.iter().map(|(p, _)| p.client_id()).collect()
     }
 

@@ -11,35 +11,20 @@
 //! A failed query is answered as `None` to its batch; callers then take their plain path, whose own error
 //! maps to the right status.
 
+use super::scope_queue::{ScopeQueues, Serving};
 use crate::{
     domain::ScopeId,
     store::{self, changes::Head},
 };
 use sqlx::PgPool;
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{Arc, Mutex},
-};
+use std::future::Future;
 use tokio::sync::oneshot;
 
 type Reply = oneshot::Sender<Option<Option<Head>>>;
 
 #[derive(Default)]
 pub struct Heads {
-    scopes: Mutex<HashMap<ScopeId, Arc<Queue>>>,
-}
-
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-}
-
-#[derive(Default)]
-struct QueueState {
-    /// A task is answering this queue; it takes `waiting` whole before each query.
-    running: bool,
-    waiting: Vec<Reply>,
+    queues: ScopeQueues<Reply>,
 }
 
 impl Heads {
@@ -61,46 +46,23 @@ impl Heads {
         Q: Fn() -> F + Send + 'static,
         F: Future<Output = Result<Option<Head>, sqlx::Error>> + Send + 'static,
     {
-        let queue = self.queue(scope);
         let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut state = lock(&queue.state);
-            state.waiting.push(reply);
-            !std::mem::replace(&mut state.running, true)
-        };
-        if start {
+        if let Some(serving) = self.queues.queue(scope).push(reply) {
             // Its own task, so a caller that goes away (client disconnected) never strands the others.
-            tokio::spawn(answer_queue(queue, scope.clone(), query));
+            tokio::spawn(answer_queue(serving, scope.clone(), query));
         }
         answer.await.ok().flatten()
     }
-
-    fn queue(&self, scope: &ScopeId) -> Arc<Queue> {
-        // Bounded by the scopes that exist: callers come through scope authorisation.
-        let mut scopes = lock(&self.scopes);
-        if let Some(queue) = scopes.get(scope) {
-            return queue.clone();
-        }
-        scopes.entry(scope.clone()).or_default().clone()
-    }
 }
 
-async fn answer_queue<Q, F>(queue: Arc<Queue>, scope: ScopeId, query: Q)
+/// Answers the queue until no caller waits. Callers still waiting when the task ends otherwise (a panic, the
+/// runtime shutting down) get no answer, so they read plainly.
+async fn answer_queue<Q, F>(mut serving: Serving<Reply>, scope: ScopeId, query: Q)
 where
     Q: Fn() -> F,
     F: Future<Output = Result<Option<Head>, sqlx::Error>>,
 {
-    let mut unexpected_end = Stopped(Some(queue.clone()));
-    loop {
-        let batch = {
-            let mut state = lock(&queue.state);
-            if state.waiting.is_empty() {
-                state.running = false;
-                unexpected_end.0 = None;
-                return;
-            }
-            std::mem::take(&mut state.waiting)
-        };
+    while let Some(batch) = serving.next(std::mem::take) {
         let head = match query().await {
             Ok(head) => Some(head),
             Err(err) => {
@@ -112,24 +74,4 @@ where
             let _ = reply.send(head);
         }
     }
-}
-
-/// Marks the queue as unanswered when its task ends other than by running out of callers (a panic, the
-/// runtime shutting down): callers still waiting get no answer (so they read plainly) and the next caller
-/// starts a new task.
-struct Stopped(Option<Arc<Queue>>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if let Some(queue) = &self.0 {
-            let mut state = lock(&queue.state);
-            state.running = false;
-            state.waiting.clear();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section here is a push, a take or a flag: a panic cannot leave them half done.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -14,6 +14,7 @@ pub mod operations;
 pub mod page;
 pub mod reference;
 pub mod replay;
+pub mod scope_queue;
 pub mod single_flight;
 pub mod summary;
 pub mod windows;

@@ -277,16 +277,20 @@ impl TestApp {
         write_rows(&self.db, scope, writes).await
     }
 
+    /// The value of the series `metric` (its name with any labels, exactly as written) in `/metrics`, if there.
+    pub async fn metric(&self, metric: &str) -> Option<f64> {
+        let text = self.get("/metrics", None).await.text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with(metric) && l[metric.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    }
+
     /// Polls `/metrics` until `metric` reads `value` (observable state, not a sleep). Panics after 10 s.
     pub async fn wait_for_metric(&self, metric: &str, value: f64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = self.get("/metrics", None).await.text().await.unwrap();
-            let current = text
-                .lines()
-                .find(|l| l.starts_with(metric) && l[metric.len()..].starts_with(' '))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok());
+            let current = self.metric(metric).await;
             if current == Some(value) {
                 return;
             }
