@@ -157,6 +157,7 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
+        crate::store::note_connection_failure(&err);
         match &err {
             // The pool could not hand out a connection, or the connection broke: PostgreSQL is unreachable
             // or overloaded. Nothing was committed, so the client may safely retry.

@@ -12,7 +12,6 @@ use dukasync::wire::{OpStatus, OpsResponse};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
-use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -62,28 +61,6 @@ fn send(device: &Device<'_>, ops: Vec<Value>) -> JoinHandle<(StatusCode, String)
     })
 }
 
-/// Waits until a replay transaction waits for the scope lock the test holds.
-async fn wait_for_lock_wait(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%replay_clients%'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no replay transaction waited for the scope lock"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// The first push, parked on the held lock; then each of `group` queued behind it, in this order.
 async fn park_then_queue(
     app: &TestApp,
@@ -91,7 +68,7 @@ async fn park_then_queue(
     group: Vec<(&Device<'_>, Vec<Value>)>,
 ) -> (JoinHandle<(StatusCode, String)>, Vec<JoinHandle<(StatusCode, String)>>) {
     let parked = send(first.0, first.1);
-    wait_for_lock_wait(app).await;
+    wait_for_replays_on_lock(app, 1).await;
     let mut queued = Vec::new();
     for (device, ops) in group {
         queued.push(send(device, ops));

@@ -161,11 +161,43 @@ async fn set_database_reachable(url: &str, reachable: bool) {
     }
 }
 
+/// Leaves the server's pool holding at least `scopes.len()` idle connections: the test holds the scopes' locks
+/// while a push to each waits on them, each push on a connection of its own.
+async fn open_pooled_connections(app: &TestApp, scopes: &[&'static str]) {
+    let mut locks = PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locks).await.unwrap();
+    sqlx::query("SELECT 1 FROM scopes WHERE id = ANY($1) FOR NO KEY UPDATE")
+        .bind(scopes)
+        .execute(&mut locks)
+        .await
+        .unwrap();
+    let mut pushes = Vec::new();
+    for scope in scopes {
+        let device = Device::new(app, OWNER, "owner-phone", scope).await;
+        let put = json!({"seq": 1, "id": Uuid::new_v4(), "type": "put", "collection": "customers", "key": "c-1",
+                         "data": {"id": "c-1", "name": "Achieng"}});
+        let req = app
+            .http
+            .post(app.url(&format!("/v1/scopes/{scope}/ops")))
+            .bearer_auth(&device.token)
+            .json(&json!({"client_id": device.client_id, "ops": [put]}));
+        pushes.push(tokio::spawn(async move { req.send().await.unwrap().status() }));
+    }
+    wait_for_replays_on_lock(app, scopes.len() as i64).await;
+    sqlx::query("ROLLBACK").execute(&mut locks).await.unwrap();
+    for push in pushes {
+        assert_eq!(push.await.unwrap(), StatusCode::OK);
+    }
+}
+
 #[tokio::test]
 async fn with_the_database_unreachable_a_push_is_503_and_nothing_advances() {
     let app = TestApp::start().await;
     let till = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
     till.push(&[sale(1)]).await;
+    // Several connections idle in the pool, all about to be terminated: after the first request fails on one,
+    // the next must not fail on another (they are pinged, found dead and replaced).
+    open_pooled_connections(&app, &["laundry", "retail", "water"]).await;
     let before = footprint(&app).await;
 
     let ops = [sale(2), sale(3)];

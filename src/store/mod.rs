@@ -20,7 +20,14 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     ConnectOptions, Connection, PgPool,
 };
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
+    time::{Duration, Instant},
+};
 
 /// Embedded migrations from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -44,12 +51,13 @@ pub fn connect_lazy(config: &Config) -> anyhow::Result<PgPool> {
         .idle_timeout(Duration::from_secs(300))
         // sqlx pings a connection on every acquire by default: a second round trip for every statement (the
         // benchmark's profile of a 304 showed as much CPU in those pings as in the queries). Only a connection
-        // idle long enough to have been dropped meanwhile (PostgreSQL restarted, a firewall timed it out) is
-        // tested now; one that breaks while in use fails that request, and the pool replaces it.
+        // idle long enough to have been dropped meanwhile (PostgreSQL restarted, a firewall timed it out), or
+        // idle since before a connection failed, is tested now. One that breaks while in use fails that request
+        // (503, nothing written); sqlx pings every connection on its way back and closes it if dead.
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for < PING_IF_IDLE_FOR {
+                if meta.idle_for < PING_IF_IDLE_FOR && !idle_since_a_failure(meta.idle_for) {
                     return Ok(true);
                 }
                 Ok(conn.ping().await.is_ok())
@@ -61,6 +69,47 @@ pub fn connect_lazy(config: &Config) -> anyhow::Result<PgPool> {
 /// A pooled connection idle at least this long is pinged before use (and replaced if that fails).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// When a connection last failed, in nanoseconds after [`clock_start`] plus one (0: never).
+///
+/// When PostgreSQL restarts or terminates backends, every connection idle in the pool is dead, yet one idle
+/// for less than [`PING_IF_IDLE_FOR`] would be used unpinged: each would fail a request in turn. After the first
+/// failure, the connections that went idle before it are pinged instead, so one outage fails one request per
+/// in-flight use, not one per pooled connection. Process-wide: another pool in the process (tests run several)
+/// only pays a ping it did not need.
+static LAST_CONNECTION_FAILURE: AtomicU64 = AtomicU64::new(0);
+
+fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn clock(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(clock_start()).as_nanos()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Records `err` if it says the connection, or PostgreSQL itself, failed (not a lock or serialization conflict).
+pub fn note_connection_failure(err: &sqlx::Error) {
+    let failed = match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some(c) if c.starts_with("08") || c.starts_with("57P"))
+        }
+        _ => false,
+    };
+    if failed {
+        LAST_CONNECTION_FAILURE.fetch_max(clock(Instant::now()), Ordering::Relaxed);
+    }
+}
+
+/// Whether a connection idle for `idle_for` went idle before the last connection failure.
+fn idle_since_a_failure(idle_for: Duration) -> bool {
+    let failed = LAST_CONNECTION_FAILURE.load(Ordering::Relaxed);
+    failed != 0
+        && Instant::now()
+            .checked_sub(idle_for)
+            .is_none_or(|idle_from| clock(idle_from) <= failed)
+}
+
 /// Applies pending migrations.
 pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(db).await.context("applying migrations")
@@ -68,7 +117,11 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
 
 /// `SELECT 1`: used by readiness.
 pub async fn ping(db: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(db).await.map(|_| ())
+    let result = sqlx::query("SELECT 1").execute(db).await.map(|_| ());
+    if let Err(err) = &result {
+        note_connection_failure(err);
+    }
+    result
 }
 
 /// Every scope's head version, for metrics.

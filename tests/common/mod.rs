@@ -303,6 +303,28 @@ impl TestApp {
     }
 }
 
+/// Waits until `count` replay transactions wait for a lock (one the test holds), seen in `pg_stat_activity`.
+pub async fn wait_for_replays_on_lock(app: &TestApp, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%replay_clients%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if waiting >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} of {count} replay transactions waited for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub async fn issue_token(db: &PgPool, email: &str, device: &str) -> String {
     let user = accounts::user_by_email(db, email)
         .await
