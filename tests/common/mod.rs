@@ -303,6 +303,24 @@ impl TestApp {
     }
 }
 
+/// Every (scope, account) whose running balance (migration 0008) differs from the sum of its journal lines'
+/// debits minus credits, with both (a missing balance row counts as zero, as the summary reads it).
+pub async fn account_balance_mismatches(
+    db: &PgPool,
+) -> Vec<(String, String, rust_decimal::Decimal, rust_decimal::Decimal)> {
+    sqlx::query_as(
+        r#"SELECT coalesce(l.scope_id, b.scope_id), coalesce(l.account, b.account),
+                  coalesce(b.balance, 0), coalesce(l.balance, 0)
+             FROM (SELECT scope_id, account, sum(debit - credit) AS balance FROM journal_lines
+                    GROUP BY scope_id, account) l
+             FULL JOIN account_balances b ON b.scope_id = l.scope_id AND b.account = l.account
+            WHERE coalesce(b.balance, 0) <> coalesce(l.balance, 0)"#,
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
 /// Waits until `count` replay transactions wait for a lock (one the test holds), seen in `pg_stat_activity`.
 pub async fn wait_for_replays_on_lock(app: &TestApp, count: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
