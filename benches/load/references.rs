@@ -1,6 +1,7 @@
 //! The references run in the same invocation: a private nginx serving the exact bytes of a pull page as a
 //! static file, and pgbench's TPC-B on the same PostgreSQL.
 
+use crate::stats::{fill_latencies, Outcome};
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::{
@@ -70,6 +71,12 @@ pub struct Pgbench {
     pub seconds: u32,
     pub tps: f64,
     pub latency_avg_ms: f64,
+    /// Per-transaction latency percentiles from pgbench's own log (`--log`), ms: the database's durable-write
+    /// latency at the same concurrency as the push scenarios, the floor under a sale's.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
     pub init_seconds: f64,
     pub fsync: String,
     pub synchronous_commit: String,
@@ -88,12 +95,30 @@ pub fn pgbench(url: &str, scale: u32, clients: u32, seconds: u32) -> anyhow::Res
         bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
     }
     let init_seconds = started.elapsed().as_secs_f64();
+    // One log line per transaction, in files named after this prefix (one per pgbench thread).
+    let logs = std::env::temp_dir().join(format!("pgbench-latency-{}", std::process::id()));
+    fs::create_dir_all(&logs)?;
+    let prefix = logs.join("tx");
     let run = Command::new("pgbench")
-        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), url])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "--log",
+        ])
+        .arg(format!("--log-prefix={}", prefix.display()))
+        .arg(url)
         .output()?;
     if !run.status.success() {
         bail!("pgbench failed: {}", String::from_utf8_lossy(&run.stderr));
     }
+    let mut latencies = transaction_latencies(&logs)?;
+    let _ = fs::remove_dir_all(&logs);
+    let mut percentiles = Outcome::default();
+    fill_latencies(&mut percentiles, &mut latencies);
     let out = String::from_utf8_lossy(&run.stdout);
     let number_after = |prefix: &str| -> Option<f64> {
         out.lines()
@@ -107,9 +132,34 @@ pub fn pgbench(url: &str, scale: u32, clients: u32, seconds: u32) -> anyhow::Res
         seconds,
         tps: number_after("tps = ").context("pgbench printed no tps")?,
         latency_avg_ms: number_after("latency average = ").unwrap_or(0.0),
+        p50_ms: percentiles.p50_ms,
+        p95_ms: percentiles.p95_ms,
+        p99_ms: percentiles.p99_ms,
+        max_ms: percentiles.max_ms,
         init_seconds,
         ..Pgbench::default()
     })
+}
+
+/// Every transaction's latency from the pgbench logs in `dir`. A line is `client transaction latency_us script
+/// epoch_s epoch_us` (pgbench's documented format without `--rate`).
+fn transaction_latencies(dir: &Path) -> anyhow::Result<Vec<Duration>> {
+    let mut latencies = Vec::new();
+    for file in fs::read_dir(dir)? {
+        let text = fs::read_to_string(file?.path())?;
+        for line in text.lines() {
+            let micros = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse::<u64>().ok())
+                .with_context(|| format!("unexpected pgbench log line: {line}"))?;
+            latencies.push(Duration::from_micros(micros));
+        }
+    }
+    if latencies.is_empty() {
+        bail!("pgbench logged no transaction");
+    }
+    Ok(latencies)
 }
 
 /// Waits until `port` answers TCP on loopback.
