@@ -31,7 +31,15 @@ async fn entry(tx: &mut Transaction<'_, Postgres>, lines: &[(i32, &str, &str)]) 
 }
 
 /// A line: (number, debit, credit).
-async fn add_line(tx: &mut Transaction<'_, Postgres>, entry: Uuid, (no, debit, credit): (i32, &str, &str)) {
+async fn add_line(tx: &mut Transaction<'_, Postgres>, entry: Uuid, line: (i32, &str, &str)) {
+    try_add_line(tx, entry, line).await.unwrap();
+}
+
+async fn try_add_line(
+    tx: &mut Transaction<'_, Postgres>,
+    entry: Uuid,
+    (no, debit, credit): (i32, &str, &str),
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO journal_lines (scope_id, entry_id, line_no, account, debit, credit)
          VALUES ('water', $1, $2, '1000', $3::numeric, $4::numeric)",
@@ -42,7 +50,7 @@ async fn add_line(tx: &mut Transaction<'_, Postgres>, entry: Uuid, (no, debit, c
     .bind(credit)
     .execute(&mut **tx)
     .await
-    .unwrap();
+    .map(|_| ())
 }
 
 fn refused(result: Result<(), sqlx::Error>) -> bool {
@@ -77,10 +85,49 @@ async fn every_way_of_unbalancing_an_entry_is_refused_at_commit_and_balanced_one
     entry(&mut tx, &[]).await;
     assert!(refused(tx.commit().await), "an entry without lines");
 
-    // The committed entry, touched later by its lines alone.
+    // The committed entry, touched later by its lines alone. Lines are added only by the transaction that posts
+    // the entry (migration 0009), so even a balanced pair is refused, at once.
     let mut tx = db.begin().await.unwrap();
+    let err = try_add_line(&mut tx, kept, (3, "5.00", "0")).await.unwrap_err();
+    assert!(err.to_string().contains("posted by an earlier transaction"), "{err}");
+    drop(tx);
+    let mut tx = db.begin().await.unwrap();
+    let added = async {
+        try_add_line(&mut tx, kept, (3, "5.00", "0")).await?;
+        try_add_line(&mut tx, kept, (4, "0", "5.00")).await
+    };
+    assert!(
+        added.await.is_err(),
+        "a balanced pair of lines added to a committed entry"
+    );
+    drop(tx);
+
+    // Code that re-opens the entry (its posting transaction set to its own) may add lines: the entry's own check
+    // then runs at commit.
+    let reopen = "UPDATE journal_entries SET posted_in = pg_current_xact_id() WHERE id = $1";
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query(reopen).bind(kept).execute(&mut *tx).await.unwrap();
     add_line(&mut tx, kept, (3, "5.00", "0")).await;
-    assert!(refused(tx.commit().await), "a line added to a committed entry");
+    assert!(refused(tx.commit().await), "a line added to a re-opened entry");
+
+    // Lines moved to another entry: the one they joined still balances, the one they left has no lines.
+    let mut tx = db.begin().await.unwrap();
+    let other = entry(&mut tx, &[(1, "100.00", "0"), (2, "0", "100.00")]).await;
+    tx.commit().await.expect("a second balanced entry commits");
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE journal_lines SET entry_id = $2, line_no = line_no + 2 WHERE entry_id = $1")
+        .bind(kept)
+        .bind(other)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = tx.commit().await.unwrap_err().to_string();
+    assert!(err.contains("unbalanced") && err.contains(&kept.to_string()), "{err}");
+    sqlx::query("DELETE FROM journal_entries WHERE id = $1")
+        .bind(other)
+        .execute(&mut *db.acquire().await.unwrap())
+        .await
+        .unwrap();
 
     let mut tx = db.begin().await.unwrap();
     sqlx::query("UPDATE journal_lines SET debit = 90 WHERE entry_id = $1 AND line_no = 1")

@@ -334,7 +334,8 @@ impl<'a> EntryColumns<'a> {
 
 /// Foreign keys between these tables (lines to entries, a reversal to its entry, results to the client) are
 /// checked at the end of the statement, when every part has run. The balance of each entry is checked at
-/// commit by its deferred trigger, as for any other writer.
+/// commit by its deferred trigger, and that its lines join an entry of this transaction at the end of the
+/// statement (migration 0009), as for any other writer.
 static WRITE: LazyLock<String> = LazyLock::new(|| {
     format!(
         r#"

@@ -1,7 +1,8 @@
 //! The journal and stock movements: the server's truth for money and stock (migration 0004).
 //!
-//! Entries are only ever added; a mistake is undone by a reversing entry. The database refuses an unbalanced
-//! entry at commit (a deferred constraint trigger), whatever code wrote it.
+//! Entries are only ever added, with their lines, in one transaction; a mistake is undone by a reversing entry.
+//! The database refuses an unbalanced entry at commit (a deferred constraint trigger), and a line added to an
+//! entry posted by an earlier transaction at once (migration 0009), whatever code wrote it.
 
 use crate::domain::ScopeId;
 use chrono::{DateTime, Utc};
