@@ -169,9 +169,10 @@ impl Nginx {
         );
         let mut child = nginx(&[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        // Ready when both ports answer. A port found free can be taken by another test's listener before nginx
-        // binds it: nginx then logs the failed bind (and exits after retrying), and a connect could reach the
-        // other listener; that attempt is abandoned.
+        // Ready when nginx's master has started its workers, which it does only once every listening socket is
+        // bound, and both ports answer. A port found free can be taken by another test's listener before nginx
+        // binds it: nginx then logs the failed bind (and exits after retrying), while a connect could reach the
+        // other listener, so answering ports alone prove nothing; that attempt is abandoned.
         let answers = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
         loop {
             let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
@@ -181,7 +182,7 @@ impl Nginx {
                 let _ = std::fs::remove_dir_all(&dir);
                 return None;
             }
-            if answers(https) && answers(http) {
+            if log.contains("start worker processes") && answers(https) && answers(http) {
                 break;
             }
             assert!(Instant::now() < deadline, "nginx did not start; see {d}/error.log");
