@@ -10,12 +10,16 @@
 -- The rule now:
 --   * at commit, every entry inserted or updated in the transaction balances, with two lines or more (migration
 --     0004's deferred check on journal_entries, unchanged);
---   * a line may only be inserted into an entry posted in the same transaction (`posted_in`, the posting
---     transaction's id), checked once per INSERT statement, at its end;
+--   * a line may only be inserted into an entry posted in the same transaction, checked once per INSERT
+--     statement, at its end: the entry's `posted_in` (the posting transaction's id) and `posted_at` (its start,
+--     `now()`) are this transaction's. Transaction ids never repeat within a cluster, but a dump restored into
+--     another cluster carries ids that the new cluster may hand out again; no later transaction starts at the
+--     same instant as the restored one, so the pair stays unique;
 --   * a line updated or deleted still runs the deferred check of its entry at commit, and of the entry it left
 --     when the update moved it to another one (before, only the entry it joined).
 -- Lines inserted one by one, balanced only at the end, still commit. To add lines to an old entry, code would have
--- to update the entry's `posted_in` to its own transaction, which fires the entry's own check at commit: the
+-- to update the entry's `posted_in` and `posted_at` to its own transaction's, which fires the entry's own check at
+-- commit: the
 -- database still refuses every unbalanced entry, whatever code writes it (tests/journal_balance.rs).
 --
 -- Expand only: the previous release never adds lines to an old entry, and its inserts take the column's default.
@@ -30,7 +34,7 @@ DECLARE
 BEGIN
     SELECT e.id INTO stray
       FROM added a JOIN journal_entries e ON e.scope_id = a.scope_id AND e.id = a.entry_id
-     WHERE e.posted_in IS DISTINCT FROM pg_current_xact_id()
+     WHERE e.posted_in IS DISTINCT FROM pg_current_xact_id() OR e.posted_at <> now()
      LIMIT 1;
     IF stray IS NOT NULL THEN
         RAISE EXCEPTION 'journal entry % was posted by an earlier transaction: lines are added only when posting', stray

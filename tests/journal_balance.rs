@@ -104,11 +104,27 @@ async fn every_way_of_unbalancing_an_entry_is_refused_at_commit_and_balanced_one
 
     // Code that re-opens the entry (its posting transaction set to its own) may add lines: the entry's own check
     // then runs at commit.
-    let reopen = "UPDATE journal_entries SET posted_in = pg_current_xact_id() WHERE id = $1";
+    let reopen = "UPDATE journal_entries SET posted_in = pg_current_xact_id(), posted_at = now() WHERE id = $1";
     let mut tx = db.begin().await.unwrap();
     sqlx::query(reopen).bind(kept).execute(&mut *tx).await.unwrap();
     add_line(&mut tx, kept, (3, "5.00", "0")).await;
     assert!(refused(tx.commit().await), "a line added to a re-opened entry");
+
+    // An entry carrying this transaction's id but an earlier start, as one restored from a dump into another
+    // cluster may (ids repeat across clusters): still refused, even a balanced pair.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE journal_entries SET posted_in = pg_current_xact_id(), posted_at = now() - interval '1 day' WHERE id = $1")
+        .bind(kept)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let added = async {
+        try_add_line(&mut tx, kept, (3, "5.00", "0")).await?;
+        try_add_line(&mut tx, kept, (4, "0", "5.00")).await
+    };
+    let err = added.await.unwrap_err();
+    assert!(err.to_string().contains("posted by an earlier transaction"), "{err}");
+    drop(tx);
 
     // Lines moved to another entry: the one they joined still balances, the one they left has no lines.
     let mut tx = db.begin().await.unwrap();
