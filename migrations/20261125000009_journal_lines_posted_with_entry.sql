@@ -22,6 +22,9 @@
 -- commit: the
 -- database still refuses every unbalanced entry, whatever code writes it (tests/journal_balance.rs).
 --
+-- `deploy/restore.sh` (pg_restore of a whole dump) creates triggers after loading the data, so restored lines are
+-- not held to this rule; a data-only restore into an existing schema would be, and fails.
+--
 -- Expand only: the previous release never adds lines to an old entry, and its inserts take the column's default.
 -- Existing entries get no `posted_in` (no table rewrite): no line can be added to them.
 
