@@ -38,6 +38,23 @@ function psql(env, sql) {
   });
 }
 
+/**
+ * Drops a test database. DROP DATABASE ... WITH (FORCE) refuses while an autovacuum worker is in it (PostgreSQL 15
+ * will not let a non-superuser terminate one: "must be a member of the role whose process is being terminated"),
+ * so that error is retried until the worker has left, for 10 s at most; any other error is thrown.
+ */
+async function dropDatabase(env, name) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      psql(env, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      return;
+    } catch (err) {
+      if (!String(err.message).includes('whose process is being terminated') || attempt >= 100) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 function withDatabase(url, name) {
   const u = new URL(url);
   u.pathname = `/${name}`;
@@ -118,13 +135,13 @@ export async function startServer(extraEnv = {}) {
       log,
       async stop() {
         await stopChild(child);
-        psql(env, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+        await dropDatabase(env, dbName);
       },
     };
     return server;
   } catch (err) {
     if (child) await stopChild(child);
-    psql(env, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await dropDatabase(env, dbName);
     throw err;
   }
 }
