@@ -39,9 +39,11 @@ function psql(env, sql) {
 }
 
 /**
- * Drops a test database. DROP DATABASE ... WITH (FORCE) refuses while an autovacuum worker is in it (PostgreSQL 15
- * will not let a non-superuser terminate one: "must be a member of the role whose process is being terminated"),
- * so that error is retried until the worker has left, for 10 s at most; any other error is thrown.
+ * Drops a test database. DROP DATABASE ... WITH (FORCE) fails when the database holds a process that PostgreSQL 15
+ * does not let this non-superuser role terminate ("must be a member of the role whose process is being
+ * terminated"): an autovacuum worker, or a backend still starting whose role is not yet set (which one it was in
+ * CI's failure was not determined). Both leave on their own, so that error is retried, for 10 s at most; any
+ * other error is thrown.
  */
 async function dropDatabase(env, name) {
   for (let attempt = 0; ; attempt++) {
