@@ -104,10 +104,23 @@ async fn commit(db: &PgPool, n: usize) -> i64 {
     *write_rows(db, "water", vec![row]).await.last().unwrap()
 }
 
+/// What [`rounds`] observed.
+#[derive(Debug, Default)]
+struct Rounds {
+    /// Rounds where B began before A's read returned.
+    overlapped: usize,
+    /// Rounds where B answered older than the commit acknowledged before it began.
+    stale: usize,
+    /// Rounds where B made no query of its own: it joined A's, whose snapshot predates the commit.
+    joined: usize,
+    /// Of those, the rounds where B answered stale.
+    joined_stale: usize,
+}
+
 /// Rounds of: read A starts and PostgreSQL shows its query running; a commit is acknowledged; read B starts
-/// while A is still running. Returns (rounds where B began while A ran, rounds where B answered stale).
-async fn rounds(db: &PgPool, read: ReadHead) -> (usize, usize) {
-    let (mut overlapped, mut stale) = (0, 0);
+/// while A is still running. `queries` counts the head queries the reads make.
+async fn rounds(db: &PgPool, read: ReadHead, queries: &AtomicUsize) -> Rounds {
+    let mut seen = Rounds::default();
     for round in 0..3 {
         let first_done = Arc::new(AtomicBool::new(false));
         let first = tokio::spawn({
@@ -133,35 +146,48 @@ async fn rounds(db: &PgPool, read: ReadHead) -> (usize, usize) {
         }
         let acknowledged = commit(db, round).await;
         let began_while_first_ran = !first_done.load(SeqCst);
+        let queries_before = queries.load(SeqCst);
         let second = read().await.unwrap();
-        if began_while_first_ran {
-            overlapped += 1;
-            if second.version < acknowledged {
-                stale += 1;
-            }
+        let is_stale = second.version < acknowledged;
+        seen.stale += usize::from(is_stale);
+        seen.overlapped += usize::from(began_while_first_ran);
+        // Counted by what B did, not by timing: on a loaded machine A's query may end before B begins although
+        // A's read has not returned yet, and B then rightly makes a query of its own.
+        if queries.load(SeqCst) == queries_before {
+            seen.joined += 1;
+            seen.joined_stale += usize::from(is_stale);
         }
         first.await.unwrap();
     }
-    (overlapped, stale)
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_head_read_sees_every_commit_acknowledged_before_it_began() {
     let db = database().await;
-    let (overlapped, stale) = rounds(&db, shared(&db, 1.0, Arc::default())).await;
-    assert_eq!(stale, 0, "{stale} stale answers in {overlapped} overlapping rounds");
-    assert!(overlapped > 0, "no round had the second read begin while the first ran");
+    let queries = Arc::new(AtomicUsize::new(0));
+    let seen = rounds(&db, shared(&db, 1.0, queries.clone()), &queries).await;
+    assert_eq!(seen.stale, 0, "{seen:?}");
+    assert!(
+        seen.overlapped > 0,
+        "no round had the second read begin while the first ran: {seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_rounds_catch_sharing_a_query_that_began_before_the_caller() {
     let db = database().await;
-    let (overlapped, stale) = rounds(&db, naive(&db, 1.0, Arc::default())).await;
-    assert!(overlapped > 0, "no round had the second read begin while the first ran");
-    assert_eq!(
-        stale, overlapped,
-        "the naive sharing answers stale whenever it joins an older query"
+    let queries = Arc::new(AtomicUsize::new(0));
+    let seen = rounds(&db, naive(&db, 1.0, queries.clone()), &queries).await;
+    assert!(
+        seen.joined > 0,
+        "the second read never joined the first's query: {seen:?}"
     );
+    assert_eq!(
+        seen.joined_stale, seen.joined,
+        "the naive sharing answers stale whenever it joins an older query: {seen:?}"
+    );
+    assert!(seen.stale > 0, "the rounds catch it: {seen:?}");
 }
 
 /// Under load: 4 callers read in a loop (a query is nearly always running) and 4 read right after each of
