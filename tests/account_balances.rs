@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
-use std::time::Duration;
 use uuid::Uuid;
 
 const MIGRATION: &str = include_str!("../migrations/20261125000008_ledger_running_balances.sql");
@@ -167,20 +166,7 @@ async fn two_concurrent_posts(db: &PgPool, account: &str) -> (Decimal, Decimal) 
         let account = account.to_string();
         tokio::spawn(async move { post(&db, "retail", &account, "4000", "1.00").await })
     };
-    // Observable state, not a sleep: the second insert waits on a lock held by the first transaction.
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(!second.is_finished(), "the second insert did not wait for the first");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until_blocked_on_a_lock(db, &second).await;
     first.commit().await.unwrap();
     second.await.unwrap();
     (

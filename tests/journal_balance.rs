@@ -53,6 +53,12 @@ async fn try_add_line(
     .map(|_| ())
 }
 
+/// Lines 3 and 4 of `entry`, debit and credit of 5.00: balanced between themselves.
+async fn try_add_balanced_pair(tx: &mut Transaction<'_, Postgres>, entry: Uuid) -> Result<(), sqlx::Error> {
+    try_add_line(tx, entry, (3, "5.00", "0")).await?;
+    try_add_line(tx, entry, (4, "0", "5.00")).await
+}
+
 fn refused(result: Result<(), sqlx::Error>) -> bool {
     match result {
         Err(e) => {
@@ -118,11 +124,7 @@ async fn every_way_of_unbalancing_an_entry_is_refused_at_commit_and_balanced_one
         .execute(&mut *tx)
         .await
         .unwrap();
-    let added = async {
-        try_add_line(&mut tx, kept, (3, "5.00", "0")).await?;
-        try_add_line(&mut tx, kept, (4, "0", "5.00")).await
-    };
-    let err = added.await.unwrap_err();
+    let err = try_add_balanced_pair(&mut tx, kept).await.unwrap_err();
     assert!(err.to_string().contains("posted by an earlier transaction"), "{err}");
     drop(tx);
 
@@ -141,7 +143,7 @@ async fn every_way_of_unbalancing_an_entry_is_refused_at_commit_and_balanced_one
     assert!(err.contains("unbalanced") && err.contains(&kept.to_string()), "{err}");
     sqlx::query("DELETE FROM journal_entries WHERE id = $1")
         .bind(other)
-        .execute(&mut *db.acquire().await.unwrap())
+        .execute(&db)
         .await
         .unwrap();
 

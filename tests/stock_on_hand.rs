@@ -11,7 +11,6 @@ use dukasync::{
 };
 use rust_decimal::Decimal;
 use sqlx::PgPool;
-use std::time::Duration;
 use uuid::Uuid;
 
 const MIGRATION: &str = include_str!("../migrations/20261125000007_stock_on_hand.sql");
@@ -42,22 +41,6 @@ async fn insert(db: &PgPool, scope: &str, movements: &[Movement]) {
     tx.commit().await.unwrap();
 }
 
-/// Every (scope, product) whose balance differs from the sum of its movements, with both (a missing balance
-/// row counts as zero, as commands read it).
-async fn mismatches(db: &PgPool) -> Vec<(String, String, Decimal, Decimal)> {
-    sqlx::query_as(
-        r#"SELECT coalesce(m.scope_id, s.scope_id), coalesce(m.product_id, s.product_id),
-                  coalesce(s.quantity, 0), coalesce(m.quantity, 0)
-             FROM (SELECT scope_id, product_id, sum(quantity) AS quantity FROM stock_movements
-                    GROUP BY scope_id, product_id) m
-             FULL JOIN stock_on_hand s ON s.scope_id = m.scope_id AND s.product_id = m.product_id
-            WHERE coalesce(s.quantity, 0) <> coalesce(m.quantity, 0)"#,
-    )
-    .fetch_all(db)
-    .await
-    .unwrap()
-}
-
 async fn on_hand(db: &PgPool, scope: &str, product: &str) -> Decimal {
     let scope = ScopeId::parse(scope).unwrap();
     let mut conn = db.acquire().await.unwrap();
@@ -84,7 +67,7 @@ async fn inserts_updates_and_deletes_of_movements_keep_the_balance_equal_to_thei
     assert_eq!(on_hand(&db, "retail", "r-sugar-1kg").await, before + Decimal::from(3));
     assert_eq!(on_hand(&db, "retail", "r-new").await, Decimal::ONE);
     assert_eq!(on_hand(&db, "retail", "r-unknown").await, Decimal::ZERO);
-    assert_eq!(mismatches(&db).await, vec![]);
+    assert_eq!(stock_on_hand_mismatches(&db).await, vec![]);
 
     // Movements are never changed by the server, but the balance follows whatever code does.
     sqlx::query(
@@ -99,7 +82,7 @@ async fn inserts_updates_and_deletes_of_movements_keep_the_balance_equal_to_thei
         .await
         .unwrap();
     assert_eq!(on_hand(&db, "retail", "r-sugar-1kg").await, Decimal::ZERO);
-    assert_eq!(mismatches(&db).await, vec![]);
+    assert_eq!(stock_on_hand_mismatches(&db).await, vec![]);
 
     // Deleting a scope cascades to its movements and balances, in whatever order, without an error.
     sqlx::query("DELETE FROM scopes WHERE id = 'retail'")
@@ -111,7 +94,7 @@ async fn inserts_updates_and_deletes_of_movements_keep_the_balance_equal_to_thei
         .await
         .unwrap();
     assert_eq!(left, 0);
-    assert_eq!(mismatches(&db).await, vec![]);
+    assert_eq!(stock_on_hand_mismatches(&db).await, vec![]);
 }
 
 #[tokio::test]
@@ -143,9 +126,9 @@ async fn the_migration_fills_the_balances_of_a_database_that_already_holds_movem
         .await
         .unwrap();
     assert_eq!(balances, movements);
-    assert_eq!(mismatches(&db).await, vec![]);
+    assert_eq!(stock_on_hand_mismatches(&db).await, vec![]);
     insert(&db, "retail", &[movement("r-sugar-1kg", 1)]).await;
-    assert_eq!(mismatches(&db).await, vec![]);
+    assert_eq!(stock_on_hand_mismatches(&db).await, vec![]);
 }
 
 /// The balance of `product` after two transactions add to it at once: the first holds its insert open while the
@@ -169,20 +152,7 @@ async fn two_concurrent_movements(db: &PgPool, product: &str) -> Decimal {
             tx.commit().await.unwrap();
         })
     };
-    // Observable state, not a sleep: the second insert waits on a lock held by the first transaction.
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(!second.is_finished(), "the second insert did not wait for the first");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until_blocked_on_a_lock(db, &second).await;
     first.commit().await.unwrap();
     second.await.unwrap();
     on_hand(db, "retail", product).await - before
@@ -194,7 +164,7 @@ async fn concurrent_movements_of_one_product_both_count() {
     assert_eq!(two_concurrent_movements(&db, "r-sugar-1kg").await, Decimal::from(11));
     // A product without a balance row yet: both inserts race to create it.
     assert_eq!(two_concurrent_movements(&db, "r-brand-new").await, Decimal::from(11));
-    assert_eq!(mismatches(&db).await, vec![]);
+    assert_eq!(stock_on_hand_mismatches(&db).await, vec![]);
 }
 
 /// The same scenario against a trigger that reads the balance and writes it back (read committed: the second

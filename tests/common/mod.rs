@@ -303,6 +303,24 @@ impl TestApp {
     }
 }
 
+/// Every (scope, product) whose `stock_on_hand` (migration 0007) differs from the sum of its movements, with both (a missing balance
+/// row counts as zero, as commands read it).
+pub async fn stock_on_hand_mismatches(
+    db: &PgPool,
+) -> Vec<(String, String, rust_decimal::Decimal, rust_decimal::Decimal)> {
+    sqlx::query_as(
+        r#"SELECT coalesce(m.scope_id, s.scope_id), coalesce(m.product_id, s.product_id),
+                  coalesce(s.quantity, 0), coalesce(m.quantity, 0)
+             FROM (SELECT scope_id, product_id, sum(quantity) AS quantity FROM stock_movements
+                    GROUP BY scope_id, product_id) m
+             FULL JOIN stock_on_hand s ON s.scope_id = m.scope_id AND s.product_id = m.product_id
+            WHERE coalesce(s.quantity, 0) <> coalesce(m.quantity, 0)"#,
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
 /// Every (scope, account) whose running balance (migration 0008) differs from the sum of its journal lines'
 /// debits minus credits, with both (a missing balance row counts as zero, as the summary reads it).
 pub async fn account_balance_mismatches(
@@ -319,6 +337,25 @@ pub async fn account_balance_mismatches(
     .fetch_all(db)
     .await
     .unwrap()
+}
+
+/// Waits until some transaction of this database waits for a lock, seen in `pg_stat_activity`: the observable
+/// state in which `blocked` (a task that must wait for a transaction the test holds open) is parked. Fails at once
+/// if `blocked` finished instead.
+pub async fn wait_until_blocked_on_a_lock(db: &PgPool, blocked: &tokio::task::JoinHandle<()>) {
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(!blocked.is_finished(), "the second insert did not wait for the first");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Waits until `count` replay transactions wait for a lock (one the test holds), seen in `pg_stat_activity`.
