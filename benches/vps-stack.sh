@@ -38,8 +38,10 @@ vps_port_busy() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/
 
 vps_free_port() {  # a random loopback port nobody listens on (a race with other programs is possible, and rare)
   local p i
+  # 21000-31999: above deploy/services.sh's pairs and below the kernel's ephemeral range (32768-), whose ports
+  # can be the local end of an outgoing connection that no listener test sees.
   for ((i = 0; i < 100; i++)); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((21000 + RANDOM % 11000))
     vps_port_busy "$p" || { echo "$p"; return 0; }
   done
   return 1

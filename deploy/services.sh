@@ -69,11 +69,14 @@ choose_ports() {  # env overrides win over persisted ports, and get persisted
   if [[ -z $PG_PORT || -z $REDIS_PORT ]]; then
     # Hash DUKASYNC_HOME (which defaults to <repo>/.dukasync) so two checkouts,
     # or two homes of one checkout, get different pairs; on first start skip
-    # pairs that are already in use.
+    # pairs that are already in use. The pairs (20000-20999) lie below the
+    # kernel's ephemeral range (32768-60999 by default): a port in that range
+    # can be the local end of any outgoing connection, which no listener test
+    # sees, and postgres then fails to bind it (this happened in CI).
     local off i p
     off=$(( $(printf '%s' "$HOME_DIR" | cksum | cut -d' ' -f1) % 500 ))
     for ((i = 0; i < 500; i++)); do
-      p=$((55000 + 2 * ((off + i) % 500)))
+      p=$((20000 + 2 * ((off + i) % 500)))
       port_busy "$p" || port_busy $((p + 1)) || break
     done
     PG_PORT=${PG_PORT:-$p} REDIS_PORT=${REDIS_PORT:-$((p + 1))}
