@@ -92,9 +92,13 @@ pub async fn replay(db: &PgPool, scope: &ScopeId, push: &Push) -> Result<OpsResp
 pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Result<Vec<OpsResponse>> {
     // Generic plans: replay's statements take arrays whose lengths vary with the batch, so PostgreSQL would
     // otherwise plan them again on every execution (about a tenth of its CPU per push, measured with `perf`);
-    // their generic plans are the same index lookups. In the BEGIN, so it costs no round trip.
+    // their generic plans are the same index lookups. Without sequential scans: a plan is kept for the life of
+    // the connection, and one made while a table looked small (a new database) would otherwise read the whole
+    // table on every later push until autovacuum analyzed it again; this also covers the foreign-key checks,
+    // which PostgreSQL plans in this session (migration 0010, tests/ledger_plans.rs). Every replay statement is
+    // a lookup by key. In the BEGIN, so it costs no round trip.
     let mut tx = db
-        .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+        .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off")
         .await?;
     // The scope's version lock and the clients' locks, in one statement: from here to the commit, the scope's
     // other writers wait; what runs in between is at most a read of stored results per push, one read, the
