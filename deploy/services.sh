@@ -144,8 +144,12 @@ fsync = on
 password_encryption = 'scram-sha-256'
 EOF
     # 9>&-: daemons must not inherit (and so hold forever) our lock fd.
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGROOT/log" -w -t 60 start >/dev/null 9>&- ||
+    if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGROOT/log" -w -t 60 start >/dev/null 9>&-; then
+      # The listener check above cannot see a port held as the local end of an outgoing connection.
+      tail -n 20 "$PGROOT/log" 2>/dev/null | grep -q 'could not bind' &&
+        die "postgres could not bind port $PG_PORT (in use, perhaps by an outgoing connection); set DUKASYNC_PG_PORT to a free port, or remove $PORTS_FILE to pick a new pair"
       die "postgres failed to start, see $PGROOT/log"
+    fi
     say "postgres started on 127.0.0.1:$PG_PORT"
   fi
   # Role + database every start: idempotent, and keeps the role's password equal to the file.
