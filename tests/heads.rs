@@ -130,11 +130,13 @@ async fn rounds(db: &PgPool, read: ReadHead, queries: &AtomicUsize) -> Rounds {
                 first_done.store(true, SeqCst);
             }
         });
-        // Wait for the observable state: A's statement is executing, so its snapshot is taken.
+        // Wait for the observable state: A's statement is sleeping, so its snapshot is taken. Not merely
+        // `active`: a backend reports that at Parse and Bind, before the portal takes its snapshot, and a commit
+        // made in between is then inside A's snapshot (CI saw a joined round that was not stale).
         loop {
             let running: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'
-                 AND pid <> pg_backend_pid() AND query LIKE '%pg_sleep($2)%'",
+                 AND pid <> pg_backend_pid() AND query LIKE '%pg_sleep($2)%' AND wait_event = 'PgSleep'",
             )
             .fetch_one(db)
             .await
