@@ -22,10 +22,14 @@ fn put(seq: i64, key: &str) -> Value {
 
 fn sale(seq: i64, key: &str, quantity: u32) -> Value {
     let amount = format!("{}.00", 480 * quantity);
-    json!({"seq": seq, "id": Uuid::new_v4(), "type": "command", "command": "record_sale", "key": key,
-           "args": {"sold_at": "2026-11-25T09:30:00+03:00",
-                    "lines": [{"product_id": "w-500ml", "quantity": quantity.to_string(), "unit_price": "480.00"}],
-                    "payments": [{"method": "cash", "amount": amount}]}})
+    command(
+        seq,
+        "record_sale",
+        key,
+        json!({"sold_at": "2026-11-25T09:30:00+03:00",
+               "lines": [{"product_id": "w-500ml", "quantity": quantity.to_string(), "unit_price": "480.00"}],
+               "payments": [{"method": "cash", "amount": amount}]}),
+    )
 }
 
 /// The water scope's version lock, held until dropped or released.

@@ -83,10 +83,13 @@ async fn wait_for_reported_entries(db: &PgPool, entries: i64) {
 }
 
 fn sale(seq: i64) -> Value {
-    json!({"seq": seq, "id": Uuid::new_v4(), "type": "command", "command": "record_sale",
-           "key": format!("plan-sale-{seq}"),
-           "args": {"lines": [{"product_id": "r-sugar-1kg", "quantity": "1", "unit_price": "180.00"}],
-                    "payments": [{"method": "cash", "amount": "180.00"}]}})
+    command(
+        seq,
+        "record_sale",
+        &format!("plan-sale-{seq}"),
+        json!({"lines": [{"product_id": "r-sugar-1kg", "quantity": "1", "unit_price": "180.00"}],
+               "payments": [{"method": "cash", "amount": "180.00"}]}),
+    )
 }
 
 #[tokio::test]

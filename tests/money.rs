@@ -11,10 +11,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-fn command(seq: i64, name: &str, key: &str, args: Value) -> Value {
-    json!({"seq": seq, "id": Uuid::new_v4(), "type": "command", "command": name, "key": key, "args": args})
-}
-
 fn sale(seq: i64, key: &str, product: &str, quantity: &str, price: &str, method: &str, amount: &str) -> Value {
     command(
         seq,

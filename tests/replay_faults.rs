@@ -15,9 +15,13 @@ use std::{
 use uuid::Uuid;
 
 fn sale(seq: i64) -> Value {
-    json!({"seq": seq, "id": Uuid::new_v4(), "type": "command", "command": "record_sale", "key": format!("s-{seq}"),
-           "args": {"lines": [{"product_id": "w-5l", "quantity": "1", "unit_price": "150.00"}],
-                    "payments": [{"method": "cash", "amount": "150.00"}]}})
+    command(
+        seq,
+        "record_sale",
+        &format!("s-{seq}"),
+        json!({"lines": [{"product_id": "w-5l", "quantity": "1", "unit_price": "150.00"}],
+               "payments": [{"method": "cash", "amount": "150.00"}]}),
+    )
 }
 
 /// The real `dukasync serve` process on a database.

@@ -6,6 +6,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+/// An operation of type `command` with sequence `seq` and a fresh operation id.
+pub fn command(seq: i64, name: &str, key: &str, args: Value) -> Value {
+    json!({"seq": seq, "id": Uuid::new_v4(), "type": "command", "command": name, "key": key, "args": args})
+}
+
 pub struct Device<'a> {
     pub app: &'a TestApp,
     pub token: String,

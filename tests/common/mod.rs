@@ -7,7 +7,7 @@
 
 mod device;
 #[allow(unused_imports)]
-pub use device::{footprint, Device};
+pub use device::{command, footprint, Device};
 
 use dukasync::{
     auth::NewToken,
