@@ -343,34 +343,34 @@ WITH head AS (
     UPDATE scopes SET head_version = head_version + $2 WHERE id = $1 AND $2 > 0 RETURNING head_version
 ), {log}, entries AS (
     INSERT INTO journal_entries (scope_id, id, kind, source_collection, source_key, op_id, reverses, occurred_at)
-    SELECT $1, * FROM unnest($21::uuid[], $22::text[], $23::text[], $24::text[], $25::uuid[], $26::uuid[],
-                             $27::timestamptz[])
+    SELECT $1, * FROM unnest($18::uuid[], $19::text[], $20::text[], $21::text[], $22::uuid[], $23::uuid[],
+                             $24::timestamptz[])
 ), lines AS (
     INSERT INTO journal_lines (scope_id, entry_id, line_no, account, debit, credit)
-    SELECT $1, * FROM unnest($28::uuid[], $29::int[], $30::text[], $31::numeric[], $32::numeric[])
+    SELECT $1, * FROM unnest($25::uuid[], $26::int[], $27::text[], $28::numeric[], $29::numeric[])
 ), movements AS (
     INSERT INTO stock_movements (scope_id, id, product_id, quantity, reason, source_collection, source_key, op_id)
-    SELECT $1, * FROM unnest($33::uuid[], $34::text[], $35::numeric[], $36::text[], $37::text[], $38::text[],
-                             $39::uuid[])
+    SELECT $1, * FROM unnest($30::uuid[], $31::text[], $32::numeric[], $33::text[], $34::text[], $35::text[],
+                             $36::uuid[])
 ), conflicts AS (
     INSERT INTO conflicts (id, scope_id, kind, collection, key, fields, base, server, client, detail,
                            client_id, op_id, seq, device_id, user_id, row_version)
     SELECT id, $1, kind, collection, key, ARRAY(SELECT jsonb_array_elements_text(fields::jsonb)), base::jsonb,
            server::jsonb, client::jsonb, detail::jsonb, client_id, op_id, seq, device_id, user_id, row_version
-    FROM unnest($40::uuid[], $41::text[], $42::text[], $43::text[], $44::text[], $45::text[], $46::text[],
-                $47::text[], $48::text[], $49::uuid[], $50::uuid[], $51::bigint[], $52::uuid[], $53::uuid[],
-                $54::bigint[])
+    FROM unnest($37::uuid[], $38::text[], $39::text[], $40::text[], $41::text[], $42::text[], $43::text[],
+                $44::text[], $45::text[], $46::uuid[], $47::uuid[], $48::bigint[], $49::uuid[], $50::uuid[],
+                $51::bigint[])
          AS u(id, kind, collection, key, fields, base, server, client, detail, client_id, op_id, seq, device_id,
               user_id, row_version)
 ), results AS (
     INSERT INTO replay_results (scope_id, client_id, seq, op_id, fingerprint, result)
-    SELECT $1, * FROM unnest($55::uuid[], $56::bigint[], $57::uuid[], $58::bytea[], $59::text[]::jsonb[])
+    SELECT $1, * FROM unnest($52::uuid[], $53::bigint[], $54::uuid[], $55::bytea[], $56::text[]::jsonb[])
 ), clients AS (
     UPDATE replay_clients c SET last_seq = u.last_seq, updated_at = now()
-      FROM unnest($60::uuid[], $61::bigint[]) AS u(client_id, last_seq)
+      FROM unnest($57::uuid[], $58::bigint[]) AS u(client_id, last_seq)
      WHERE c.scope_id = $1 AND c.client_id = u.client_id AND c.last_seq <> u.last_seq
 )
-SELECT (SELECT head_version FROM head WHERE pg_notify($62, $1 || ':' || head_version) IS NOT NULL)
+SELECT (SELECT head_version FROM head WHERE pg_notify($59, $1 || ':' || head_version) IS NOT NULL)
 "#,
         log = changes::log_ctes(3)
     )

@@ -54,7 +54,14 @@ pub async fn append(
     let first = head - count + 1;
     let prior = prior_state(&mut *tx, scope, writes).await?;
     let prepared = prepare(first, writes, prior);
-    static APPEND: LazyLock<String> = LazyLock::new(|| format!("WITH {}\nSELECT pg_notify($20, $21)", log_ctes(2)));
+    static APPEND: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH {}\nSELECT pg_notify(${}, ${})",
+            log_ctes(2),
+            2 + LOG_PARAMS,
+            3 + LOG_PARAMS
+        )
+    });
     bind_log(sqlx::query(&APPEND).bind(scope.as_str()), &prepared)
         .bind(FEED_CHANNEL)
         // Delivered at commit, and only if the transaction commits.
@@ -111,7 +118,7 @@ async fn prior_state(tx: &mut PgConnection, scope: &ScopeId, writes: &[RowWrite]
 }
 
 /// Parameters [`log_ctes`] takes.
-pub(crate) const LOG_PARAMS: usize = 18;
+pub(crate) const LOG_PARAMS: usize = 15;
 
 /// The common table expressions `log`, `up`, `del` and `states` that write a [`Prepared`] fold: the log rows,
 /// `records` (upserts and deletes) and `collection_state`. Their [`LOG_PARAMS`] parameters are numbered from
@@ -119,16 +126,19 @@ pub(crate) const LOG_PARAMS: usize = 18;
 /// and the replay batch's single write (`store::batch`) both build their statement around it.
 pub(crate) fn log_ctes(first: usize) -> String {
     let p: Vec<String> = (first..first + LOG_PARAMS).map(|n| format!("${n}")).collect();
+    // `records` takes each final row from the log insert's RETURNING (the row's last write is one of the log's
+    // rows), so its JSON crosses the wire and is parsed into jsonb once, not twice.
     format!(
         r#"log AS (
     INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
     SELECT $1, v, c, k, o, d::jsonb, t, s, n
     FROM unnest({}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::bigint[],
                 {}::bigint[]) AS u(v, c, k, o, d, t, s, n)
+    RETURNING version, collection, key, data
 ), up AS (
     INSERT INTO records (scope_id, collection, key, data, version, row_hash)
-    SELECT $1, c, k, d::jsonb, v, h
-    FROM unnest({}::text[], {}::text[], {}::text[], {}::bigint[], {}::bigint[]) AS u(c, k, d, v, h)
+    SELECT $1, l.collection, l.key, l.data, l.version, u.h
+    FROM unnest({}::bigint[], {}::bigint[]) AS u(v, h) JOIN log l ON l.version = u.v
     ON CONFLICT (scope_id, collection, key)
     DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
 ), del AS (
@@ -138,24 +148,7 @@ pub(crate) fn log_ctes(first: usize) -> String {
     SELECT $1, c, s, n FROM unnest({}::text[], {}::bigint[], {}::bigint[]) AS u(c, s, n)
     ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
 )"#,
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        p[4],
-        p[5],
-        p[6],
-        p[7],
-        p[8],
-        p[9],
-        p[10],
-        p[11],
-        p[12],
-        p[13],
-        p[14],
-        p[15],
-        p[16],
-        p[17]
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14]
     )
 }
 
@@ -171,9 +164,6 @@ pub(crate) fn bind_log<'q>(query: PgQuery<'q>, prepared: &'q Prepared) -> PgQuer
         .bind(&log.tags)
         .bind(&log.checksums)
         .bind(&log.counts)
-        .bind(&rows.up_collections)
-        .bind(&rows.up_keys)
-        .bind(&rows.up_data)
         .bind(&rows.up_versions)
         .bind(&rows.up_hashes)
         .bind(&rows.del_collections)
@@ -287,12 +277,10 @@ impl LogColumns {
     }
 }
 
-/// `records` after the writes: the last write of each row, as an upsert or a delete.
+/// `records` after the writes: the last write of each row, as an upsert (the version of that write, whose log
+/// row holds its data) or a delete.
 #[derive(Default)]
 pub(crate) struct FinalRows {
-    pub up_collections: Vec<String>,
-    pub up_keys: Vec<String>,
-    pub up_data: Vec<String>,
     pub up_versions: Vec<i64>,
     pub up_hashes: Vec<i64>,
     pub del_collections: Vec<String>,
@@ -312,10 +300,7 @@ impl FinalRows {
         for i in last {
             let write = &writes[i];
             match (&log.data[i], hashes[i]) {
-                (Some(data), Some(hash)) => {
-                    rows.up_collections.push(write.collection.clone());
-                    rows.up_keys.push(write.key.clone());
-                    rows.up_data.push(data.clone());
+                (Some(_), Some(hash)) => {
                     rows.up_versions.push(first + i as i64);
                     rows.up_hashes.push(i64::from(hash));
                 }
