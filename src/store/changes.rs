@@ -128,6 +128,11 @@ pub(crate) fn log_ctes(first: usize) -> String {
     let p: Vec<String> = (first..first + LOG_PARAMS).map(|n| format!("${n}")).collect();
     // `records` takes each final row from the log insert's RETURNING (the row's last write is one of the log's
     // rows), so its JSON crosses the wire and is parsed into jsonb once, not twice.
+    // `del` finds each deleted row by key (LIMIT 1: a subquery PostgreSQL cannot flatten into a join) and deletes
+    // it by its tuple id: as a semi-join, the generic plan made while `records` was small scanned all of the
+    // scope's rows for every delete (tests/feed_plans.rs). The tuple ids are the statement's snapshot; every
+    // writer holds the scope's version lock, so no other transaction moves them before the delete. Without
+    // deletes, the one-time filter on `cardinality` skips the step whatever its plan.
     format!(
         r#"log AS (
     INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
@@ -142,13 +147,29 @@ pub(crate) fn log_ctes(first: usize) -> String {
     ON CONFLICT (scope_id, collection, key)
     DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
 ), del AS (
-    DELETE FROM records WHERE scope_id = $1 AND (collection, key) IN (SELECT * FROM unnest({}::text[], {}::text[]))
+    DELETE FROM records WHERE cardinality({del_keys}::text[]) > 0 AND ctid = ANY (ARRAY(
+        SELECT r.ctid FROM unnest({del_collections}::text[], {del_keys}::text[]) AS u(c, k)
+        CROSS JOIN LATERAL (SELECT ctid FROM records WHERE scope_id = $1 AND collection = u.c AND key = u.k LIMIT 1) r))
 ), states AS (
     INSERT INTO collection_state (scope_id, collection, checksum, row_count)
     SELECT $1, c, s, n FROM unnest({}::text[], {}::bigint[], {}::bigint[]) AS u(c, s, n)
     ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
 )"#,
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14]
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        p[4],
+        p[5],
+        p[6],
+        p[7],
+        p[8],
+        p[9],
+        p[12],
+        p[13],
+        p[14],
+        del_collections = p[10],
+        del_keys = p[11],
     )
 }
 
