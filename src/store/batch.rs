@@ -332,6 +332,9 @@ impl<'a> EntryColumns<'a> {
     }
 }
 
+// WRITE's own parameters start at `$18`, after the scope (`$1`), the count (`$2`) and `log_ctes(3)`'s LOG_PARAMS.
+const _: () = assert!(3 + changes::LOG_PARAMS == 18);
+
 /// Foreign keys between these tables (lines to entries, a reversal to its entry, results to the client) are
 /// checked at the end of the statement, when every part has run. The balance of each entry is checked at
 /// commit by its deferred trigger, and that its lines join an entry of this transaction at the end of the
