@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use dukasync::wire::OpStatus;
 use serde_json::{json, Value};
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 const GROWTH: i64 = 20_000;
@@ -34,50 +34,9 @@ async fn records_rows_read(db: &PgPool) -> i64 {
     .unwrap()
 }
 
-/// Waits until the backends have reported `column` of `records` up to `count` (a backend reports all its table
-/// counts at once, within a second of going idle, so the reads that came with them are reported too).
-async fn wait_for_reported(db: &PgPool, column: &str, count: i64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let reported: i64 = sqlx::query_scalar(&format!(
-            "SELECT {column} FROM pg_stat_user_tables WHERE relname = 'records'"
-        ))
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if reported >= count {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{reported} of {count} {column} reported"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_push_deleting_a_row_reads_no_other_record_after_the_table_grew() {
-    // Two pooled connections (the least the server takes); each makes its plans during the warm-up.
-    let app = TestApp::start_with(&[("DUKASYNC_DB_MAX_CONNECTIONS", "2")]).await;
-    // The test's own statements must not read `records` either.
-    let db = PgPoolOptions::new()
-        .max_connections(1)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("SET enable_seqscan = off").execute(conn).await?;
-                Ok(())
-            })
-        })
-        .connect(&app.database_url)
-        .await
-        .unwrap();
-    for sql in [
-        "ALTER TABLE records SET (autovacuum_enabled = false)",
-        "ANALYZE records",
-    ] {
-        sqlx::query(sql).execute(&db).await.unwrap();
-    }
+    let (app, db) = start_with_small_statistics(&["records"]).await;
     let device = Device::new(&app, "cashier.shop@duka.test", "till", "retail").await;
     let warm_up = 16;
     for seq in 1..=warm_up {
@@ -99,7 +58,7 @@ async fn a_push_deleting_a_row_reads_no_other_record_after_the_table_grew() {
         .fetch_one(&db)
         .await
         .unwrap();
-    wait_for_reported(&db, "n_tup_ins", live + GROWTH).await;
+    wait_for_reported(&db, "records", "n_tup_ins", live + GROWTH).await;
     let before = records_rows_read(&db).await;
 
     for (seq, key) in [(warm_up + 1, "plan-1"), (warm_up + 2, "plan-2")] {
@@ -107,7 +66,7 @@ async fn a_push_deleting_a_row_reads_no_other_record_after_the_table_grew() {
         assert_eq!(answer.results[0].status, OpStatus::Applied, "{answer:?}");
         assert_eq!(answer.results[0].versions.len(), 1, "{answer:?}");
     }
-    wait_for_reported(&db, "n_tup_del", 2).await;
+    wait_for_reported(&db, "records", "n_tup_del", 2).await;
     let read = records_rows_read(&db).await - before;
     assert!(read < 100, "two pushes deleting one row each read {read} records");
     app.stop().await.unwrap();

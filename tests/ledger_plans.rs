@@ -10,22 +10,11 @@ mod common;
 use common::*;
 use dukasync::wire::OpStatus;
 use serde_json::{json, Value};
-use sqlx::{postgres::PgPoolOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 const GROWTH: i64 = 20_000;
-
-/// Analyzes the journal tables as they are (nearly empty) and keeps autovacuum from analyzing them again.
-async fn freeze_small_statistics(db: &PgPool) {
-    for sql in [
-        "ALTER TABLE journal_entries SET (autovacuum_enabled = false)",
-        "ALTER TABLE journal_lines SET (autovacuum_enabled = false)",
-        "ANALYZE journal_entries",
-        "ANALYZE journal_lines",
-    ] {
-        sqlx::query(sql).execute(db).await.unwrap();
-    }
-}
+const JOURNAL: &[&str] = &["journal_entries", "journal_lines"];
 
 /// `GROWTH` balanced entries of two lines, posted in one statement by a connection that reads by index itself.
 async fn grow_ledger(url: &str) {
@@ -60,28 +49,6 @@ async fn ledger_rows_scanned(db: &PgPool) -> i64 {
     .unwrap()
 }
 
-/// Waits until every backend has reported its inserts into journal_entries (`entries` in all), so that the scans
-/// that came with them are reported too (a backend reports all its table counts at once, within a second of
-/// going idle).
-async fn wait_for_reported_entries(db: &PgPool, entries: i64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let reported: i64 =
-            sqlx::query_scalar("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'journal_entries'")
-                .fetch_one(db)
-                .await
-                .unwrap();
-        if reported >= entries {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{reported} of {entries} entries reported"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 fn sale(seq: i64) -> Value {
     command(
         seq,
@@ -94,21 +61,7 @@ fn sale(seq: i64) -> Value {
 
 #[tokio::test]
 async fn a_push_reads_no_ledger_table_sequentially_after_the_ledger_grew() {
-    // Two pooled connections (the least the server takes); each makes its plans during the warm-up.
-    let app = TestApp::start_with(&[("DUKASYNC_DB_MAX_CONNECTIONS", "2")]).await;
-    // The test's own reads must not scan the journal tables either.
-    let db = PgPoolOptions::new()
-        .max_connections(1)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("SET enable_seqscan = off").execute(conn).await?;
-                Ok(())
-            })
-        })
-        .connect(&app.database_url)
-        .await
-        .unwrap();
-    freeze_small_statistics(&db).await;
+    let (app, db) = start_with_small_statistics(JOURNAL).await;
     let device = Device::new(&app, "cashier.shop@duka.test", "till", "retail").await;
     // More than five sales per connection: PostgreSQL keeps a generic plan from the sixth execution on.
     let warm_up = 16;
@@ -121,14 +74,14 @@ async fn a_push_reads_no_ledger_table_sequentially_after_the_ledger_grew() {
         .fetch_one(&db)
         .await
         .unwrap();
-    wait_for_reported_entries(&db, entries).await;
+    wait_for_reported(&db, "journal_entries", "n_tup_ins", entries).await;
     let before = ledger_rows_scanned(&db).await;
 
     for seq in warm_up + 1..=warm_up + 2 {
         let answer = device.push(&[sale(seq)]).await;
         assert_eq!(answer.results[0].status, OpStatus::Applied, "{answer:?}");
     }
-    wait_for_reported_entries(&db, entries + 2).await;
+    wait_for_reported(&db, "journal_entries", "n_tup_ins", entries + 2).await;
     let scanned = ledger_rows_scanned(&db).await - before;
     // With plans made to scan, the two sales read 240,210 journal rows (80,070 with only migration 0010: the
     // foreign-key checks, planned in the replay's session).
@@ -146,7 +99,7 @@ async fn the_balance_checks_read_by_key_for_any_writer() {
     let url = fresh_database().await;
     let db = PgPool::connect(&url).await.unwrap();
     dukasync::demo::load(&db).await.unwrap();
-    freeze_small_statistics(&db).await;
+    freeze_small_statistics(&db, JOURNAL).await;
     // One connection with PostgreSQL's default settings posts sales: its plans are made now.
     let mut writer = PgConnection::connect(&url).await.unwrap();
     for _ in 0..8 {
