@@ -182,26 +182,6 @@ async fn write_under_an_open_delete(db: &PgPool, scope: &'static str) -> (Result
     (outcome, waited, feed_rows(db, scope).await)
 }
 
-/// Waits until some transaction of the database waits for a lock (true: `task` is parked behind the transaction
-/// the test holds open) or `task` has finished without waiting (false).
-async fn blocked_or_finished<T>(db: &PgPool, task: &tokio::task::JoinHandle<T>) -> bool {
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return true;
-        }
-        if task.is_finished() {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_scope_deleted_under_an_open_writer_waits_for_it_and_takes_its_rows() {
     let db = demo_database().await;

@@ -342,7 +342,16 @@ pub async fn account_balance_mismatches(
 /// Waits until some transaction of this database waits for a lock, seen in `pg_stat_activity`: the observable
 /// state in which `blocked` (a task that must wait for a transaction the test holds open) is parked. Fails at once
 /// if `blocked` finished instead.
-pub async fn wait_until_blocked_on_a_lock(db: &PgPool, blocked: &tokio::task::JoinHandle<()>) {
+pub async fn wait_until_blocked_on_a_lock<T>(db: &PgPool, blocked: &tokio::task::JoinHandle<T>) {
+    assert!(
+        blocked_or_finished(db, blocked).await,
+        "the second insert did not wait for the first"
+    );
+}
+
+/// Waits until some transaction of this database waits for a lock (true: `task` is parked behind a transaction
+/// the test holds open) or `task` has finished without waiting (false).
+pub async fn blocked_or_finished<T>(db: &PgPool, task: &tokio::task::JoinHandle<T>) -> bool {
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
@@ -351,9 +360,11 @@ pub async fn wait_until_blocked_on_a_lock(db: &PgPool, blocked: &tokio::task::Jo
         .await
         .unwrap();
         if waiting > 0 {
-            return;
+            return true;
         }
-        assert!(!blocked.is_finished(), "the second insert did not wait for the first");
+        if task.is_finished() {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
