@@ -52,9 +52,10 @@ async fn a_push_deleting_a_row_reads_no_other_record_after_the_table_grew() {
     .execute(&db)
     .await
     .unwrap();
-    // Every live row was inserted at least once; the test's own reads stay off `records` (counting its rows
-    // would read them), so the collections' row counts say how many inserts to wait for.
-    let live: i64 = sqlx::query_scalar("SELECT sum(row_count)::bigint FROM collection_state WHERE scope_id = 'retail'")
+    // Every live row of every scope was inserted once (nothing was deleted yet); the test's own reads stay off
+    // `records` (counting its rows would read them), so the collections' row counts say how many inserts to wait
+    // for: then every backend has reported.
+    let live: i64 = sqlx::query_scalar("SELECT sum(row_count)::bigint FROM collection_state")
         .fetch_one(&db)
         .await
         .unwrap();
