@@ -233,7 +233,7 @@ pub(crate) fn prepare(first: i64, writes: &[RowWrite], prior: Prior) -> Prepared
         hashes.push(new_hash);
         log.push(version, write, state.0, state.1);
     }
-    let rows = FinalRows::new(writes, first, &log, &hashes);
+    let rows = FinalRows::new(writes, first, &hashes);
     let mut columns = StateColumns::default();
     // Only the written collections: `prior` may hold the states of all of them.
     let mut written: Vec<&str> = writes.iter().map(|w| w.collection.as_str()).collect();
@@ -309,8 +309,8 @@ pub(crate) struct FinalRows {
 }
 
 impl FinalRows {
-    /// `log` and `hashes` are the canonical JSON and row hash of each write, computed once by [`prepare`].
-    fn new(writes: &[RowWrite], first: i64, log: &LogColumns, hashes: &[Option<u32>]) -> FinalRows {
+    /// `hashes` are the row hash of each write (`None` for a delete), computed once by [`prepare`].
+    fn new(writes: &[RowWrite], first: i64, hashes: &[Option<u32>]) -> FinalRows {
         let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
         for (i, w) in writes.iter().enumerate() {
             last.insert((w.collection.as_str(), w.key.as_str()), i);
@@ -320,12 +320,12 @@ impl FinalRows {
         let mut rows = FinalRows::default();
         for i in last {
             let write = &writes[i];
-            match (&log.data[i], hashes[i]) {
-                (Some(_), Some(hash)) => {
+            match hashes[i] {
+                Some(hash) => {
                     rows.up_versions.push(first + i as i64);
                     rows.up_hashes.push(i64::from(hash));
                 }
-                _ => {
+                None => {
                     rows.del_collections.push(write.collection.clone());
                     rows.del_keys.push(write.key.clone());
                 }
