@@ -15,11 +15,6 @@ use uuid::Uuid;
 
 const GROWTH: i64 = 20_000;
 
-fn put(seq: i64, key: &str) -> Value {
-    json!({"seq": seq, "id": Uuid::new_v4(), "type": "put", "collection": "customers", "key": key,
-           "data": {"id": key, "name": format!("customer {key}")}})
-}
-
 fn delete(seq: i64, key: &str) -> Value {
     json!({"seq": seq, "id": Uuid::new_v4(), "type": "delete", "collection": "customers", "key": key})
 }
@@ -40,7 +35,7 @@ async fn a_push_deleting_a_row_reads_no_other_record_after_the_table_grew() {
     let device = Device::new(&app, "cashier.shop@duka.test", "till", "retail").await;
     let warm_up = 16;
     for seq in 1..=warm_up {
-        let answer = device.push(&[put(seq, &format!("plan-{seq}"))]).await;
+        let answer = device.push(&[put_customer(seq, &format!("plan-{seq}"))]).await;
         assert_eq!(answer.results[0].status, OpStatus::Applied, "{answer:?}");
     }
 

@@ -15,11 +15,6 @@ use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-fn put(seq: i64, key: &str) -> Value {
-    json!({"seq": seq, "id": Uuid::new_v4(), "type": "put", "collection": "customers", "key": key,
-           "data": {"id": key, "name": "Wanjiru"}})
-}
-
 fn sale(seq: i64, key: &str, quantity: u32) -> Value {
     let amount = format!("{}.00", 480 * quantity);
     command(
@@ -118,9 +113,17 @@ async fn queued_pushes_share_one_transaction_with_dense_versions_in_arrival_orde
     let group = devices[1..]
         .iter()
         .enumerate()
-        .map(|(i, d)| (d, vec![put(1, &format!("g-{i}-a")), put(2, &format!("g-{i}-b"))]))
+        .map(|(i, d)| {
+            (
+                d,
+                vec![
+                    put_customer(1, &format!("g-{i}-a")),
+                    put_customer(2, &format!("g-{i}-b")),
+                ],
+            )
+        })
         .collect();
-    let (parked, queued) = park_then_queue(&app, (&devices[0], vec![put(1, "first")]), group).await;
+    let (parked, queued) = park_then_queue(&app, (&devices[0], vec![put_customer(1, "first")]), group).await;
     let transactions = metric(&app, "dukasync_replay_transactions_total").await;
     lock.release().await;
 
@@ -198,17 +201,17 @@ async fn a_push_that_fails_in_a_group_fails_alone() {
     let devices = devices(&app, 5).await;
     let lock = ScopeLock::take(&app).await;
     let taken_id = Uuid::new_v4();
-    let mut reused = put(1, "reused");
+    let mut reused = put_customer(1, "reused");
     reused["id"] = json!(taken_id);
-    let mut reusing = put(1, "reusing");
+    let mut reusing = put_customer(1, "reusing");
     reusing["id"] = json!(taken_id);
     let group = vec![
-        (&devices[1], vec![put(1, "good-1")]),
-        (&devices[2], vec![put(5, "gap")]),
+        (&devices[1], vec![put_customer(1, "good-1")]),
+        (&devices[2], vec![put_customer(5, "gap")]),
         (&devices[3], vec![reused]),
         (&devices[4], vec![reusing]),
     ];
-    let (parked, queued) = park_then_queue(&app, (&devices[0], vec![put(1, "first")]), group).await;
+    let (parked, queued) = park_then_queue(&app, (&devices[0], vec![put_customer(1, "first")]), group).await;
     lock.release().await;
 
     applied(parked).await;
@@ -244,13 +247,13 @@ async fn a_clients_second_push_waits_for_the_next_transaction() {
     let app = TestApp::start().await;
     let devices = devices(&app, 2).await;
     let lock = ScopeLock::take(&app).await;
-    let batch = vec![put(1, "twice-1")];
+    let batch = vec![put_customer(1, "twice-1")];
     let group = vec![
         (&devices[1], batch.clone()),
         (&devices[1], batch.clone()),
-        (&devices[1], vec![put(2, "then-2")]),
+        (&devices[1], vec![put_customer(2, "then-2")]),
     ];
-    let (parked, queued) = park_then_queue(&app, (&devices[0], vec![put(1, "first")]), group).await;
+    let (parked, queued) = park_then_queue(&app, (&devices[0], vec![put_customer(1, "first")]), group).await;
     lock.release().await;
 
     applied(parked).await;

@@ -11,6 +11,12 @@ pub fn command(seq: i64, name: &str, key: &str, args: Value) -> Value {
     json!({"seq": seq, "id": Uuid::new_v4(), "type": "command", "command": name, "key": key, "args": args})
 }
 
+/// A `put` of customer `key` with sequence `seq` and a fresh operation id.
+pub fn put_customer(seq: i64, key: &str) -> Value {
+    json!({"seq": seq, "id": Uuid::new_v4(), "type": "put", "collection": "customers", "key": key,
+           "data": {"id": key, "name": "Wanjiru"}})
+}
+
 pub struct Device<'a> {
     pub app: &'a TestApp,
     pub token: String,

@@ -7,7 +7,7 @@
 
 mod device;
 #[allow(unused_imports)]
-pub use device::{command, footprint, Device};
+pub use device::{command, footprint, put_customer, Device};
 
 use dukasync::{
     auth::NewToken,
