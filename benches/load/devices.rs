@@ -23,12 +23,39 @@ fn sale(seq: i64, item: &Sellable) -> Value {
                     "payments": [{"method": "cash", "amount": item.price}]}})
 }
 
+/// A `put` of a new laundry order: a generic row operation (one feed change, no ledger, no stock).
+fn laundry_order(seq: i64, item: &Sellable) -> Value {
+    let key = format!("bench-order-{}", Uuid::new_v4());
+    json!({"seq": seq, "id": Uuid::new_v4(), "type": "put", "collection": "laundry_orders", "key": key,
+           "data": {"id": key, "customer_id": "bench-customer", "status": "received",
+                    "items": [{"service": "wash-and-fold", "kg": "4.500"}], "total": item.price}})
+}
+
+/// What a device's operations are.
+#[derive(Clone, Copy)]
+pub enum Workload {
+    /// `record_sale` commands: a sale row, a journal entry, a stock movement and a stock level each.
+    Sales,
+    /// Generic `put`s of new `laundry_orders` rows.
+    LaundryOrders,
+}
+
+impl Workload {
+    fn op(self, seq: i64, item: &Sellable) -> Value {
+        match self {
+            Workload::Sales => sale(seq, item),
+            Workload::LaundryOrders => laundry_order(seq, item),
+        }
+    }
+}
+
 pub struct Push<'a> {
     pub base: &'a str,
     pub tokens: &'a [String],
     pub sellable: &'a [Sellable],
     pub devices: usize,
     pub ops_per_request: usize,
+    pub workload: Workload,
     pub duration: Duration,
 }
 
@@ -42,7 +69,7 @@ struct DeviceTally {
     first_error: Option<String>,
 }
 
-/// Each device pushes sales into one scope (device i into the i-th scope, round robin), one batch at a time
+/// Each device pushes its workload's operations into one scope (device i into the i-th scope, round robin), one batch at a time
 /// until the time is up. An error is a non-200 answer, or any result that is not `applied`/`conflict`.
 pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcome> {
     let mut scopes: Vec<&str> = p.sellable.iter().map(|s| s.scope.as_str()).collect();
@@ -56,7 +83,7 @@ pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcom
         let url = format!("{}/v1/scopes/{scope}/ops", p.base);
         let token = p.tokens[d % p.tokens.len()].clone();
         let client = Uuid::new_v4();
-        let first = json!({"client_id": client, "ops": [sale(1, &items[d % items.len()])]});
+        let first = json!({"client_id": client, "ops": [p.workload.op(1, &items[d % items.len()])]});
         let r = http.post(&url).bearer_auth(&token).json(&first).send().await?;
         if r.status() != 200 {
             bail!(
@@ -73,6 +100,7 @@ pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcom
     for (d, (url, token, client, items)) in devices.into_iter().enumerate() {
         let http = http.clone();
         let per = p.ops_per_request;
+        let workload = p.workload;
         tasks.push(tokio::spawn(async move {
             let mut tally = DeviceTally::default();
             let mut seq = 2;
@@ -81,7 +109,7 @@ pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcom
                 let ops: Vec<Value> = (0..per)
                     .map(|i| {
                         n += 7;
-                        sale(seq + i as i64, &items[n % items.len()])
+                        workload.op(seq + i as i64, &items[n % items.len()])
                     })
                     .collect();
                 let body = json!({"client_id": client, "ops": ops});
@@ -141,7 +169,7 @@ pub async fn push(http: &reqwest::Client, p: &Push<'_>) -> anyhow::Result<Outcom
     };
     if all.conflicts > 0 {
         outcome.notes.push(format!(
-            "{} sales answered `conflict` (applied, flagged)",
+            "{} operations answered `conflict` (applied, flagged)",
             all.conflicts
         ));
     }

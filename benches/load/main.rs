@@ -490,16 +490,25 @@ async fn run() -> anyhow::Result<()> {
     pgbench.fsync = fsync.clone();
     pgbench.synchronous_commit = sync_commit.clone();
 
-    for (name, per, what) in [
+    for (name, per, workload, what) in [
         (
             "push_single_sale",
             1,
+            devices::Workload::Sales,
             "each device POSTs one record_sale per request, waiting for each answer",
         ),
         (
             "push_batch_50",
             BATCH_OPS,
+            devices::Workload::Sales,
             "each device POSTs 50 record_sale operations per request",
+        ),
+        (
+            "push_batch_50_rows",
+            BATCH_OPS,
+            devices::Workload::LaundryOrders,
+            "each device POSTs 50 puts of new laundry_orders rows per request (generic operations: one feed \
+             change each, no ledger; a comparison for push_batch_50, not a target)",
         ),
     ] {
         if !want(name) {
@@ -516,6 +525,7 @@ async fn run() -> anyhow::Result<()> {
                 sellable: &data.sellable,
                 devices: PUSH_DEVICES,
                 ops_per_request: per,
+                workload,
                 duration: Duration::from_secs(seconds),
             },
         )
