@@ -1,5 +1,5 @@
 //! The cache through the HTTP API: the same interleaving of writes and reads answers byte for byte the same
-//! with no cache, the in-process cache, Redis, and Redis killed halfway; Redis paused, killed, flushed and
+//! (and with its exact `Content-Length`) with no cache, the in-process cache, Redis, and Redis killed halfway; Redis paused, killed, flushed and
 //! corrupted never changes an answer or causes a 5xx; the hit rate rises; statistics are visible.
 
 mod common;
@@ -47,10 +47,18 @@ async fn send(app: &TestApp, token: &str, request: &Request) -> Answer {
         content_type: header("content-type"),
         body: Vec::new(),
     };
-    Answer {
-        body: resp.bytes().await.unwrap().to_vec(),
-        ..answer
+    let length = header("content-length");
+    let chunked = header("transfer-encoding");
+    let body = resp.bytes().await.unwrap().to_vec();
+    // Pages from windows are written from several shared buffers; they must still say their length, exactly.
+    if answer.status == 200 {
+        assert_eq!(
+            (length.as_str(), chunked.as_str()),
+            (body.len().to_string().as_str(), ""),
+            "{request:?}: Content-Length and Transfer-Encoding"
+        );
     }
+    Answer { body, ..answer }
 }
 
 /// Sends `request` to every server; all must answer the same, and none with a 5xx. Returns the answer.

@@ -43,7 +43,7 @@ pub async fn get_changes(
     )
     .await?;
     Ok(match format {
-        Format::Json => format.reply_bytes(StatusCode::OK, page.json()),
+        Format::Json => format.reply_parts(StatusCode::OK, page.json_parts()),
         Format::MessagePack => format.reply(StatusCode::OK, &page.to_wire()?),
     })
 }

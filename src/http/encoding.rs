@@ -11,7 +11,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use serde::{de::DeserializeOwned, Serialize};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 pub const MSGPACK: &str = "application/msgpack";
 const MSGPACK_ALIASES: [&str; 3] = [MSGPACK, "application/x-msgpack", "application/vnd.msgpack"];
@@ -68,6 +75,49 @@ impl Format {
             body,
         )
             .into_response()
+    }
+
+    /// A complete response whose body is already encoded in this format, in buffers sent as they are (one
+    /// vectored write, no copy into one buffer), with its `Content-Length` as for one buffer.
+    pub fn reply_parts(self, status: StatusCode, parts: Vec<Bytes>) -> Response {
+        let body = Buffers {
+            remaining: parts.iter().map(|p| p.len() as u64).sum(),
+            parts: parts.into(),
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type()))],
+            axum::body::Body::new(body),
+        )
+            .into_response()
+    }
+}
+
+/// A body of several buffers of known total length: it reports that length exactly, so the response gets a
+/// `Content-Length` (not chunked encoding), and hands each buffer to hyper whole.
+struct Buffers {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for Buffers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.parts.pop_front();
+        if let Some(part) = &next {
+            self.remaining -= part.len() as u64;
+        }
+        Poll::Ready(next.map(|part| Ok(Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 

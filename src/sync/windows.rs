@@ -29,7 +29,7 @@ use std::{collections::HashMap, ops::Range, sync::Arc};
 pub const MAX_WINDOWS_PER_PULL: i64 = 32;
 
 /// A closed window: exactly `size` changes with consecutive versions from `start`, held as a page's JSON
-/// renders them (see `page`), so that pages are written from it by copying bytes.
+/// renders them (see `page`), so that pages are written from its bytes as they are.
 #[derive(Debug)]
 pub struct Window {
     pub start: i64,
