@@ -3,13 +3,24 @@
 //! Revocation reaches every instance by NOTIFY on `dukasync_auth` (the listener calls [`TokenCache::clear`]),
 //! and in any case within `ttl` (default 5 s), which bounds how long a revoked token can still be used if a
 //! notification is lost. The cache is bounded: at most `MAX_ENTRIES` tokens, unknown tokens included.
+//!
+//! Concurrent requests of one token that miss share one check. Why: the check also records when the token was
+//! last seen (an UPDATE of its row, committed), so concurrent checks of one token queue on that row, each behind
+//! the previous one's WAL flush. In the benchmark, 50 connections of one token all missed each time the entry
+//! expired and waited up to 50–80 ms in that queue, every 5 s.
+//!
+//! A check that was running when the cache was cleared answers the requests that were already waiting for it
+//! (they arrived before the revocation was heard) but is not kept: later requests check again.
 
 use super::{hash_token, Principal, TokenHash};
-use crate::{error::Result, store};
+use crate::{error::Result, store, sync::single_flight::SingleFlight};
 use sqlx::PgPool;
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -23,6 +34,10 @@ struct Entry {
 pub struct TokenCache {
     ttl: Duration,
     entries: Mutex<HashMap<TokenHash, Entry>>,
+    /// Bumped by every [`TokenCache::clear`]; a check keeps its answer only if no clear happened since it began.
+    generation: AtomicU64,
+    /// Checks running, by the generation they began in and the token.
+    checks: SingleFlight<(u64, TokenHash), Option<Principal>>,
 }
 
 impl TokenCache {
@@ -30,6 +45,8 @@ impl TokenCache {
         TokenCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            checks: SingleFlight::default(),
         }
     }
 
@@ -39,14 +56,28 @@ impl TokenCache {
         if let Some(hit) = self.fresh(&hash) {
             return Ok(hit);
         }
-        let principal = store::tokens::principal_for(db, &hash).await?;
-        self.insert(hash, principal.clone());
-        Ok(principal)
+        if self.ttl.is_zero() {
+            // The cache is off: every request checks for itself (a shared check may have begun before it).
+            return Ok(store::tokens::principal_for(db, &hash).await?);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let principal = self
+            .checks
+            .run((generation, hash), || async {
+                let principal = store::tokens::principal_for(db, &hash).await?;
+                self.insert(generation, hash, principal.clone());
+                Ok::<_, sqlx::Error>(principal)
+            })
+            .await?;
+        Ok(principal.as_ref().clone())
     }
 
-    /// Forgets every cached token, so the next request of each is checked against PostgreSQL.
+    /// Forgets every cached token, so the next request of each is checked against PostgreSQL (checks running
+    /// now are not joined by later requests, and their answers are not kept).
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 
     fn fresh(&self, hash: &TokenHash) -> Option<Option<Principal>> {
@@ -55,8 +86,15 @@ impl TokenCache {
         (entry.checked_at.elapsed() < self.ttl).then(|| entry.principal.clone())
     }
 
-    fn insert(&self, hash: TokenHash, principal: Option<Principal>) {
+    /// Keeps a check's answer, unless the cache was cleared since the check began (`generation`): the answer
+    /// may predate a revocation.
+    fn insert(&self, generation: u64, hash: TokenHash, principal: Option<Principal>) {
         let mut entries = self.lock();
+        // Read under the lock `clear` bumps it under: a clear either happened before (and is seen here) or
+        // happens after this insert (and removes it).
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
         if entries.len() >= MAX_ENTRIES {
             let ttl = self.ttl;
             entries.retain(|_, e| e.checked_at.elapsed() < ttl);
