@@ -15,9 +15,9 @@ pub const AUTH_CHANNEL: &str = "dukasync_auth";
 /// `None` when the token is unknown, revoked or expired.
 ///
 /// The statement commits without waiting for the WAL flush (`synchronous_commit` off for its own transaction
-/// only): what it writes is when a token was last seen, which a crash may lose at no cost, and every request of
-/// the token waits for this check. Waiting for the flush put the disk's latency (tens of milliseconds during a
-/// checkpoint) in front of those requests every time the token's cache entry expired.
+/// only; it runs on its own, on the pool): what it writes is when a token was last seen, which a crash may lose
+/// at no cost, and every request of the token waits for this check. Waiting for the flush put the disk's latency
+/// in front of those requests every time the token's cache entry expired (tests/token_check_flush.rs).
 pub async fn principal_for(db: &PgPool, hash: &TokenHash) -> Result<Option<Principal>, sqlx::Error> {
     let rows = sqlx::query(
         r#"
