@@ -323,11 +323,6 @@ impl FeedPage {
         out.finish()
     }
 
-    /// The JSON body in one buffer (the parts of [`Self::json_parts`], joined).
-    pub fn json(&self) -> Vec<u8> {
-        self.json_parts().concat()
-    }
-
     /// The page with row data parsed, for encodings other than JSON.
     pub fn to_wire(&self) -> Result<ChangesPage> {
         let changes = self
@@ -435,7 +430,7 @@ mod tests {
                     head,
                 };
                 assert_eq!(
-                    String::from_utf8(page.json()).unwrap(),
+                    String::from_utf8(page.json_parts().concat()).unwrap(),
                     String::from_utf8(serde_bytes(&rows, cursor, has_more, head)).unwrap(),
                     "{label}"
                 );
