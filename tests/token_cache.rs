@@ -25,6 +25,14 @@ async fn count_checks(db: &PgPool) {
     .unwrap();
 }
 
+/// A server with the demo data, a token of the owner's phone, and its checks counted.
+async fn app_with_counted_checks() -> (TestApp, String) {
+    let app = TestApp::start().await;
+    let token = app.token(OWNER, "owner-phone").await;
+    count_checks(&app.db).await;
+    (app, token)
+}
+
 async fn checks(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT n FROM token_checks")
         .fetch_one(db)
@@ -34,9 +42,7 @@ async fn checks(db: &PgPool) -> i64 {
 
 #[tokio::test]
 async fn concurrent_requests_of_one_token_share_one_check() {
-    let app = TestApp::start().await;
-    let token = app.token(OWNER, "owner-phone").await;
-    count_checks(&app.db).await;
+    let (app, token) = app_with_counted_checks().await;
     let cache = TokenCache::new(Duration::from_secs(600));
 
     // join_all polls each call once before any can finish (each needs PostgreSQL), so all ten miss the cache.
@@ -62,9 +68,7 @@ async fn concurrent_requests_of_one_token_share_one_check() {
 
 #[tokio::test]
 async fn a_check_running_when_the_cache_is_cleared_is_not_kept() {
-    let app = TestApp::start().await;
-    let token = app.token(OWNER, "owner-phone").await;
-    count_checks(&app.db).await;
+    let (app, token) = app_with_counted_checks().await;
     let cache = std::sync::Arc::new(TokenCache::new(Duration::from_secs(600)));
 
     // Hold the token's row, so that a check waits for it; clear the cache (as a revocation's NOTIFY does) while
@@ -98,9 +102,7 @@ async fn a_check_running_when_the_cache_is_cleared_is_not_kept() {
 
 #[tokio::test]
 async fn with_the_cache_disabled_every_request_checks() {
-    let app = TestApp::start().await;
-    let token = app.token(OWNER, "owner-phone").await;
-    count_checks(&app.db).await;
+    let (app, token) = app_with_counted_checks().await;
     let cache = TokenCache::new(Duration::ZERO);
     let answers = futures_util::future::join_all((0..3).map(|_| cache.authenticate(&app.db, &token))).await;
     assert!(answers.into_iter().all(|a| a.unwrap().is_some()));
