@@ -33,6 +33,7 @@ async fn a_token_check_does_not_wait_for_the_wal_flush() {
     app.stop().await.unwrap();
     let one = PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
     // Every other backend of this database gone (their statistics published as they exited).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let others: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
@@ -43,6 +44,10 @@ async fn a_token_check_does_not_wait_for_the_wal_flush() {
         if others == 0 {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{others} other connections to the database after 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let seen = || async {
