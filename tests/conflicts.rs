@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use dukasync::{domain::canonical, wire::ChangesPage};
+use dukasync::{
+    domain::canonical,
+    wire::{ChangesPage, OpStatus},
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -190,6 +193,115 @@ async fn two_devices_conflict_and_converge_on_the_resolution_through_the_feed() 
     }
     let (_, open) = get(&app, "/v1/admin/conflicts?scope=water&status=open", Some(&owner.token)).await;
     assert_eq!(open["conflicts"], json!([]));
+}
+
+/// The stored product `key` and how many conflicts its row has.
+async fn product_and_conflicts(app: &TestApp, key: &str) -> (Value, i64) {
+    let data: Value = sqlx::query_scalar(
+        "SELECT data FROM records WHERE scope_id = 'retail' AND collection = 'products' AND key = $1",
+    )
+    .bind(key)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let conflicts: i64 = sqlx::query_scalar("SELECT count(*) FROM conflicts WHERE scope_id = 'retail' AND key = $1")
+        .bind(key)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    (data, conflicts)
+}
+
+#[tokio::test]
+async fn a_device_never_conflicts_with_its_own_earlier_edits() {
+    let app = TestApp::start().await;
+    let phone = Device::new(&app, OWNER, "owner-phone", "retail").await;
+    let other = Device::new(&app, MANAGER, "manager-phone", "retail").await;
+    let price = |seq, price: &str, base| {
+        op(
+            seq,
+            json!({"type": "update", "collection": "products", "key": "p-own",
+                   "mods": {"price": price}, "base_version": base}),
+        )
+    };
+    let created = phone
+        .push(&[op(
+            1,
+            json!({"type": "put", "collection": "products", "key": "p-own",
+                   "data": {"id": "p-own", "name": "Jar 20l", "price": "1.00"}}),
+        )])
+        .await;
+    let base = created.results[0].versions[0];
+
+    // Two edits made offline against the same base, sent in one push: the second is the device's latest word.
+    let r = phone.push(&[price(2, "2.00", base), price(3, "3.00", base)]).await;
+    let statuses: Vec<_> = r.results.iter().map(|r| (r.status, r.conflict_id)).collect();
+    assert_eq!(statuses, [(OpStatus::Applied, None), (OpStatus::Applied, None)]);
+    assert_eq!(
+        product_and_conflicts(&app, "p-own").await,
+        (json!({"id": "p-own", "name": "Jar 20l", "price": "3.00"}), 0)
+    );
+
+    // The same in two pushes (the first one's answer was lost, so the base stayed), and a whole-row put.
+    phone.push(&[price(4, "4.00", base)]).await;
+    let r = phone
+        .push(&[op(
+            5,
+            json!({"type": "put", "collection": "products", "key": "p-own", "base_version": base,
+                   "data": {"id": "p-own", "name": "Jar 20 l", "price": "5.00"}}),
+        )])
+        .await;
+    assert_eq!(
+        (r.results[0].status, r.results[0].conflict_id),
+        (OpStatus::Applied, None)
+    );
+    assert_eq!(
+        product_and_conflicts(&app, "p-own").await,
+        (json!({"id": "p-own", "name": "Jar 20 l", "price": "5.00"}), 0)
+    );
+
+    // Another device renames it: the phone's next price, still on its old base, touches another field.
+    let renamed = other
+        .push(&[op(
+            1,
+            json!({"type": "update", "collection": "products", "key": "p-own", "mods": {"name": "Jar"}, "base_version": base + 4}),
+        )])
+        .await;
+    assert_eq!(renamed.results[0].status, OpStatus::Applied);
+    let r = phone.push(&[price(6, "6.00", base)]).await;
+    assert_eq!(
+        (r.results[0].status, r.results[0].conflict_id),
+        (OpStatus::Applied, None)
+    );
+    let latest = r.results[0].versions[0];
+    assert_eq!(
+        product_and_conflicts(&app, "p-own").await,
+        (json!({"id": "p-own", "name": "Jar", "price": "6.00"}), 0)
+    );
+
+    // But another device's change of the same field after the phone's own edit is still a conflict
+    // (products: the server wins).
+    other
+        .push(&[op(
+            2,
+            json!({"type": "update", "collection": "products", "key": "p-own", "mods": {"price": "7.00"}, "base_version": latest}),
+        )])
+        .await;
+    let r = phone.push(&[price(7, "8.00", base)]).await;
+    assert_eq!(r.results[0].status, OpStatus::Conflict);
+    let (data, conflicts) = product_and_conflicts(&app, "p-own").await;
+    assert_eq!((data["price"].as_str(), conflicts), (Some("7.00"), 1));
+    let (_, detail) = get(
+        &app,
+        &format!("/v1/admin/conflicts/{}", r.results[0].conflict_id.unwrap()),
+        Some(&phone.token),
+    )
+    .await;
+    assert_eq!(
+        detail["diff"][0],
+        json!({"path": "price", "base": "6.00", "server": "7.00", "client": "8.00"}),
+        "the base is the row as the phone saw it: its own edits included"
+    );
 }
 
 #[tokio::test]

@@ -111,6 +111,25 @@ test('an answer lost after the server applied the batch is replayed and applied 
   await a.client.close();
 });
 
+test('two quick edits of one row before the next pull both land, the second last, with no conflict', async () => {
+  const a = await device(server, ownerToken);
+  await a.client.put('products', { id: 'own-edits', name: 'Gas 6kg', price: '1.00' });
+  await a.client.push();
+  await catchUpAndVerify(a.client); // the row's version is now known: the base of both edits
+
+  await a.client.update('products', 'own-edits', { price: '2.00' });
+  await a.client.update('products', 'own-edits', { price: '3.00' });
+  const sent = await a.db.local_outbox.orderBy('seq').toArray();
+  assert.equal(sent[0].op.base_version, sent[1].op.base_version, 'both edits carry the same base');
+  await a.client.push();
+  assert.equal((await serverRows('products')).get('own-edits').price, '3.00');
+  const { body } = await api(server, ownerToken, 'GET', '/v1/admin/conflicts?scope=retail');
+  assert.deepEqual(body.conflicts.filter((c) => c.key === 'own-edits'), []);
+  await catchUpAndVerify(a.client);
+  assert.equal((await a.db.table('products').get('own-edits')).price, '3.00');
+  await a.client.close();
+});
+
 test('a page that fails to apply leaves the cursor where it was, and the next pull applies it whole', async () => {
   const a = await device(server, ownerToken);
   const b = await device(server, ownerToken, { pageSize: 1000 });

@@ -577,28 +577,54 @@ pub async fn current_row(
     Ok(row.map(|(data, version)| (data.0, version)))
 }
 
-/// The row as it stood at `version`: `Some(Some(data))` live, `Some(None)` deleted or not yet created, `None`
-/// when the log no longer tells (compacted).
-pub async fn row_at(
+/// One change of a row's history (see [`history`]).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub version: i64,
+    /// The row's state after the change (`None`: deleted).
+    pub data: Option<Value>,
+    /// Whether the change was made by an operation of the asking replay client.
+    pub own: bool,
+}
+
+/// A row's history from `base`: the change in force at `base` (absent when the row had no change yet), then
+/// every later change in version order, each marked `own` when a stored result of replay client `client` lists
+/// its version. The caller checks the floor: below it the log no longer tells.
+///
+/// Only asked when an operation's base version is older than its row (`sync::operations`), so the scan of the
+/// client's stored results (its primary-key range) stays off the common path.
+pub async fn history(
     tx: &mut PgConnection,
     scope: &ScopeId,
-    collection: &str,
-    key: &str,
-    version: i64,
-) -> Result<Option<Option<Value>>, sqlx::Error> {
-    match bounds(&mut *tx, scope).await? {
-        Some((_, floor)) if version >= floor => {}
-        _ => return Ok(None),
-    }
-    let data: Option<Option<sqlx::types::Json<Value>>> = sqlx::query_scalar(
-        r#"SELECT data FROM changes WHERE scope_id = $1 AND collection = $2 AND key = $3 AND version <= $4
-           ORDER BY version DESC LIMIT 1"#,
+    (collection, key): (&str, &str),
+    base: i64,
+    client: uuid::Uuid,
+) -> Result<Vec<Step>, sqlx::Error> {
+    let rows: Vec<(i64, Option<sqlx::types::Json<Value>>, bool)> = sqlx::query_as(
+        r#"(SELECT version, data, false FROM changes
+             WHERE scope_id = $1 AND collection = $2 AND key = $3 AND version <= $4
+             ORDER BY version DESC LIMIT 1)
+           UNION ALL
+           (SELECT c.version, c.data,
+                   EXISTS (SELECT 1 FROM replay_results r
+                            WHERE r.scope_id = $1 AND r.client_id = $5 AND r.result->'versions' @> to_jsonb(c.version))
+              FROM changes c
+             WHERE c.scope_id = $1 AND c.collection = $2 AND c.key = $3 AND c.version > $4
+             ORDER BY c.version)"#,
     )
     .bind(scope.as_str())
     .bind(collection)
     .bind(key)
-    .bind(version)
-    .fetch_optional(tx)
+    .bind(base)
+    .bind(client)
+    .fetch_all(tx)
     .await?;
-    Ok(Some(data.flatten().map(|j| j.0)))
+    Ok(rows
+        .into_iter()
+        .map(|(version, data, own)| Step {
+            version,
+            data: data.map(|j| j.0),
+            own,
+        })
+        .collect())
 }

@@ -22,7 +22,7 @@ use crate::{
     error::{Error, Result},
     store::{
         batch::{self as store, PendingConflict, PendingResult, Snapshot, Stored},
-        changes::{self, Prior, RowWrite, Slot},
+        changes::{self, Prior, RowWrite, Slot, Step},
         conflicts::{NewConflict, Origin},
         ledger::{self, Entry, Line, Movement},
     },
@@ -193,22 +193,32 @@ impl<'t> Batch<'t> {
         Ok(self.rows[&slot].clone())
     }
 
-    /// The row as it stood at `version`: `Some(Some(data))` live, `Some(None)` deleted or not yet created,
-    /// `None` when the log no longer tells (compacted below the floor).
-    pub async fn row_at(&mut self, collection: &str, key: &str, version: i64) -> Result<Option<Option<Value>>> {
-        if version < self.floor {
-            return Ok(None);
+    /// What replay client `client` had seen of a row when it made an operation against `base`: the row at
+    /// `base` with the client's own later changes laid over it, the committed ones and this batch's alike. A
+    /// device's own earlier writes therefore never count as another side's change (tests/conflicts.rs,
+    /// `a_device_never_conflicts_with_its_own_earlier_edits`).
+    pub async fn seen_by(&mut self, collection: &str, key: &str, base: i64, client: Uuid) -> Result<Seen> {
+        if base < self.floor {
+            return Ok(Seen::Unknown);
         }
-        let written = self
-            .writes
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(i, w)| w.collection == collection && w.key == key && self.head + 1 + *i as i64 <= version);
-        if let Some((_, w)) = written {
-            return Ok(Some(w.data.clone()));
+        let mut steps = changes::history(self.tx, self.scope, (collection, key), base, client).await?;
+        for (i, write) in self.writes.iter().enumerate() {
+            if write.collection == collection && write.key == key {
+                let version = self.head + 1 + i as i64;
+                let own = self.results.iter().any(|r| {
+                    r.client_id == client
+                        && r.result["versions"]
+                            .as_array()
+                            .is_some_and(|versions| versions.contains(&Value::from(version)))
+                });
+                steps.push(Step {
+                    version,
+                    data: write.data.clone(),
+                    own,
+                });
+            }
         }
-        Ok(changes::row_at(self.tx, self.scope, collection, key, version).await?)
+        Ok(seen(base, steps))
     }
 
     /// Appends row writes to the batch's log; returns their versions.
@@ -352,5 +362,141 @@ impl<'t> Batch<'t> {
             )));
         }
         Ok(())
+    }
+}
+
+/// What a replaying client had seen of a row (see [`Batch::seen_by`]).
+#[derive(Debug, PartialEq)]
+pub enum Seen {
+    /// Every change since the base is the client's own: the base is, for this client, the current row.
+    Current,
+    /// The row as the client saw it (`None`: absent), and another side changed it since.
+    Row(Option<Value>),
+    /// The log no longer tells (compacted below the floor).
+    Unknown,
+}
+
+/// Folds a row's history (the change in force at `base`, then later changes in version order) into what the
+/// client saw: the row at `base`, with each of its own later changes laid over it, path by path.
+fn seen(base: i64, steps: Vec<Step>) -> Seen {
+    let mut view: Option<Value> = None;
+    let mut before: Option<Value> = None;
+    let mut foreign = false;
+    for step in steps {
+        if step.version <= base {
+            view.clone_from(&step.data);
+        } else if step.own {
+            lay_over(&mut view, before.as_ref(), step.data.as_ref());
+        } else {
+            foreign = true;
+        }
+        before = step.data;
+    }
+    if foreign {
+        Seen::Row(view)
+    } else {
+        Seen::Current
+    }
+}
+
+/// Applies to `view` what one change did (`before` to `after`): the paths it changed take their new values,
+/// every other path of `view` stays as it is.
+fn lay_over(view: &mut Option<Value>, before: Option<&Value>, after: Option<&Value>) {
+    match (view.as_mut(), before, after) {
+        (Some(v), Some(b), Some(a)) => lay_over_value(v, b, a),
+        _ if before != after => *view = after.cloned(),
+        _ => {}
+    }
+}
+
+fn lay_over_value(view: &mut Value, before: &Value, after: &Value) {
+    if before == after {
+        return;
+    }
+    let (Value::Object(v), Value::Object(b), Value::Object(a)) = (&mut *view, before, after) else {
+        *view = after.clone();
+        return;
+    };
+    for (field, new) in a {
+        match (b.get(field), v.get_mut(field)) {
+            (Some(old), _) if old == new => {}
+            (Some(old), Some(mine)) => lay_over_value(mine, old, new),
+            _ => {
+                v.insert(field.clone(), new.clone());
+            }
+        }
+    }
+    for field in b.keys() {
+        if !a.contains_key(field) {
+            v.remove(field);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(version: i64, data: Option<Value>, own: bool) -> Step {
+        Step { version, data, own }
+    }
+
+    #[test]
+    fn own_changes_alone_leave_the_base_current() {
+        let steps = vec![
+            step(3, Some(json!({"id": "p", "price": "1"})), false),
+            step(4, Some(json!({"id": "p", "price": "2"})), true),
+            step(5, None, true),
+        ];
+        assert_eq!(seen(3, steps), Seen::Current);
+        assert_eq!(seen(3, vec![step(3, None, false)]), Seen::Current);
+    }
+
+    #[test]
+    fn the_view_is_the_base_with_only_the_clients_own_paths_laid_over() {
+        let steps = vec![
+            step(
+                3,
+                Some(json!({"id": "p", "price": "1", "name": "A", "tags": {"a": 1, "b": 2}})),
+                false,
+            ),
+            step(
+                4,
+                Some(json!({"id": "p", "price": "1", "name": "B", "tags": {"a": 1, "b": 2}})),
+                false,
+            ),
+            step(
+                5,
+                Some(json!({"id": "p", "price": "2", "name": "B", "tags": {"a": 9}})),
+                true,
+            ),
+            step(
+                6,
+                Some(json!({"id": "p", "price": "7", "name": "B", "tags": {"a": 9}})),
+                false,
+            ),
+        ];
+        assert_eq!(
+            seen(3, steps),
+            Seen::Row(Some(json!({"id": "p", "price": "2", "name": "A", "tags": {"a": 9}}))),
+            "the foreign rename and price stay unseen; the own price and tag edits are seen"
+        );
+    }
+
+    #[test]
+    fn an_own_create_or_delete_replaces_the_whole_view() {
+        let steps = vec![
+            step(4, Some(json!({"id": "p", "price": "1"})), false),
+            step(5, Some(json!({"id": "p", "price": "1", "x": 1})), false),
+            step(6, None, true),
+        ];
+        assert_eq!(seen(3, steps), Seen::Row(None));
+        let steps = vec![
+            step(2, None, false),
+            step(4, Some(json!({"id": "p"})), true),
+            step(5, Some(json!({"id": "p", "x": 1})), false),
+        ];
+        assert_eq!(seen(3, steps), Seen::Row(Some(json!({"id": "p"}))));
     }
 }

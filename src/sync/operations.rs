@@ -11,7 +11,7 @@
 //! changed follow the collection's policy (`server_wins`, `client_wins`, or `manual`, which keeps the server's
 //! value). Every such case is recorded in `conflicts` with base, server and client values.
 
-use super::batch::Batch;
+use super::batch::{Batch, Seen};
 use crate::{
     domain::{
         canonical::{self, CanonicalError},
@@ -161,9 +161,18 @@ pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Res
         (Some((_, version)), Some(base)) if base < *version => Some(base),
         _ => None,
     };
-    let base = match stale_base {
-        Some(version) => batch.row_at(&op.collection, &op.key, version).await?,
-        None => None,
+    // The row as the device saw it. Its own writes since the base are part of what it saw, not the server's
+    // side: a device that edits a row twice before its next pull sends both edits against the same base.
+    let (stale_base, base) = match stale_base {
+        Some(version) => match batch
+            .seen_by(&op.collection, &op.key, version, origin.client_id)
+            .await?
+        {
+            Seen::Current => (None, None),
+            Seen::Row(row) => (Some(version), Some(row)),
+            Seen::Unknown => (Some(version), None),
+        },
+        None => (None, None),
     };
     let plan = match op.op_type {
         OpType::Create | OpType::Put => {
