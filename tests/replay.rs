@@ -404,6 +404,51 @@ async fn messagepack_batches_work_and_a_client_id_stays_with_its_device() {
 }
 
 #[tokio::test]
+async fn invalid_path_is_a_rejection_on_the_stored_row_and_a_refusal_when_malformed() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, OWNER, "owner-phone", "water").await;
+    let update = |seq: i64, path: &str| {
+        json!({"seq": seq, "id": Uuid::new_v4(), "type": "update", "collection": "customers", "key": "c-path",
+               "mods": {path: "Nakuru"}})
+    };
+    let created = json!({"seq": 1, "id": Uuid::new_v4(), "type": "put", "collection": "customers", "key": "c-path",
+                         "data": {"id": "c-path", "name": "Otieno", "address": "PO Box 1"}});
+    let r = device.push(&[created, update(2, "address.city")]).await;
+    assert_eq!(
+        (r.results[1].status, r.results[1].code.as_deref(), r.last_seq),
+        (OpStatus::Rejected, Some("invalid_path"), 2),
+        "the stored address is a string: rejected, recorded, and the queue moves on"
+    );
+    let (status, body) = device.push_error(&[update(3, "address..city")]).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_path")
+    );
+}
+
+#[tokio::test]
+async fn a_client_ids_sequence_counts_per_scope() {
+    let app = TestApp::start().await;
+    let water = Device::new(&app, OWNER, "owner-phone", "water").await;
+    let retail = Device {
+        client_id: water.client_id,
+        scope: "retail",
+        ..Device::new(&app, OWNER, "owner-phone", "retail").await
+    };
+    for device in [&water, &retail] {
+        let r = device.push(&[put(1, Uuid::new_v4(), "c-per-scope", "Wairimu")]).await;
+        assert_eq!(
+            (r.last_seq, r.results[0].status),
+            (1, OpStatus::Applied),
+            "{}",
+            device.scope
+        );
+    }
+    let r = water.push(&[put(2, Uuid::new_v4(), "c-per-scope-2", "Wairimu")]).await;
+    assert_eq!(r.last_seq, 2, "water's sequence went on where water's left off");
+}
+
+#[tokio::test]
 async fn pruned_results_answer_result_expired_and_never_reapply() {
     let app = TestApp::start().await;
     let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;

@@ -60,7 +60,7 @@ export class SyncClient extends EventTarget {
     return client;
   }
 
-  /** The outbox's id, made on first use and kept with the data (one per installation). */
+  /** The outbox's id, made on first use and kept with the data: one per scope database (sequences count per scope). */
   async clientId() {
     return this.db.transaction('rw', this.db.local_sync, async () => {
       const row = await this.db.local_sync.get('client');
