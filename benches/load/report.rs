@@ -1,4 +1,4 @@
-//! The run's report: JSON for comparing runs, and a markdown table for the README, with each target of
+//! The run's report: JSON for comparing runs, and a markdown table for benches/README.md, with each target of
 //! issue 8 checked against what was measured (reported, never asserted).
 
 use crate::{references::Pgbench, stats::Outcome, system, ServiceMemory};
