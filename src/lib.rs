@@ -4,6 +4,8 @@
 //! which calls `store` (SQL). `domain` holds the types they share, `wire` what crosses the wire, `auth` tokens,
 //! `cache` Redis and the in-process cache. `app` wires them into a server that tests run on port 0.
 
+#![deny(clippy::unwrap_used)]
+
 pub mod app;
 pub mod auth;
 pub mod cache;

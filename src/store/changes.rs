@@ -32,7 +32,7 @@ pub struct RowWrite {
 ///
 /// Three statements: the head update (the scope's version lock), one read of the prior row hashes and
 /// collection states, and one statement writing the log, the rows, the states and the NOTIFY. A replay batch
-/// does the same work inside its own single write (`store::batch`), through [`prepare`] and [`log_ctes`].
+/// does the same work inside its own single write (`store::batch`), through `prepare` and `log_ctes`.
 pub async fn append(
     tx: &mut PgConnection,
     scope: &ScopeId,

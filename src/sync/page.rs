@@ -6,7 +6,7 @@
 //! page of windows is written from byte ranges of them, shared with the response rather than copied into it
 //! ([`FeedPage::json_parts`]). Rows read from PostgreSQL for one page are rendered by the
 //! same function, [`render_change`], so the bytes are the same wherever a change came from; `tests` below holds
-//! the writer to what serde writes for [`ChangesPageOut`].
+//! the writer to what serde writes for [`crate::wire::ChangesPageOut`].
 
 use super::windows::Window;
 use crate::{

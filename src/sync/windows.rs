@@ -212,7 +212,7 @@ struct Stored {
 type StoredChange = (i64, String, String, Option<Box<RawValue>>, i64);
 
 /// The Redis form of a window: `{"start":S,"changes":[[version,collection,key,data,tag],...]}`, what serde
-/// writes for [`Stored`], written from the rendered changes without parsing them.
+/// writes for `Stored`, written from the rendered changes without parsing them.
 pub fn encode(window: &Window) -> Vec<u8> {
     let mut out = Vec::with_capacity(window.json.len() + 32);
     out.extend_from_slice(format!("{{\"start\":{},\"changes\":[", window.start).as_bytes());
