@@ -557,3 +557,43 @@ pub struct ResolveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
+
+/// Body of `POST /v1/scopes/{scope}/accounts`: an account added to the scope's chart.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// The account code, also its row id: 1 to 32 ASCII letters, digits, `-` or `_`.
+    #[schema(max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
+    pub code: String,
+    /// 1 to 100 characters.
+    #[schema(max_length = 100)]
+    pub name: String,
+    /// `asset`, `liability`, `equity`, `revenue` or `expense`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Body of `POST /v1/scopes/{scope}/payment_methods`: a payment method posting to one of the scope's asset
+/// accounts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPaymentMethod {
+    /// The method's id, as commands name it in `method`: 1 to 32 ASCII letters, digits, `-` or `_`.
+    #[schema(max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
+    pub id: String,
+    /// 1 to 100 characters.
+    #[schema(max_length = 100)]
+    pub name: String,
+    /// Code of an `asset` account of the scope other than 1100 receivables.
+    #[schema(max_length = 32)]
+    pub account: String,
+}
+
+/// Answer of the routes that add a reference row: the row as written and its feed version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RowCreated {
+    pub collection: String,
+    #[schema(value_type = Object)]
+    pub row: Value,
+    pub version: i64,
+}

@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod chart;
 mod changes;
 mod conflicts;
 pub mod encoding;
@@ -69,6 +70,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(conflicts::list_conflicts))
         .routes(routes!(conflicts::get_conflict))
         .routes(routes!(conflicts::resolve_conflict))
+        .routes(routes!(chart::add_account))
+        .routes(routes!(chart::add_payment_method))
         .split_for_parts()
 }
 
