@@ -10,7 +10,8 @@ use crate::{
     demo,
     domain::{Role, ScopeId},
     store::{self, accounts, tokens},
-    sync::{self, reference},
+    sync::{self, reference, setup},
+    wire::{NewAccount, NewPaymentMethod},
 };
 mod conflicts;
 
@@ -37,11 +38,35 @@ enum Command {
     /// Issue, revoke and list device tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Create a scope (a business).
+    /// Create a scope (a business) with the standard chart of accounts and payment methods; on an existing
+    /// scope, rename it and add the standard rows it lacks.
     ScopeAdd {
         id: String,
         #[arg(long)]
         name: String,
+    },
+    /// Add an account to a scope's chart (as POST /v1/scopes/{scope}/accounts).
+    AccountAdd {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        /// asset, liability, equity, revenue or expense
+        #[arg(long = "type")]
+        kind: String,
+    },
+    /// Add a payment method posting to an asset account (as POST /v1/scopes/{scope}/payment_methods).
+    PaymentMethodAdd {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        account: String,
     },
     /// Create a user or update their role in a scope.
     UserAdd {
@@ -202,8 +227,37 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::ScopeAdd { id, name } => {
             let db = connect(&config).await?;
             let scope = ScopeId::parse(&id).context("scope ids are lowercase letters, digits and '-', at most 40")?;
-            accounts::ensure_scope(&db, &scope, &name).await?;
-            eprintln!("scope {scope} ready");
+            let written = setup::add_scope(&db, &scope, &name).await.map_err(cli_error)?;
+            eprintln!("scope {scope} ready ({written} standard accounts and payment methods added)");
+            Ok(())
+        }
+        Command::AccountAdd {
+            scope,
+            code,
+            name,
+            kind,
+        } => {
+            let db = connect(&config).await?;
+            let scope = ScopeId::parse(&scope).context("not a scope id")?;
+            let new = NewAccount { code, name, kind };
+            let created = setup::add_account(&db, &scope, &new).await.map_err(cli_error)?;
+            eprintln!("account {} added to {scope} at version {}", new.code, created.version);
+            Ok(())
+        }
+        Command::PaymentMethodAdd {
+            scope,
+            id,
+            name,
+            account,
+        } => {
+            let db = connect(&config).await?;
+            let scope = ScopeId::parse(&scope).context("not a scope id")?;
+            let new = NewPaymentMethod { id, name, account };
+            let created = setup::add_payment_method(&db, &scope, &new).await.map_err(cli_error)?;
+            eprintln!(
+                "payment method {} added to {scope} at version {}",
+                new.id, created.version
+            );
             Ok(())
         }
         Command::UserAdd {
@@ -270,6 +324,14 @@ async fn cache_warm(config: &Config, scope: Option<String>, windows: i64) -> any
         eprintln!("{scope}: {snapshots} reference snapshots and {stored} feed windows stored in Redis");
     }
     Ok(())
+}
+
+/// The API's error as one line: its code and message (`no scope` for a scope that does not exist).
+fn cli_error(err: crate::error::Error) -> anyhow::Error {
+    match err {
+        crate::error::Error::Internal(inner) => inner,
+        other => anyhow::anyhow!("{} ({})", other, other.code()),
+    }
 }
 
 async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {

@@ -9,6 +9,7 @@ use crate::{
         changes::{self, RowWrite},
         ledger::{self, Movement},
     },
+    sync::setup,
 };
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -185,18 +186,8 @@ fn row(collection: &str, data: Value) -> RowWrite {
 }
 
 fn rows(business: &Business) -> Vec<RowWrite> {
-    let mut out = Vec::new();
-    for (id, name, method_type) in [
-        ("cash", "Cash", "cash"),
-        ("mpesa", "M-Pesa", "mobile_money"),
-        ("card", "Card", "card"),
-        ("credit", "On credit", "credit"),
-    ] {
-        out.push(row(
-            "payment_methods",
-            json!({"id": id, "name": name, "type": method_type, "active": true}),
-        ));
-    }
+    // The same payment methods and chart of accounts as every new scope (`scope-add`).
+    let mut out = setup::starter_rows();
     out.push(row(
         "tax_rates",
         json!({"id": "vat-16", "name": "VAT 16%", "rate": "0.16"}),
@@ -205,24 +196,6 @@ fn rows(business: &Business) -> Vec<RowWrite> {
         "tax_rates",
         json!({"id": "exempt", "name": "Exempt", "rate": "0.00"}),
     ));
-    for (code, name, kind) in [
-        ("1000", "Cash on hand", "asset"),
-        ("1010", "M-Pesa float", "asset"),
-        ("1020", "Card clearing", "asset"),
-        ("1100", "Accounts receivable", "asset"),
-        ("1200", "Inventory", "asset"),
-        ("2000", "Accounts payable", "liability"),
-        ("2100", "Cylinder deposits held", "liability"),
-        ("3000", "Owner's equity", "equity"),
-        ("4000", "Sales revenue", "revenue"),
-        ("5000", "Cost of goods sold", "expense"),
-        ("6000", "Operating expenses", "expense"),
-    ] {
-        out.push(row(
-            "accounts",
-            json!({"id": code, "code": code, "name": name, "type": kind}),
-        ));
-    }
     let mut price_items = Vec::new();
     for (id, name, unit, price, reorder) in business.products {
         // Services (a reorder level of 0) keep no stock.

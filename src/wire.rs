@@ -72,10 +72,12 @@ pub struct ChangesQuery {
     /// but cannot detect a restored or different database; prefer the cursor.
     pub since: Option<String>,
     /// Most changes per page (default `DUKASYNC_DEFAULT_PAGE_SIZE`, 500); larger values are clamped to
-    /// `DUKASYNC_MAX_PAGE_SIZE` (1000).
+    /// `DUKASYNC_MAX_PAGE_SIZE` (1000); 0 counts as 1. Above 4294967295: 400 `invalid_query`.
+    #[param(value_type = Option<i64>, format = Int64, minimum = 0, maximum = 4294967295_i64)]
     pub limit: Option<u32>,
     /// Seconds to wait for a change when none is newer than `since` (long-poll); clamped to
-    /// `DUKASYNC_MAX_WAIT_SECS` (30).
+    /// `DUKASYNC_MAX_WAIT_SECS` (30). Above 4294967295: 400 `invalid_query`.
+    #[param(value_type = Option<i64>, format = Int64, minimum = 0, maximum = 4294967295_i64)]
     pub wait: Option<u32>,
     /// Comma-separated collection names; only their changes are returned.
     pub collections: Option<String>,
@@ -142,14 +144,16 @@ pub struct ChangeOut<'a> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ChecksumQuery {
-    /// Version (default: the head).
+    /// Version (default: the head); negative: 400 `invalid_version`.
+    #[param(minimum = 0)]
     pub version: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CollectionChecksum {
     pub collection: String,
-    /// Sum of the collection's row hashes modulo 2^32.
+    /// Sum of the collection's row hashes modulo 2^32 (unsigned 32-bit).
+    #[schema(value_type = i64, format = Int64, minimum = 0, maximum = 4294967295_i64)]
     pub checksum: u32,
     pub count: i64,
 }
@@ -158,7 +162,8 @@ pub struct CollectionChecksum {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChecksumReport {
     pub version: i64,
-    /// Sum of all collections' checksums modulo 2^32.
+    /// Sum of all collections' checksums modulo 2^32 (unsigned 32-bit).
+    #[schema(value_type = i64, format = Int64, minimum = 0, maximum = 4294967295_i64)]
     pub checksum: u32,
     pub count: i64,
     pub collections: Vec<CollectionChecksum>,
@@ -196,6 +201,9 @@ pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde
 pub struct OpsRequest {
     /// The outbox's id (one per device installation); bound to the token's device on first use.
     pub client_id: uuid::Uuid,
+    /// At most `DUKASYNC_MAX_BATCH_OPS` operations (default 500, configurable 1 to 10000; more: 413
+    /// `batch_too_large`). `maxItems` states the default.
+    #[schema(max_items = 500)]
     pub ops: Vec<Operation>,
 }
 
@@ -229,6 +237,8 @@ pub struct Operation {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub collection: String,
     /// The row's key; for a command, the id of what it creates or acts on (the sale, the payment, ...).
+    /// 1 to 128 bytes (`invalid_key`).
+    #[schema(min_length = 1, max_length = 128)]
     pub key: String,
     /// The whole object (`create`, `put`); its `id` field must equal `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,7 +306,8 @@ pub struct OpsResponse {
 /// canonical (keys sorted, no whitespace; fields are declared in that order), and its blake3 hash is the ETag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReferenceSnapshot {
-    /// Sum of the rows' hashes modulo 2^32, as in `/checksum` for this collection.
+    /// Sum of the rows' hashes modulo 2^32 (unsigned 32-bit), as in `/checksum` for this collection.
+    #[schema(value_type = i64, format = Int64, minimum = 0, maximum = 4294967295_i64)]
     pub checksum: u32,
     /// Number of rows.
     pub count: i64,
@@ -336,6 +347,7 @@ pub struct SummaryQuery {
     /// The business day, `YYYY-MM-DD` (default: today at `utc_offset_minutes`).
     pub day: Option<String>,
     /// The business's offset from UTC in minutes, -720 to 840 (default 180, East Africa Time).
+    #[param(minimum = -720, maximum = 840)]
     pub utc_offset_minutes: Option<i32>,
 }
 
@@ -407,6 +419,7 @@ pub struct ConflictsQuery {
     /// Created before.
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Most conflicts per page: default 50, at most 200 (larger values are clamped).
+    #[param(value_type = Option<i64>, format = Int64, minimum = 0, maximum = 4294967295_i64)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -556,4 +569,44 @@ pub struct ResolveRequest {
     /// Why (kept in the audit record, at most 1000 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// Body of `POST /v1/scopes/{scope}/accounts`: an account added to the scope's chart.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// The account code, also its row id: 1 to 32 ASCII letters, digits, `-` or `_`.
+    #[schema(max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
+    pub code: String,
+    /// 1 to 100 characters.
+    #[schema(max_length = 100)]
+    pub name: String,
+    /// `asset`, `liability`, `equity`, `revenue` or `expense`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Body of `POST /v1/scopes/{scope}/payment_methods`: a payment method posting to one of the scope's asset
+/// accounts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPaymentMethod {
+    /// The method's id, as commands name it in `method`: 1 to 32 ASCII letters, digits, `-` or `_`.
+    #[schema(max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
+    pub id: String,
+    /// 1 to 100 characters.
+    #[schema(max_length = 100)]
+    pub name: String,
+    /// Code of an `asset` account of the scope other than 1100 receivables.
+    #[schema(max_length = 32)]
+    pub account: String,
+}
+
+/// Answer of the routes that add a reference row: the row as written and its feed version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RowCreated {
+    pub collection: String,
+    #[schema(value_type = Object)]
+    pub row: Value,
+    pub version: i64,
 }

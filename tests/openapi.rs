@@ -84,3 +84,135 @@ async fn every_described_route_answers() {
         );
     }
 }
+
+fn doc() -> Value {
+    serde_json::to_value(dukasync::http::openapi()).unwrap()
+}
+
+/// `$ref`s to component schemas, followed.
+fn schema<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => value,
+    }
+}
+
+#[test]
+fn every_v1_route_declares_the_answers_any_request_may_get() {
+    let doc = doc();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            // Every /v1 route needs a token (the document's global security), so every one may answer 401;
+            // the layers in front of every route may answer 408 and 503.
+            for status in ["401", "408", "503"] {
+                let response = responses
+                    .get(status)
+                    .unwrap_or_else(|| panic!("{method} {path} does not declare {status}"));
+                assert!(
+                    response["content"]["application/json"]["schema"]["$ref"]
+                        .as_str()
+                        .is_some_and(|r| r.ends_with("/ErrorBody")),
+                    "{method} {path} {status}: {response}"
+                );
+            }
+            let five = responses["503"]["description"].as_str().unwrap();
+            assert!(five.contains("unavailable") && five.contains("overloaded"), "{five}");
+            assert!(responses["408"]["description"].as_str().unwrap().contains("timeout"));
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                if param["name"] == "scope" && param["in"] == "path" {
+                    assert_eq!(
+                        param["schema"]["pattern"], "^[a-z0-9][a-z0-9-]{0,39}$",
+                        "{method} {path}: {param}"
+                    );
+                    assert_eq!(param["schema"]["maxLength"], 40);
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "{checked} /v1 operations");
+    assert!(doc["security"][0]["bearer"].is_array(), "{}", doc["security"]);
+}
+
+#[test]
+fn checksums_are_unsigned_32_bit() {
+    let doc = doc();
+    let schemas = &doc["components"]["schemas"];
+    for name in ["ChecksumReport", "CollectionChecksum", "ReferenceSnapshot"] {
+        let checksum = &schemas[name]["properties"]["checksum"];
+        assert_eq!(checksum["type"], "integer", "{name}: {checksum}");
+        assert_ne!(checksum["format"], "int32", "{name}: {checksum}");
+        assert_eq!(checksum["minimum"].as_f64(), Some(0.0), "{name}: {checksum}");
+        assert_eq!(
+            checksum["maximum"].as_f64(),
+            Some(u32::MAX as f64),
+            "{name}: {checksum}"
+        );
+    }
+}
+
+#[test]
+fn schemas_carry_the_limits_the_server_enforces() {
+    let doc = doc();
+    let config =
+        dukasync::Config::from_lookup(|k| (k == "DUKASYNC_DATABASE_URL").then(|| "postgres://h/d".into())).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let ops = &schemas["OpsRequest"]["properties"]["ops"];
+    assert_eq!(
+        ops["maxItems"].as_u64(),
+        Some(config.limits.max_batch_ops as u64),
+        "{ops}"
+    );
+    assert!(ops["description"].as_str().unwrap().contains("DUKASYNC_MAX_BATCH_OPS"));
+    let key = &schemas["Operation"]["properties"]["key"];
+    assert_eq!(
+        key["maxLength"].as_u64(),
+        Some(dukasync::domain::collections::MAX_KEY_LEN as u64),
+        "{key}"
+    );
+    assert_eq!(key["minLength"], 1);
+
+    let params = |path: &str| -> Vec<Value> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| schema(&doc, p).clone())
+            .collect()
+    };
+    let param = |path: &str, name: &str| -> Value {
+        params(path)
+            .into_iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} has no parameter {name}"))
+    };
+    // `limit` and `wait` are read as unsigned 32-bit (larger: 400) and clamped below the documented bounds.
+    for name in ["limit", "wait"] {
+        let p = param("/v1/scopes/{scope}/changes", name);
+        assert_eq!(p["schema"]["minimum"].as_f64(), Some(0.0), "{p}");
+        assert_eq!(p["schema"]["maximum"].as_f64(), Some(u32::MAX as f64), "{p}");
+        assert_ne!(p["schema"]["format"], "int32", "{p}");
+    }
+    assert!(param("/v1/scopes/{scope}/changes", "limit")["description"]
+        .as_str()
+        .unwrap()
+        .contains(&config.limits.max_page_size.to_string()));
+    assert!(param("/v1/scopes/{scope}/changes", "wait")["description"]
+        .as_str()
+        .unwrap()
+        .contains(&config.limits.max_wait.as_secs().to_string()));
+    assert_eq!(
+        param("/v1/scopes/{scope}/checksum", "version")["schema"]["minimum"].as_f64(),
+        Some(0.0)
+    );
+    let offset = param("/v1/scopes/{scope}/summary", "utc_offset_minutes");
+    assert_eq!(offset["schema"]["minimum"].as_f64(), Some(-720.0), "{offset}");
+    assert_eq!(offset["schema"]["maximum"].as_f64(), Some(840.0), "{offset}");
+    let account = &schemas["NewAccount"]["properties"]["code"];
+    assert_eq!(account["maxLength"], 32, "{account}");
+}

@@ -567,7 +567,7 @@ mod tests {
             code(
                 "record_sale",
                 json!({"lines": [{"product_id": "p", "quantity": "1", "unit_price": "5.00"}],
-                "payments": [{"method": "bitcoin", "amount": "5.00"}]})
+                "payments": [{"method": "", "amount": "5.00"}]})
             ),
             "invalid_arguments"
         );

@@ -14,6 +14,9 @@ use std::fmt;
 #[serde(transparent)]
 pub struct ScopeId(String);
 
+/// What [`ScopeId::parse`] accepts, as a regular expression (for the OpenAPI description).
+pub const SCOPE_ID_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,39}$";
+
 impl ScopeId {
     /// Accepts `[a-z0-9][a-z0-9-]{0,39}`; anything else cannot name a scope.
     pub fn parse(raw: &str) -> Option<Self> {

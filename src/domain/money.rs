@@ -118,35 +118,68 @@ pub fn format_quantity(value: Decimal) -> String {
     value.normalize().to_string()
 }
 
-/// How money was received or paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How money was received or paid: one of the four built-in methods, or the id of a method the business added
+/// (a `payment_methods` row naming its account), resolved when the command runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PaymentMethod {
     Cash,
     Mpesa,
     Card,
     /// On the customer's account: a receivable, not money in hand.
     Credit,
+    /// Another method of the business, by its `payment_methods` id.
+    Other(String),
 }
 
+/// Longest payment method id (a row key of `payment_methods`).
+pub const MAX_METHOD_ID: usize = 128;
+
 impl PaymentMethod {
-    /// The account a payment by this method moves (debited when money comes in).
-    pub fn account(self) -> &'static str {
+    pub fn parse(id: &str) -> Option<PaymentMethod> {
+        Some(match id {
+            "cash" => PaymentMethod::Cash,
+            "mpesa" => PaymentMethod::Mpesa,
+            "card" => PaymentMethod::Card,
+            "credit" => PaymentMethod::Credit,
+            other if !other.is_empty() && other.len() <= MAX_METHOD_ID => PaymentMethod::Other(other.to_string()),
+            _ => return None,
+        })
+    }
+
+    /// The account a built-in method moves (debited when money comes in) when the business's own
+    /// `payment_methods` row names none; `None` for methods the business added.
+    pub fn default_account(&self) -> Option<&'static str> {
         match self {
-            PaymentMethod::Cash => accounts::CASH,
-            PaymentMethod::Mpesa => accounts::MPESA,
-            PaymentMethod::Card => accounts::CARD,
-            PaymentMethod::Credit => accounts::RECEIVABLES,
+            PaymentMethod::Cash => Some(accounts::CASH),
+            PaymentMethod::Mpesa => Some(accounts::MPESA),
+            PaymentMethod::Card => Some(accounts::CARD),
+            PaymentMethod::Credit => Some(accounts::RECEIVABLES),
+            PaymentMethod::Other(_) => None,
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             PaymentMethod::Cash => "cash",
             PaymentMethod::Mpesa => "mpesa",
             PaymentMethod::Card => "card",
             PaymentMethod::Credit => "credit",
+            PaymentMethod::Other(id) => id,
         }
+    }
+}
+
+impl Serialize for PaymentMethod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PaymentMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        PaymentMethod::parse(&id)
+            .ok_or_else(|| serde::de::Error::custom(format!("a payment method is an id of 1 to {MAX_METHOD_ID} bytes")))
     }
 }
 

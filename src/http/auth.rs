@@ -25,10 +25,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|t| looks_like_token(t))
+            .and_then(bearer_token)
             .ok_or(Error::Unauthorized)?;
         let principal = state
             .tokens
@@ -40,6 +37,19 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(Caller(principal))
     }
+}
+
+/// The token of an `Authorization` value, read as RFC 7235 §2.1 and RFC 6750 §2.1 say: the scheme `Bearer` in
+/// any case, one or more spaces (SP, not tabs), the token; trailing spaces or tabs (optional whitespace around
+/// a header value) are ignored. `None` for anything else, including a value that is not token-shaped, so a
+/// malformed token is refused without a database lookup.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_start_matches(' ').trim_end_matches([' ', '\t']);
+    looks_like_token(token).then_some(token)
 }
 
 /// A caller with access to the `{scope}` of the path.
@@ -75,5 +85,42 @@ impl FromRequestParts<AppState> for ScopeAccess {
         let scope = ScopeId::parse(raw).ok_or(Error::NotFound("scope"))?;
         let role = principal.role_in(&scope).ok_or(Error::NotFound("scope"))?;
         Ok(ScopeAccess { scope, role, principal })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    const TOKEN: &str = "dks_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_followed_by_one_or_more_spaces() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            for gap in [" ", "  ", "     "] {
+                let value = format!("{scheme}{gap}{TOKEN}");
+                assert_eq!(bearer_token(&value), Some(TOKEN), "{value:?}");
+            }
+        }
+        assert_eq!(bearer_token(&format!("Bearer {TOKEN} \t")), Some(TOKEN));
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for value in [
+            String::new(),
+            TOKEN.to_string(),
+            format!("Bearer{TOKEN}"),
+            format!("Bearer\t{TOKEN}"),
+            format!("Bearer \t{TOKEN}"),
+            format!("Basic {TOKEN}"),
+            format!("Bearerx {TOKEN}"),
+            format!(" Bearer {TOKEN}"),
+            format!("Bearer {TOKEN} extra"),
+            format!("Bearer {TOKEN}0"),
+            "Bearer ".to_string(),
+        ] {
+            assert_eq!(bearer_token(&value), None, "{value:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod changes;
+mod chart;
 mod conflicts;
 pub mod encoding;
 mod error;
@@ -52,7 +53,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every route with its description.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
@@ -69,7 +70,88 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(conflicts::list_conflicts))
         .routes(routes!(conflicts::get_conflict))
         .routes(routes!(conflicts::resolve_conflict))
-        .split_for_parts()
+        .routes(routes!(chart::add_account))
+        .routes(routes!(chart::add_payment_method))
+        .split_for_parts();
+    common_v1_responses(&mut doc);
+    (router, doc)
+}
+
+/// Adds to every `/v1` operation what any of them may answer besides its own responses: 401 `unauthorized`
+/// (every `/v1` route needs a token), 408 `timeout`, 503 `unavailable` / `overloaded` (the layers of
+/// [`router`]); and gives every `{scope}` path parameter the scope id pattern. Here, once, so no route can
+/// lack them (tests/openapi.rs checks).
+fn common_v1_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        path::ParameterIn, schema::SchemaType, Content, ObjectBuilder, Ref, RefOr, ResponseBuilder, Type,
+    };
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build(),
+        )
+    };
+    let common = [
+        (
+            "401",
+            "unauthorized: missing, malformed, unknown, revoked or expired token",
+        ),
+        (
+            "408",
+            "timeout: the request took longer than the server's bound; safe to retry",
+        ),
+        (
+            "503",
+            "unavailable (the database is unreachable; nothing was done) or overloaded (too many requests in \
+             flight); safe to retry with backoff",
+        ),
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (status, description) in common {
+                let response = op
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description));
+                // A route's own description of the status (e.g. "nothing applied") is kept, with the common one.
+                if let RefOr::T(own) = response {
+                    if !own.description.contains(description) {
+                        own.description = format!("{}; {description}", own.description);
+                    }
+                }
+            }
+            for param in op.parameters.iter_mut().flatten() {
+                if param.name == "scope" && param.parameter_in == ParameterIn::Path {
+                    param.schema = Some(RefOr::T(
+                        ObjectBuilder::new()
+                            .schema_type(SchemaType::Type(Type::String))
+                            .pattern(Some(crate::domain::SCOPE_ID_PATTERN))
+                            .min_length(Some(1))
+                            .max_length(Some(40))
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// The OpenAPI description served at `/openapi.json`.

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     domain::{
         commands::{self, Command, CustomerPayment, CylinderExchange, Payment, Sale, SaleLine},
-        money::{self, accounts},
+        money::{self, accounts, PaymentMethod},
     },
     error::{Error, Result},
     store::{
@@ -141,6 +141,58 @@ impl Run<'_, '_> {
         }
     }
 
+    /// The account a payment by `method` moves, or why it cannot be used (the rejection's message).
+    ///
+    /// The business's `payment_methods/<id>` row names the account (`account`); a built-in method whose row names
+    /// none (or that has no row: scopes made before their chart was set up with them) uses its default account.
+    /// Devices write `payment_methods` rows, so an account named by a row must be an asset account of the
+    /// business, and only `credit` may post to receivables (a receivable needs the customer `credit` requires).
+    async fn method_account(&mut self, method: &PaymentMethod) -> Result<Result<String, String>> {
+        let id = method.as_str().to_string();
+        let row = self.row("payment_methods", &id).await?;
+        let named = row
+            .as_ref()
+            .and_then(|r| r.get("account"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(account) = named.or_else(|| method.default_account().map(str::to_string)) else {
+            return Ok(Err(format!(
+                "`{id}` is not a payment method of this business (or names no account)"
+            )));
+        };
+        if method.default_account() == Some(account.as_str()) {
+            return Ok(Ok(account));
+        }
+        let kind = self.row("accounts", &account).await?.map(|a| a["type"].clone());
+        if kind != Some(json!("asset")) {
+            return Ok(Err(format!(
+                "payment method `{id}` names `{account}`, which is not an asset account of this business"
+            )));
+        }
+        if account == accounts::RECEIVABLES && *method != PaymentMethod::Credit {
+            return Ok(Err(format!(
+                "payment method `{id}` names receivables; only `credit` may"
+            )));
+        }
+        Ok(Ok(account))
+    }
+
+    /// Each payment's account and amount, in order; or the rejection when a method cannot be used.
+    async fn payment_accounts(
+        &mut self,
+        payments: &[&Payment],
+        collection: &'static str,
+    ) -> Result<Result<Vec<(String, Decimal)>, Outcome>> {
+        let mut out = Vec::with_capacity(payments.len());
+        for p in payments {
+            match self.method_account(&p.method).await? {
+                Ok(account) => out.push((account, p.amount)),
+                Err(message) => return Ok(Err(self.reject("unknown_payment_method", &message, collection).await?)),
+            }
+        }
+        Ok(Ok(out))
+    }
+
     /// Checks sale lines against the catalogue: stock movements for tracked products, flags for the rest.
     async fn sell(&mut self, lines: &[SaleLine], collection: &'static str, effects: &mut Effects) -> Result<()> {
         let mut stale = Vec::new();
@@ -183,10 +235,17 @@ impl Run<'_, '_> {
         if let Some(rejected) = self.exists("sales").await? {
             return Ok(rejected);
         }
+        let paid = match self
+            .payment_accounts(&sale.payments.iter().collect::<Vec<_>>(), "sales")
+            .await?
+        {
+            Ok(paid) => paid,
+            Err(rejected) => return Ok(rejected),
+        };
         let at = sale.sold_at.unwrap_or(self.now);
         let mut effects = Effects::default();
         self.sell(&sale.lines, "sales", &mut effects).await?;
-        let mut lines = debits_for(&sale.payments);
+        let mut lines = debits_for(&paid);
         lines.push(credit(accounts::SALES_REVENUE, sale.total));
         let entry = self.entry("sale", "sales", at, lines);
         let mut row = json!({
@@ -255,9 +314,13 @@ impl Run<'_, '_> {
         if let Some(rejected) = self.exists("payments").await? {
             return Ok(rejected);
         }
+        let account = match self.payment_accounts(&[&p.payment], "payments").await? {
+            Ok(mut paid) => paid.remove(0).0,
+            Err(rejected) => return Ok(rejected),
+        };
         let at = p.received_at.unwrap_or(self.now);
         let lines = vec![
-            debit(p.payment.method.account(), p.payment.amount),
+            debit(&account, p.payment.amount),
             credit(accounts::RECEIVABLES, p.payment.amount),
         ];
         let entry = self.entry("customer_payment", "payments", at, lines);
@@ -283,10 +346,14 @@ impl Run<'_, '_> {
             let message = format!("`{}` is not an expense account of this business", e.account);
             return self.reject("unknown_account", &message, "expenses").await;
         }
+        let method_account = match self.payment_accounts(&[&e.payment], "expenses").await? {
+            Ok(mut paid) => paid.remove(0).0,
+            Err(rejected) => return Ok(rejected),
+        };
         let at = e.spent_at.unwrap_or(self.now);
         let lines = vec![
             debit(&e.account, e.payment.amount),
-            credit(e.payment.method.account(), e.payment.amount),
+            credit(&method_account, e.payment.amount),
         ];
         let entry = self.entry("expense", "expenses", at, lines);
         let mut row = payment_json(&e.payment);
@@ -366,16 +433,20 @@ impl Run<'_, '_> {
         if let Some(rejected) = self.require_stocked(&products, COLLECTION).await? {
             return Ok(rejected);
         }
+        let cost_account = match &p.cost {
+            Some(cost) => match self.payment_accounts(&[cost], COLLECTION).await? {
+                Ok(mut paid) => Some(paid.remove(0).0),
+                Err(rejected) => return Ok(rejected),
+            },
+            None => None,
+        };
         let at = p.produced_at.unwrap_or(self.now);
         let mut movements = vec![self.movement(&p.product_id, p.quantity, "production", COLLECTION)];
         for (input, quantity) in &p.inputs {
             movements.push(self.movement(input, -*quantity, "production_input", COLLECTION));
         }
-        let entry = p.cost.as_ref().map(|cost| {
-            let lines = vec![
-                debit(accounts::INVENTORY, cost.amount),
-                credit(cost.method.account(), cost.amount),
-            ];
+        let entry = p.cost.as_ref().zip(cost_account).map(|(cost, account)| {
+            let lines = vec![debit(accounts::INVENTORY, cost.amount), credit(&account, cost.amount)];
             self.entry("production", COLLECTION, at, lines)
         });
         let row = json!({
@@ -402,6 +473,13 @@ impl Run<'_, '_> {
         if let Some(rejected) = self.exists(COLLECTION).await? {
             return Ok(rejected);
         }
+        let paid = match self
+            .payment_accounts(&x.payments.iter().collect::<Vec<_>>(), COLLECTION)
+            .await?
+        {
+            Ok(paid) => paid,
+            Err(rejected) => return Ok(rejected),
+        };
         let at = x.exchanged_at.unwrap_or(self.now);
         let mut effects = Effects::default();
         self.sell(std::slice::from_ref(&x.refill), COLLECTION, &mut effects)
@@ -413,7 +491,7 @@ impl Run<'_, '_> {
                 effects.movements.push(m);
             }
         }
-        let mut lines = debits_for(&x.payments);
+        let mut lines = debits_for(&paid);
         lines.push(credit(accounts::SALES_REVENUE, x.refill.amount));
         if !x.deposit.is_zero() {
             lines.push(credit(accounts::CYLINDER_DEPOSITS, x.deposit));
@@ -537,11 +615,11 @@ fn credit(account: &str, amount: Decimal) -> Line {
     }
 }
 
-/// One debit per account the payments went to, in a fixed order.
-fn debits_for(payments: &[Payment]) -> Vec<Line> {
+/// One debit per account the payments (account, amount) went to, in a fixed order.
+fn debits_for(payments: &[(String, Decimal)]) -> Vec<Line> {
     let mut by_account: BTreeMap<&str, Decimal> = BTreeMap::new();
-    for p in payments {
-        *by_account.entry(p.method.account()).or_default() += p.amount;
+    for (account, amount) in payments {
+        *by_account.entry(account).or_default() += *amount;
     }
     by_account.into_iter().map(|(a, amount)| debit(a, amount)).collect()
 }
@@ -596,19 +674,14 @@ fn movement_json(m: &Movement) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::money::PaymentMethod;
 
     #[test]
     fn payments_become_one_debit_per_account() {
-        let pay = |method, amount: &str| Payment {
-            method,
-            amount: amount.parse().unwrap(),
-            reference: None,
-        };
+        let pay = |account: &str, amount: &str| (account.to_string(), amount.parse().unwrap());
         let lines = debits_for(&[
-            pay(PaymentMethod::Mpesa, "10.00"),
-            pay(PaymentMethod::Cash, "5.50"),
-            pay(PaymentMethod::Mpesa, "1.25"),
+            pay(accounts::MPESA, "10.00"),
+            pay(accounts::CASH, "5.50"),
+            pay(accounts::MPESA, "1.25"),
         ]);
         assert_eq!(
             lines,

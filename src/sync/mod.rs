@@ -15,6 +15,7 @@ pub mod page;
 pub mod reference;
 pub mod replay;
 pub mod scope_queue;
+pub mod setup;
 pub mod single_flight;
 pub mod summary;
 pub mod windows;
