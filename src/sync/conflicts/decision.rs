@@ -155,6 +155,10 @@ pub(super) fn check_values(row: &Value) -> Result<()> {
             format!("`{path}` is not an integer; send decimals as strings"),
         ),
         CanonicalError::TooDeep => Error::bad_request("too_deep", "the value is nested too deeply"),
+        CanonicalError::NulCharacter { path } => Error::bad_request(
+            "nul_not_allowed",
+            format!("`{}` holds a NUL character (U+0000)", path.replace('\0', "\\u0000")),
+        ),
     })
 }
 
