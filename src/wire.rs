@@ -496,7 +496,8 @@ pub struct ConflictsQuery {
     /// `open` or `resolved`.
     pub status: Option<String>,
     pub collection: Option<String>,
-    /// `field_conflict`, `rejected_operation`, `oversold_stock`, `stale_price` or `unknown_product`.
+    /// `field_conflict`, `rejected_operation`, `oversold_stock`, `stale_price`, `unknown_product` or
+    /// `implausible_time`.
     pub kind: Option<String>,
     /// The device the operation came from.
     pub device: Option<uuid::Uuid>,
