@@ -240,6 +240,15 @@ async fn take_client_and_merge_write_the_chosen_values() {
             json!({"decision": "keep_server", "note": "x".repeat(1001)}),
             "invalid_note",
         ),
+        // PostgreSQL cannot store U+0000 (issue 18): a 400, never a 500.
+        (
+            json!({"decision": "merge", "value": {"name": "a\u{0}b"}}),
+            "nul_not_allowed",
+        ),
+        (
+            json!({"decision": "keep_server", "note": "checked\u{0}"}),
+            "invalid_note",
+        ),
     ] {
         let (status, err) = resolve(&app, &owner.token, &id, body.clone()).await;
         assert_eq!(
