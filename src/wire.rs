@@ -262,7 +262,8 @@ pub struct Operation {
     pub args: Option<Value>,
 }
 
-/// Operation values read so that no float is lost before validation refuses it. `serde_json::Value` reads a
+/// Operation values (and a conflict resolution's `value`) read so that no float is lost before validation
+/// refuses it. `serde_json::Value` reads a
 /// MessagePack NaN or infinity as `null` (it has no number for them), which would store a `null` the device never
 /// sent. Read here, such a float becomes the largest finite float instead: still a float, so validation refuses the
 /// operation with `float_not_allowed`, its path and its place in the batch. Floats never get past validation, so
@@ -646,7 +647,11 @@ pub enum Decision {
 pub struct ResolveRequest {
     pub decision: Decision,
     /// For `merge` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "floats_kept::value"
+    )]
     #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
     /// The row version the decision was made against; default the conflict's `row_version`.
