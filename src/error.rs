@@ -49,6 +49,15 @@ pub enum Error {
         message: String,
         seq: i64,
     },
+    /// One operation of a pushed batch is malformed (a [`Error::BadRequest`] it raised, now with its place);
+    /// nothing of the batch was applied. `index` is its 0-based position in `ops`.
+    #[error("{message}")]
+    InvalidOperation {
+        code: &'static str,
+        message: String,
+        seq: i64,
+        index: usize,
+    },
     #[error("this client id belongs to another device")]
     ClientTaken,
     /// The conflict was already resolved; `current` is its detail now.
@@ -82,13 +91,27 @@ impl Error {
         }
     }
 
+    /// A refusal of the operation at `index` (sequence `seq`) of a batch: a bad request gains its place, so a
+    /// client can set exactly that operation aside; every other error is kept as it is.
+    pub fn at_operation(self, seq: i64, index: usize) -> Self {
+        match self {
+            Error::BadRequest { code, message } => Error::InvalidOperation {
+                code,
+                message,
+                seq,
+                index,
+            },
+            other => other,
+        }
+    }
+
     /// The status table: every variant's HTTP status in one place.
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) | Error::RouteNotFound => StatusCode::NOT_FOUND,
-            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::BadRequest { .. } | Error::InvalidOperation { .. } => StatusCode::BAD_REQUEST,
             Error::ResetRequired { .. } => StatusCode::GONE,
             Error::PayloadTooLarge { .. } | Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::SequenceGap { .. }
@@ -112,7 +135,7 @@ impl Error {
             Error::NotFound("dataset") => "dataset_not_found",
             Error::NotFound("conflict") => "conflict_not_found",
             Error::NotFound(_) => "not_found",
-            Error::BadRequest { code, .. } => code,
+            Error::BadRequest { code, .. } | Error::InvalidOperation { code, .. } => code,
             Error::ResetRequired { .. } => "reset_required",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::BatchTooLarge { .. } => "batch_too_large",
@@ -138,6 +161,7 @@ impl Error {
             Error::BatchTooLarge { limit } => Some(serde_json::json!({ "limit_ops": limit })),
             Error::SequenceGap { expected } => Some(serde_json::json!({ "expected_seq": expected })),
             Error::PayloadMismatch { seq, .. } => Some(serde_json::json!({ "seq": seq })),
+            Error::InvalidOperation { seq, index, .. } => Some(serde_json::json!({ "seq": seq, "index": index })),
             Error::AlreadyResolved { current } | Error::RowMovedOn { current } => {
                 Some(serde_json::json!({ "conflict": current }))
             }

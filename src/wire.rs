@@ -241,11 +241,19 @@ pub struct Operation {
     #[schema(min_length = 1, max_length = 128)]
     pub key: String,
     /// The whole object (`create`, `put`); its `id` field must equal `key`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "floats_kept::value"
+    )]
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
     /// Key path to new value (`update`); a `null` value clears the field.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "floats_kept::map"
+    )]
     #[schema(value_type = Option<Object>)]
     pub mods: Option<serde_json::Map<String, Value>>,
     /// The row version the device last saw; older than the server's row means a conflict check.
@@ -255,9 +263,100 @@ pub struct Operation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// For `command`: its arguments. Money and quantities are decimal strings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "floats_kept::value"
+    )]
     #[schema(value_type = Option<Object>)]
     pub args: Option<Value>,
+}
+
+/// Operation values (and a conflict resolution's `value`) read so that no float is lost before validation
+/// refuses it. `serde_json::Value` reads a
+/// MessagePack NaN or infinity as `null` (it has no number for them), which would store a `null` the device never
+/// sent. Read here, such a float becomes the largest finite float instead: still a float, so validation refuses the
+/// operation with `float_not_allowed`, its path and its place in the batch. Floats never get past validation, so
+/// that stand-in is never stored or answered.
+mod floats_kept {
+    use serde::{
+        de::{self, MapAccess, SeqAccess, Visitor},
+        Deserialize, Deserializer,
+    };
+    use serde_json::{Map, Number, Value};
+    use std::fmt;
+
+    struct Kept(Value);
+
+    impl<'de> Deserialize<'de> for Kept {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(KeptVisitor).map(Kept)
+        }
+    }
+
+    struct KeptVisitor;
+
+    impl<'de> Visitor<'de> for KeptVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            let kept = Number::from_f64(v).or_else(|| Number::from_f64(f64::MAX));
+            Ok(kept.map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Kept(item)) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = Map::new();
+            while let Some((key, Kept(item))) = map.next_entry::<String, Kept>()? {
+                object.insert(key, item);
+            }
+            Ok(Value::Object(object))
+        }
+    }
+
+    pub fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Ok(Option::<Kept>::deserialize(d)?.map(|k| k.0))
+    }
+
+    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Map<String, Value>>, D::Error> {
+        match value(d)? {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(de::Error::invalid_type(de::Unexpected::Other("a non-map"), &"a map")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -410,7 +509,8 @@ pub struct ConflictsQuery {
     /// `open` or `resolved`.
     pub status: Option<String>,
     pub collection: Option<String>,
-    /// `field_conflict`, `rejected_operation`, `oversold_stock`, `stale_price` or `unknown_product`.
+    /// `field_conflict`, `rejected_operation`, `oversold_stock`, `stale_price`, `unknown_product` or
+    /// `implausible_time`.
     pub kind: Option<String>,
     /// The device the operation came from.
     pub device: Option<uuid::Uuid>,
@@ -560,7 +660,11 @@ pub enum Decision {
 pub struct ResolveRequest {
     pub decision: Decision,
     /// For `merge` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "floats_kept::value"
+    )]
     #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
     /// The row version the decision was made against; default the conflict's `row_version`.

@@ -352,6 +352,15 @@ async fn take_client_and_merge_write_the_chosen_values() {
             json!({"decision": "keep_server", "note": "x".repeat(1001)}),
             "invalid_note",
         ),
+        // PostgreSQL cannot store U+0000 (issue 18): a 400, never a 500.
+        (
+            json!({"decision": "merge", "value": {"name": "a\u{0}b"}}),
+            "nul_not_allowed",
+        ),
+        (
+            json!({"decision": "keep_server", "note": "checked\u{0}"}),
+            "invalid_note",
+        ),
     ] {
         let (status, err) = resolve(&app, &owner.token, &id, body.clone()).await;
         assert_eq!(
@@ -360,6 +369,31 @@ async fn take_client_and_merge_write_the_chosen_values() {
             "{body}: {err}"
         );
     }
+    // A MessagePack NaN is a float, refused as one: read as `null`, it would have removed the field.
+    let mut bytes = Vec::new();
+    let body = json!({"decision": "merge", "value": {"name": 1.5}});
+    serde::Serialize::serialize(&body, &mut rmp_serde::Serializer::new(&mut bytes).with_struct_map()).unwrap();
+    let at = bytes
+        .windows(9)
+        .position(|w| w[0] == 0xcb && w[1..] == 1.5f64.to_be_bytes())
+        .unwrap();
+    bytes[at + 1..at + 9].copy_from_slice(&f64::NAN.to_be_bytes());
+    let resp = app
+        .http
+        .post(app.url(&format!("/v1/admin/conflicts/{id}/resolve")))
+        .bearer_auth(&owner.token)
+        .header("content-type", "application/msgpack")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("float_not_allowed")),
+        "{err}"
+    );
     assert_eq!(footprint(&app).await, before);
     let status: String = sqlx::query_scalar("SELECT status FROM conflicts WHERE id = $1::uuid")
         .bind(&id)

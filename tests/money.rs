@@ -461,3 +461,98 @@ async fn two_connections_pushing_the_same_sales_take_effect_once() {
     assert_eq!(balances(&app, "water").await["1000"], dec("8400"));
     assert_books_consistent(&app).await;
 }
+
+/// A command's time far from the server's clock (a phone reset to 1970, a year typed as 2999) is not refused, since
+/// the money changed hands: it is applied at the server's time and flagged `implausible_time` with the device's
+/// time. A device that was merely offline for weeks keeps its own time.
+#[tokio::test]
+async fn implausible_command_times_are_applied_at_the_server_time_and_flagged() {
+    let app = TestApp::start().await;
+    let shop = Device::new(&app, SHOP_CASHIER, "shop-till", "retail").await;
+    let at = |seq: i64, key: &str, sold_at: &str| {
+        command(
+            seq,
+            "record_sale",
+            key,
+            json!({"sold_at": sold_at, "lines": [{"product_id": "r-bread-400", "quantity": "1", "unit_price": "70.00"}],
+                   "payments": [{"method": "cash", "amount": "70.00"}]}),
+        )
+    };
+    let weeks_ago =
+        (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let started = chrono::Utc::now();
+    let res = shop
+        .push(&[
+            at(1, "s-1970", "1970-01-01T00:00:00Z"),
+            at(2, "s-2999", "2999-06-01T12:00:00+03:00"),
+            at(3, "s-offline", &weeks_ago),
+            command(
+                4,
+                "record_expense",
+                "e-1970",
+                json!({"description": "rent", "method": "cash", "amount": "5.00", "spent_at": "1970-01-01T00:00:00Z"}),
+            ),
+        ])
+        .await;
+    let statuses: Vec<OpStatus> = res.results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            OpStatus::Conflict,
+            OpStatus::Conflict,
+            OpStatus::Applied,
+            OpStatus::Conflict
+        ],
+        "{res:?}"
+    );
+    let flags: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT key, kind, detail FROM conflicts WHERE scope_id = 'retail' AND status = 'open' ORDER BY key",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let sent: Vec<(&str, &str, &str, &str)> = flags
+        .iter()
+        .map(|(key, kind, d)| {
+            (
+                key.as_str(),
+                kind.as_str(),
+                d["field"].as_str().unwrap(),
+                d["sent"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("e-1970", "implausible_time", "spent_at", "1970-01-01T00:00:00+00:00"),
+            ("s-1970", "implausible_time", "sold_at", "1970-01-01T00:00:00+00:00"),
+            ("s-2999", "implausible_time", "sold_at", "2999-06-01T09:00:00+00:00"),
+        ]
+    );
+    // The flagged ones took the server's time, in their rows and their journal entries.
+    let times: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT source_key, occurred_at FROM journal_entries WHERE scope_id = 'retail' ORDER BY source_key",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    for (key, occurred) in &times {
+        if key == "s-offline" {
+            assert_eq!(occurred.to_rfc3339(), weeks_ago, "an offline sale keeps its time");
+        } else {
+            assert!(
+                *occurred >= started - chrono::Duration::seconds(5) && *occurred <= chrono::Utc::now(),
+                "{key} at {occurred}"
+            );
+        }
+    }
+    assert_eq!(times.len(), 4);
+    let sold_at: String =
+        sqlx::query_scalar("SELECT data->>'sold_at' FROM records WHERE scope_id = 'retail' AND key = 's-2999'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(sold_at.starts_with(&started.format("%Y-").to_string()), "{sold_at}");
+    assert_books_consistent(&app).await;
+}

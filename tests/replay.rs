@@ -477,3 +477,338 @@ async fn pruned_results_answer_result_expired_and_never_reapply() {
     assert_eq!(again.last_seq, 3);
     assert_eq!(footprint(&app).await, before, "nothing re-applied");
 }
+
+/// The outside tester's attack: an `update` whose key path has 128 segments. It used to be stored nested 129 levels
+/// deep, past what any read can parse, so the products snapshot, every sale of the product and even the owner's
+/// overwrite and delete answered 500. The path's segments now count against the nesting limit of 32.
+#[tokio::test]
+async fn a_key_path_counts_against_the_nesting_limit_so_every_row_stays_readable() {
+    let app = TestApp::start().await;
+    let owner = Device::new(&app, OWNER, "owner-phone", "retail").await;
+    let cashier = Device::new(&app, SHOP_CASHIER, "shop-till", "retail").await;
+    let update = |seq: i64, path: String, value: Value| {
+        json!({"seq": seq, "id": Uuid::new_v4(), "type": "update", "collection": "products", "key": "r-sugar-1kg",
+               "mods": {path: value}})
+    };
+    let dotted = |n: usize| vec!["x"; n].join(".");
+
+    let before = footprint(&app).await;
+    for (path, value) in [
+        (dotted(128), json!("deep")),
+        (dotted(33), json!(1)),
+        // 31 segments and a value two levels deep: 33 together.
+        (dotted(31), json!({"y": {"z": 1}})),
+    ] {
+        let (status, body) = owner.push_error(&[update(1, path, value)]).await;
+        assert_eq!(
+            (status, body.error.code.as_str()),
+            (StatusCode::BAD_REQUEST, "too_deep"),
+            "{}",
+            body.error.message
+        );
+        assert_eq!(body.error.details, Some(json!({"seq": 1, "index": 0})));
+    }
+    assert_eq!(footprint(&app).await, before, "nothing written");
+
+    // Exactly at the limit is fine, and the row stays readable by everything that read the attacked one.
+    let answer = owner.push(&[update(1, dotted(32), json!("edge"))]).await;
+    assert_eq!(answer.results[0].status, OpStatus::Applied);
+    for device in [&owner, &cashier] {
+        let resp = app
+            .get("/v1/scopes/retail/reference/products", Some(&device.token))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "the products snapshot");
+    }
+    let sale = command(
+        2,
+        "record_sale",
+        "deep-sale-1",
+        json!({"lines": [{"product_id": "r-sugar-1kg", "quantity": "1", "unit_price": "180.00"}],
+               "payments": [{"method": "cash", "amount": "180.00"}]}),
+    );
+    let overwrite = json!({"seq": 3, "id": Uuid::new_v4(), "type": "put", "collection": "products",
+                           "key": "r-sugar-1kg", "data": {"id": "r-sugar-1kg", "name": "Sugar 1 kg", "price": "180.00"}});
+    let delete = json!({"seq": 4, "id": Uuid::new_v4(), "type": "delete", "collection": "products",
+                        "key": "r-sugar-1kg"});
+    let answer = owner.push(&[sale, overwrite, delete]).await;
+    let statuses: Vec<OpStatus> = answer.results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [OpStatus::Applied, OpStatus::Applied, OpStatus::Applied],
+        "{answer:?}"
+    );
+}
+
+/// PostgreSQL's text and jsonb cannot hold U+0000: wherever the client puts one, the batch is refused with a
+/// stable code and the offending operation's place, never answered 500.
+#[tokio::test]
+async fn a_nul_character_anywhere_is_refused_with_the_operations_place() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, OWNER, "owner-phone", "retail").await;
+    let op = |fields: Value| {
+        let mut op = json!({"seq": 2, "id": Uuid::new_v4()});
+        op.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        op
+    };
+    let sale_args = |customer: &str| {
+        json!({"customer_id": customer, "lines": [{"product_id": "r-sugar-1kg", "quantity": "1", "unit_price": "180.00"}],
+               "payments": [{"method": "cash", "amount": "180.00"}]})
+    };
+    let cases = [
+        (
+            "a data value",
+            op(json!({"type": "put", "collection": "customers", "key": "k", "data": {"id": "k", "name": "a\u{0}b"}})),
+        ),
+        (
+            "a data key",
+            op(json!({"type": "put", "collection": "customers", "key": "k", "data": {"id": "k", "n\u{0}": "x"}})),
+        ),
+        (
+            "a nested value",
+            op(json!({"type": "put", "collection": "customers", "key": "k", "data": {"id": "k", "tags": ["\u{0}"]}})),
+        ),
+        (
+            "a mods value",
+            op(json!({"type": "update", "collection": "customers", "key": "k", "mods": {"name": "\u{0}"}})),
+        ),
+        (
+            "a key path",
+            op(json!({"type": "update", "collection": "customers", "key": "k", "mods": {"a\u{0}.b": "x"}})),
+        ),
+        (
+            "the key",
+            op(json!({"type": "delete", "collection": "customers", "key": "k\u{0}"})),
+        ),
+        (
+            "the collection",
+            op(json!({"type": "delete", "collection": "customers\u{0}", "key": "k"})),
+        ),
+        (
+            "the command",
+            op(json!({"type": "command", "command": "record_sale\u{0}", "key": "s", "args": sale_args("c")})),
+        ),
+        (
+            "a command argument",
+            op(json!({"type": "command", "command": "record_sale", "key": "s", "args": sale_args("c\u{0}")})),
+        ),
+    ];
+    let before = footprint(&app).await;
+    for (name, bad) in cases {
+        let (status, body) = device.push_error(&[put(1, Uuid::new_v4(), "fine", "Fine"), bad]).await;
+        assert_eq!(
+            (status, body.error.code.as_str()),
+            (StatusCode::BAD_REQUEST, "nul_not_allowed"),
+            "{name}: {}",
+            body.error.message
+        );
+        assert_eq!(body.error.details, Some(json!({"seq": 2, "index": 1})), "{name}");
+    }
+    assert_eq!(footprint(&app).await, before, "nothing written");
+}
+
+/// A refused batch names the operation at fault in `details`, so a client sets exactly that one aside.
+#[tokio::test]
+async fn a_refused_batch_names_the_failing_operation() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    let key_mismatch = json!({"seq": 3, "id": Uuid::new_v4(), "type": "put", "collection": "customers", "key": "k",
+                              "data": {"id": "other"}});
+    let ops = [
+        put(1, Uuid::new_v4(), "a", "A"),
+        put(2, Uuid::new_v4(), "b", "B"),
+        key_mismatch,
+    ];
+    let (status, body) = device.push_error(&ops).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::BAD_REQUEST, "key_mismatch")
+    );
+    assert_eq!(body.error.details, Some(json!({"seq": 3, "index": 2})));
+
+    let repeated = Uuid::new_v4();
+    let (_, body) = device
+        .push_error(&[put(1, repeated, "a", "A"), put(2, repeated, "b", "B")])
+        .await;
+    assert_eq!(body.error.code, "duplicate_op_id");
+    assert_eq!(body.error.details, Some(json!({"seq": 2, "index": 1})));
+    let (_, body) = device
+        .push_error(&[put(1, Uuid::new_v4(), "a", "A"), put(3, Uuid::new_v4(), "b", "B")])
+        .await;
+    assert_eq!(body.error.code, "invalid_sequence");
+    assert_eq!(body.error.details, Some(json!({"seq": 3, "index": 1})));
+}
+
+/// MessagePack can carry NaN and infinities, which `serde_json::Value` would read as `null`: they are floats, and
+/// refused as such (with the operation's place), not stored as a `null` the device never sent.
+#[tokio::test]
+async fn messagepack_nan_and_infinity_are_refused_as_floats() {
+    let app = TestApp::start().await;
+    let device = Device::new(&app, OWNER, "owner-phone", "retail").await;
+    const MARK: f64 = 1.5;
+    let cases = [
+        json!({"type": "put", "collection": "customers", "key": "k", "data": {"id": "k", "credit_limit": MARK}}),
+        json!({"type": "update", "collection": "customers", "key": "k", "mods": {"credit_limit": MARK}}),
+        json!({"type": "update", "collection": "customers", "key": "k", "mods": {"a": [{"b": MARK}]}}),
+        json!({"type": "command", "command": "record_sale", "key": "s",
+               "args": {"lines": [{"product_id": "r-sugar-1kg", "quantity": "1", "unit_price": "180.00", "x": MARK}],
+                        "payments": [{"method": "cash", "amount": "180.00"}]}}),
+    ];
+    let before = footprint(&app).await;
+    for case in cases {
+        for special in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut op = json!({"seq": 1, "id": Uuid::new_v4()});
+            op.as_object_mut().unwrap().extend(case.as_object().unwrap().clone());
+            let body = json!({"client_id": device.client_id, "ops": [op]});
+            let mut bytes = Vec::new();
+            serde::Serialize::serialize(&body, &mut rmp_serde::Serializer::new(&mut bytes).with_struct_map()).unwrap();
+            // The encoder wrote the marker as a MessagePack float 64 (0xcb + 8 bytes): set it to the special value.
+            let mut marker = vec![0xcb];
+            marker.extend(MARK.to_be_bytes());
+            let at = bytes.windows(9).position(|w| w == marker).expect("the marker float");
+            bytes[at + 1..at + 9].copy_from_slice(&special.to_be_bytes());
+            let resp = app
+                .http
+                .post(app.url("/v1/scopes/retail/ops"))
+                .bearer_auth(&device.token)
+                .header("content-type", "application/msgpack")
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let error: ErrorBody = resp.json().await.unwrap();
+            assert_eq!(
+                (status, error.error.code.as_str()),
+                (StatusCode::BAD_REQUEST, "float_not_allowed"),
+                "{case} with {special}: {}",
+                error.error.message
+            );
+            assert_eq!(error.error.details, Some(json!({"seq": 1, "index": 0})));
+        }
+    }
+    assert_eq!(footprint(&app).await, before, "nothing written");
+}
+
+/// A row an older version stored nested too deeply (the 128-segment attack) cannot be parsed back, and takes every
+/// read of it down. The runbook's repair (deploy/sql/repair-deep-rows.sql) deletes it as the server deletes a row,
+/// after which the snapshot, sales of the product and writes of the row work again and the checksums still add up.
+#[tokio::test]
+async fn the_runbook_repair_deletes_a_row_an_older_version_stored_too_deep() {
+    let app = TestApp::start().await;
+    let owner = Device::new(&app, OWNER, "owner-phone", "retail").await;
+    let cashier = Device::new(&app, SHOP_CASHIER, "shop-till", "retail").await;
+    // What the older version stored for `update r-sugar-1kg {"x.x.….x" (128 segments): "deep"}`.
+    let mut row: Value = sqlx::query_scalar(
+        "SELECT data FROM records WHERE scope_id = 'retail' AND collection = 'products' AND key = 'r-sugar-1kg'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let mut deep = json!("deep");
+    for _ in 0..127 {
+        deep = json!({ "x": deep });
+    }
+    row["x"] = deep;
+    let write = |data| dukasync::store::changes::RowWrite {
+        collection: "products".into(),
+        key: "r-sugar-1kg".into(),
+        data,
+    };
+    app.write("retail", vec![write(Some(row))]).await;
+    let snapshot = "/v1/scopes/retail/reference/products";
+    assert_eq!(
+        app.get(snapshot, Some(&cashier.token)).await.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the damage the repair is for"
+    );
+
+    let head_before: i64 = sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = 'retail'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let msgpack_feed = app
+        .http
+        .get(app.url("/v1/scopes/retail/changes?since=0&collections=products&limit=1000"))
+        .bearer_auth(&cashier.token)
+        .header("accept", "application/msgpack")
+        .send()
+        .await
+        .unwrap();
+    // The feed passes stored JSON through as text, but its MessagePack form parses it: the old change in the log
+    // still breaks it until compaction drops that change (the runbook's second step).
+    assert_eq!(msgpack_feed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let repair = include_str!("../deploy/sql/repair-deep-rows.sql");
+    sqlx::raw_sql(repair).execute(&app.db).await.unwrap();
+    sqlx::raw_sql(repair).execute(&app.db).await.unwrap(); // again: nothing left to do
+    for device in [&owner, &cashier] {
+        assert_eq!(app.get(snapshot, Some(&device.token)).await.status(), StatusCode::OK);
+    }
+    let sale = command(
+        1,
+        "record_sale",
+        "after-repair",
+        json!({"lines": [{"product_id": "r-sugar-1kg", "quantity": "1", "unit_price": "180.00"}],
+               "payments": [{"method": "cash", "amount": "180.00"}]}),
+    );
+    let put = json!({"seq": 2, "id": Uuid::new_v4(), "type": "put", "collection": "products", "key": "r-sugar-1kg",
+                     "data": {"id": "r-sugar-1kg", "name": "Sugar 1 kg", "price": "180.00"}});
+    let answer = owner.push(&[sale, put]).await;
+    let outcomes: Vec<(OpStatus, Option<&str>)> =
+        answer.results.iter().map(|r| (r.status, r.code.as_deref())).collect();
+    // The sale of a product the server no longer knows is applied and flagged (§10.1), then the owner re-enters it.
+    assert_eq!(
+        outcomes,
+        [(OpStatus::Conflict, None), (OpStatus::Applied, None)],
+        "{answer:?}"
+    );
+    let drift: i64 = sqlx::query_scalar(
+        r#"SELECT count(*) FROM collection_state s
+            LEFT JOIN (SELECT scope_id, collection, sum(row_hash) % 4294967296 AS checksum, count(*) AS n
+                         FROM records GROUP BY 1, 2) r USING (scope_id, collection)
+            WHERE s.checksum <> coalesce(r.checksum, 0) OR s.row_count <> coalesce(r.n, 0)"#,
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(drift, 0, "collection checksums and counts equal the rows'");
+    let page: ChangesPage = app
+        .get(
+            &format!("/v1/scopes/retail/changes?since={head_before}&collections=products"),
+            Some(&cashier.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page
+        .changes
+        .iter()
+        .any(|c| c.key == "r-sugar-1kg" && c.op == dukasync::wire::ChangeOp::Delete));
+
+    // `dukasync compact --scope retail --below <head>` drops the superseded deep change from the log.
+    let head: i64 = sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = 'retail'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let mut tx = app.db.begin().await.unwrap();
+    let scope = dukasync::domain::ScopeId::parse("retail").unwrap();
+    dukasync::store::changes::compact(&mut tx, &scope, head)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let bytes = app
+        .get_msgpack(
+            "/v1/scopes/retail/changes?since=0&collections=products&limit=1000",
+            &cashier.token,
+        )
+        .await;
+    let page: ChangesPage =
+        serde::Deserialize::deserialize(&mut rmp_serde::Deserializer::new(&bytes[..]).with_human_readable()).unwrap();
+    let sugar = page.changes.iter().rev().find(|c| c.key == "r-sugar-1kg").unwrap();
+    assert_eq!(
+        sugar.data.as_ref().unwrap()["name"],
+        "Sugar 1 kg",
+        "the re-entered row, readable"
+    );
+}

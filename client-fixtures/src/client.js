@@ -221,8 +221,16 @@ export class SyncClient extends EventTarget {
       this.#setState({ error: err.retryable ? null : { code: err.code, message: err.message } });
       throw err;
     }
+    // A 400 caused by one operation names it (protocol §10: `details.seq` and `details.index`): set exactly that
+    // one aside. The ones before it were fine, and nothing of the batch was applied.
+    const named = err.status === 400 && batch[err.details?.index];
+    if (named && named.seq === err.details.seq) {
+      await this.#deadLetter(named, err);
+      return;
+    }
     if (batch.length > 1) {
-      // A batch refused as a whole (400, 413, 422): send one at a time until the offender is found.
+      // A batch refused as a whole without naming an operation (a body that does not decode, 413, 422): send one at
+      // a time until the offender is found.
       this.#smallUntil = batch[batch.length - 1].seq;
       return;
     }
@@ -232,15 +240,16 @@ export class SyncClient extends EventTarget {
   /**
    * Moves an operation the server refused as malformed out of the queue, so the rest can go on. Its sequence was
    * not consumed (nothing of a refused batch is applied), so later entries move down by one; a sequence the server
-   * already used for another payload (`payload_mismatch`) stays consumed.
+   * already used for another payload (`payload_mismatch`) stays consumed. The entry need not be the first of the
+   * outbox: entries before it keep their sequences.
    */
   async #deadLetter(entry, err) {
     const { db } = this;
     const consumed = err.code === 'payload_mismatch';
     const record = { id: entry.op.id, seq: entry.seq, op: entry.op, code: err.code, message: err.message, at: new Date().toISOString() };
     await db.transaction('rw', db.local_outbox, db.local_sync, db.local_dead_letter, async () => {
-      const head = await db.local_outbox.orderBy('seq').first();
-      if (head?.seq !== entry.seq || head.op.id !== entry.op.id) return; // someone else handled it
+      const current = await db.local_outbox.get(entry.seq);
+      if (current?.op.id !== entry.op.id) return; // someone else handled it
       await db.local_dead_letter.put(record);
       await db.local_outbox.delete(entry.seq);
       if (consumed) return;

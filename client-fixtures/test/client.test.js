@@ -202,6 +202,39 @@ test('conflicts and rejections reach the app, and a malformed operation is set a
   await b.client.close();
 });
 
+test('a refused batch names its bad operation, which alone is set aside without resending one at a time', async () => {
+  const a = await device(server, ownerToken);
+  await catchUpAndVerify(a.client);
+  const rejected = collect(a.client, 'rejected');
+  a.net.offline = true;
+  await a.client.create('customers', { id: 'named-1', name: 'Before' });
+  // A string the server can never store (PostgreSQL refuses U+0000), between two good operations.
+  await a.client.create('customers', { id: 'named-2', name: 'Nul\u0000Char' });
+  await a.client.create('customers', { id: 'named-3', name: 'After' });
+  a.net.offline = false;
+  const postsBefore = a.net.posts;
+  await a.client.push();
+
+  // One refused batch naming the operation, then the other two in one batch: no bisecting.
+  assert.equal(a.net.posts - postsBefore, 2);
+  assert.equal(await a.db.local_outbox.count(), 0);
+  const dead = await a.db.local_dead_letter.toArray();
+  assert.deepEqual(dead.map((d) => [d.code, d.op.key]), [['nul_not_allowed', 'named-2']]);
+  assert.deepEqual(rejected.map((r) => r.code), ['nul_not_allowed']);
+  const rows = await serverRows('customers');
+  assert.equal(rows.get('named-1').name, 'Before');
+  assert.equal(rows.get('named-3').name, 'After');
+  assert.equal(rows.has('named-2'), false);
+  // The refused row was written locally before it was sent: the divergence check finds it, and the reset drops it.
+  const resets = collect(a.client, 'reset');
+  const page = await a.client.pull();
+  assert.deepEqual(await a.client.verify(page.head), { ok: false, mismatched: ['customers'] });
+  assert.deepEqual(resets, [{ reason: 'divergence' }]);
+  await catchUpAndVerify(a.client);
+  assert.equal(await a.db.customers.get('named-2'), undefined);
+  await a.client.close();
+});
+
 test('a checksum mismatch resets and reconverges', async () => {
   const a = await device(server, ownerToken);
   const page = await catchUpAndVerify(a.client);

@@ -19,21 +19,32 @@ pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 #[derive(Debug, PartialEq, Eq)]
 pub enum CanonicalError {
     /// A float, or an integer outside ±(2^53 - 1); `path` names where.
-    NonIntegerNumber {
-        path: String,
-    },
+    NonIntegerNumber { path: String },
+    /// Nested deeper than [`MAX_DEPTH`] from the row's top.
     TooDeep,
+    /// A string or an object key holds U+0000, which PostgreSQL's `jsonb` and `text` cannot store; `path` names
+    /// where (the key itself when the key holds it).
+    NulCharacter { path: String },
 }
 
-const MAX_DEPTH: usize = 32;
+/// Deepest nesting of a row: a row's top-level fields are at depth 1, and no value may sit deeper than this.
+/// Far below `serde_json`'s parse limit of 128, so every stored row can always be read back.
+pub const MAX_DEPTH: usize = 32;
 
-/// Checks that `value` can be encoded canonically: integers only, bounded nesting.
+/// Checks that `value` can be encoded canonically: integers only, no NUL characters, bounded nesting.
 pub fn validate(value: &Value) -> Result<(), CanonicalError> {
+    validate_at(value, 0)
+}
+
+/// As [`validate`], for a value that will sit at `depth` inside its row (an `update`'s value at a key path of
+/// that many segments): the nesting counted is the path's plus the value's own.
+pub fn validate_at(value: &Value, depth: usize) -> Result<(), CanonicalError> {
     fn walk(value: &Value, path: &mut String, depth: usize) -> Result<(), CanonicalError> {
         if depth > MAX_DEPTH {
             return Err(CanonicalError::TooDeep);
         }
         match value {
+            Value::String(s) if s.contains('\0') => Err(CanonicalError::NulCharacter { path: path.clone() }),
             Value::Number(n) => match n.as_i64() {
                 Some(i) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) => Ok(()),
                 _ => Err(CanonicalError::NonIntegerNumber { path: path.clone() }),
@@ -54,6 +65,9 @@ pub fn validate(value: &Value) -> Result<(), CanonicalError> {
                         path.push('.');
                     }
                     path.push_str(k);
+                    if k.contains('\0') {
+                        return Err(CanonicalError::NulCharacter { path: path.clone() });
+                    }
                     walk(item, path, depth + 1)?;
                     path.truncate(len);
                 }
@@ -62,7 +76,7 @@ pub fn validate(value: &Value) -> Result<(), CanonicalError> {
             _ => Ok(()),
         }
     }
-    walk(value, &mut String::new(), 0)
+    walk(value, &mut String::new(), depth)
 }
 
 /// Canonical JSON bytes. `serde_json`'s map is ordered by key (the `preserve_order` feature is not enabled),
@@ -105,6 +119,27 @@ mod tests {
         );
         assert!(validate(&json!({"n": 9007199254740992_i64})).is_err());
         assert!(validate(&json!({"n": -9007199254740991_i64, "price": "12.50"})).is_ok());
+    }
+
+    #[test]
+    fn nesting_counts_from_the_row_top_and_nul_is_refused_anywhere() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = json!({ "x": deep });
+        }
+        assert_eq!(validate(&deep), Ok(()), "a value at depth {MAX_DEPTH} is allowed");
+        assert_eq!(validate(&json!({ "x": deep.clone() })), Err(CanonicalError::TooDeep));
+        assert_eq!(validate_at(&json!(1), MAX_DEPTH), Ok(()));
+        assert_eq!(validate_at(&json!(1), MAX_DEPTH + 1), Err(CanonicalError::TooDeep));
+        assert_eq!(validate_at(&json!({"a": 1}), MAX_DEPTH), Err(CanonicalError::TooDeep));
+        assert_eq!(
+            validate(&json!({"a": ["ok", "b\u{0}"]})),
+            Err(CanonicalError::NulCharacter { path: "a[1]".into() })
+        );
+        assert_eq!(
+            validate(&json!({"k\u{0}": 1})),
+            Err(CanonicalError::NulCharacter { path: "k\u{0}".into() })
+        );
     }
 
     #[test]

@@ -32,6 +32,13 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// How far before the server's clock a command's time may be: a device may sell offline for weeks, but a time
+/// five years back means its clock is wrong (a reset to 1970 or 2000). Generous on purpose: a tighter bound would
+/// flag the genuine late uploads of a phone that sat in a drawer, and fixed dates in tests and vectors.
+const MAX_TIME_BEFORE_NOW: chrono::Duration = chrono::Duration::days(5 * 365 + 1);
+/// How far after the server's clock a command's time may be: a day covers a wrong time zone or a drifting clock.
+const MAX_TIME_AFTER_NOW: chrono::Duration = chrono::Duration::days(1);
+
 /// Executes a validated command operation against the batch, after the batch's earlier operations.
 pub async fn execute(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Result<Outcome> {
     let name = op.command.as_deref().unwrap_or_default();
@@ -193,6 +200,24 @@ impl Run<'_, '_> {
         Ok(Ok(out))
     }
 
+    /// When the command took effect: the device's time if it sent one within [`MAX_TIME_BEFORE_NOW`] and
+    /// [`MAX_TIME_AFTER_NOW`] of the server's clock, else the server's time, with an `implausible_time` flag that
+    /// keeps the device's time for review. Not refused: the money changed hands, only the device's clock is
+    /// wrong, and a time of 1970 or 2999 would put the entry outside every report.
+    fn when(&self, field: &'static str, sent: Option<DateTime<Utc>>, flags: &mut Vec<Flag>) -> DateTime<Utc> {
+        match sent {
+            None => self.now,
+            Some(t) if t >= self.now - MAX_TIME_BEFORE_NOW && t <= self.now + MAX_TIME_AFTER_NOW => t,
+            Some(t) => {
+                flags.push(Flag {
+                    kind: "implausible_time",
+                    detail: json!({ "field": field, "sent": t.to_rfc3339(), "applied": self.now.to_rfc3339() }),
+                });
+                self.now
+            }
+        }
+    }
+
     /// Checks sale lines against the catalogue: stock movements for tracked products, flags for the rest.
     async fn sell(&mut self, lines: &[SaleLine], collection: &'static str, effects: &mut Effects) -> Result<()> {
         let mut stale = Vec::new();
@@ -242,8 +267,8 @@ impl Run<'_, '_> {
             Ok(paid) => paid,
             Err(rejected) => return Ok(rejected),
         };
-        let at = sale.sold_at.unwrap_or(self.now);
         let mut effects = Effects::default();
+        let at = self.when("sold_at", sale.sold_at, &mut effects.flags);
         self.sell(&sale.lines, "sales", &mut effects).await?;
         let mut lines = debits_for(&paid);
         lines.push(credit(accounts::SALES_REVENUE, sale.total));
@@ -284,7 +309,8 @@ impl Run<'_, '_> {
                 "posted sale {key} has no open journal entry"
             )));
         };
-        let at = voided_at.unwrap_or(self.now);
+        let mut effects = Effects::default();
+        let at = self.when("voided_at", voided_at, &mut effects.flags);
         let reversed = lines
             .into_iter()
             .map(|l| Line {
@@ -295,7 +321,6 @@ impl Run<'_, '_> {
             .collect();
         let mut entry = self.entry("sale_void", "sales", at, reversed);
         entry.reverses = Some(original);
-        let mut effects = Effects::default();
         for (product, quantity) in self.batch.movements_for("sale", "sales", &key).await? {
             effects
                 .movements
@@ -318,7 +343,8 @@ impl Run<'_, '_> {
             Ok(mut paid) => paid.remove(0).0,
             Err(rejected) => return Ok(rejected),
         };
-        let at = p.received_at.unwrap_or(self.now);
+        let mut flags = Vec::new();
+        let at = self.when("received_at", p.received_at, &mut flags);
         let lines = vec![
             debit(&account, p.payment.amount),
             credit(accounts::RECEIVABLES, p.payment.amount),
@@ -332,6 +358,7 @@ impl Run<'_, '_> {
         let effects = Effects {
             rows: vec![write("payments", &self.key(), row)],
             entry: Some(entry),
+            flags,
             ..Effects::default()
         };
         self.commit(effects, "payments").await
@@ -350,7 +377,8 @@ impl Run<'_, '_> {
             Ok(mut paid) => paid.remove(0).0,
             Err(rejected) => return Ok(rejected),
         };
-        let at = e.spent_at.unwrap_or(self.now);
+        let mut flags = Vec::new();
+        let at = self.when("spent_at", e.spent_at, &mut flags);
         let lines = vec![
             debit(&e.account, e.payment.amount),
             credit(&method_account, e.payment.amount),
@@ -365,6 +393,7 @@ impl Run<'_, '_> {
         let effects = Effects {
             rows: vec![write("expenses", &self.key(), row)],
             entry: Some(entry),
+            flags,
             ..Effects::default()
         };
         self.commit(effects, "expenses").await
@@ -440,7 +469,8 @@ impl Run<'_, '_> {
             },
             None => None,
         };
-        let at = p.produced_at.unwrap_or(self.now);
+        let mut flags = Vec::new();
+        let at = self.when("produced_at", p.produced_at, &mut flags);
         let mut movements = vec![self.movement(&p.product_id, p.quantity, "production", COLLECTION)];
         for (input, quantity) in &p.inputs {
             movements.push(self.movement(input, -*quantity, "production_input", COLLECTION));
@@ -463,6 +493,7 @@ impl Run<'_, '_> {
             rows: vec![write(COLLECTION, &self.key(), row)],
             movements,
             entry,
+            flags,
             ..Effects::default()
         };
         self.commit(effects, COLLECTION).await
@@ -480,8 +511,8 @@ impl Run<'_, '_> {
             Ok(paid) => paid,
             Err(rejected) => return Ok(rejected),
         };
-        let at = x.exchanged_at.unwrap_or(self.now);
         let mut effects = Effects::default();
+        let at = self.when("exchanged_at", x.exchanged_at, &mut effects.flags);
         self.sell(std::slice::from_ref(&x.refill), COLLECTION, &mut effects)
             .await?;
         if let Some(cylinder) = x.cylinder_product_id.as_deref().filter(|_| !x.deposit.is_zero()) {

@@ -54,6 +54,15 @@ pub fn validate(op: &Operation) -> Result<()> {
     if op.key.is_empty() || op.key.len() > MAX_KEY_LEN {
         return bad("invalid_key", format!("keys are 1 to {MAX_KEY_LEN} bytes"));
     }
+    // PostgreSQL's text and jsonb cannot hold U+0000: refused here, or the write would fail as a 500.
+    for (field, text) in [("key", op.key.as_str()), ("collection", &op.collection)]
+        .into_iter()
+        .chain(op.command.as_deref().map(|c| ("command", c)))
+    {
+        if text.contains('\0') {
+            return bad("nul_not_allowed", format!("`{field}` holds a NUL character (U+0000)"));
+        }
+    }
     if op.op_type == OpType::Command {
         return validate_command(op);
     }
@@ -99,13 +108,18 @@ pub fn validate(op: &Operation) -> Result<()> {
                 return bad("invalid_operation", "update takes `mods`, not `data`".into());
             }
             for (path, value) in mods {
+                if path.contains('\0') {
+                    return bad("nul_not_allowed", "a key path holds a NUL character (U+0000)".into());
+                }
                 if path.split('.').any(str::is_empty) || path.split('.').next() == Some(KEY_FIELD) {
                     return bad(
                         "invalid_path",
                         format!("`{path}` is not a key path that may be changed"),
                     );
                 }
-                check_values(op, value)?;
+                // The value lands as deep in the row as the path has segments: both count against the limit,
+                // or a long dotted path would build a row nested deeper than any read can parse.
+                check_values_at(op, value, path.split('.').count())?;
             }
             Ok(())
         }
@@ -138,7 +152,12 @@ fn validate_command(op: &Operation) -> Result<()> {
 }
 
 fn check_values(op: &Operation, value: &Value) -> Result<()> {
-    canonical::validate(value).map_err(|e| match e {
+    check_values_at(op, value, 0)
+}
+
+/// Checks a value that will sit `depth` levels down in its row.
+fn check_values_at(op: &Operation, value: &Value, depth: usize) -> Result<()> {
+    canonical::validate_at(value, depth).map_err(|e| match e {
         CanonicalError::NonIntegerNumber { path } => Error::bad_request(
             "float_not_allowed",
             format!(
@@ -146,7 +165,22 @@ fn check_values(op: &Operation, value: &Value) -> Result<()> {
                 op.seq
             ),
         ),
-        CanonicalError::TooDeep => Error::bad_request("too_deep", format!("operation {}: nested too deeply", op.seq)),
+        CanonicalError::TooDeep => Error::bad_request(
+            "too_deep",
+            format!(
+                "operation {}: nested more than {} levels deep (key path segments and nesting together)",
+                op.seq,
+                canonical::MAX_DEPTH
+            ),
+        ),
+        CanonicalError::NulCharacter { path } => Error::bad_request(
+            "nul_not_allowed",
+            format!(
+                "operation {}: `{}` holds a NUL character (U+0000)",
+                op.seq,
+                path.replace('\0', "\\u0000")
+            ),
+        ),
     })
 }
 

@@ -208,18 +208,20 @@ fn foresee<'a>(ops: impl Iterator<Item = &'a Operation>) -> Foresight {
 fn check_batch(ops: &[Operation]) -> Result<()> {
     let mut ids = HashSet::new();
     for (i, op) in ops.iter().enumerate() {
-        operations::validate(op)?;
+        operations::validate(op).map_err(|e| e.at_operation(op.seq, i))?;
         if i > 0 && op.seq != ops[i - 1].seq + 1 {
             return Err(Error::bad_request(
                 "invalid_sequence",
                 "sequences in a batch must be consecutive and increasing",
-            ));
+            )
+            .at_operation(op.seq, i));
         }
         if !ids.insert(op.id) {
             return Err(Error::bad_request(
                 "duplicate_op_id",
                 format!("operation id {} appears twice in the batch", op.id),
-            ));
+            )
+            .at_operation(op.seq, i));
         }
     }
     Ok(())

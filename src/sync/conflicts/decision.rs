@@ -52,14 +52,15 @@ pub(super) fn check_request(record: &ConflictRecord, request: &ResolveRequest) -
         }
         (_, None) => {}
     }
+    // U+0000 too: PostgreSQL cannot store it, and the write would fail as a 500.
     if request
         .note
         .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS || n.contains('\0'))
     {
         return Err(Error::bad_request(
             "invalid_note",
-            format!("`note` is at most {MAX_NOTE_CHARS} characters"),
+            format!("`note` is at most {MAX_NOTE_CHARS} characters, without NUL (U+0000)"),
         ));
     }
     Ok(())
@@ -155,6 +156,10 @@ pub(super) fn check_values(row: &Value) -> Result<()> {
             format!("`{path}` is not an integer; send decimals as strings"),
         ),
         CanonicalError::TooDeep => Error::bad_request("too_deep", "the value is nested too deeply"),
+        CanonicalError::NulCharacter { path } => Error::bad_request(
+            "nul_not_allowed",
+            format!("`{}` holds a NUL character (U+0000)", path.replace('\0', "\\u0000")),
+        ),
     })
 }
 
