@@ -127,7 +127,7 @@ async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: 
     let limit = i64::from(pull.limit) + 1;
     let collections = pull.collections.as_deref();
     let in_memory = windows::from_memory(cache, scope, since, limit, collections);
-    let head = hub.heads.read(db, scope).await;
+    let head = hub.heads.read(db, scope).await?;
     let head = match head {
         Some(Some(head)) => head,
         Some(None) => return Err(Error::NotFound("scope")),
