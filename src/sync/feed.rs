@@ -92,6 +92,7 @@ pub async fn pull(
     pull: &Pull,
     shutdown: &CancellationToken,
 ) -> Result<FeedPage> {
+    crate::failpoint::panic_if(crate::failpoint::PULL_PANIC);
     let deadline = Instant::now() + pull.wait;
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     let mut wake = hub.subscribe(scope);
