@@ -8,7 +8,12 @@ use crate::{
     http,
     metrics::Metrics,
     store,
-    sync::{group_commit::GroupCommit, hub::FeedHub, listener},
+    sync::{
+        group_commit::GroupCommit,
+        hub::FeedHub,
+        listener,
+        longpoll::{LongPollLimits, LongPolls},
+    },
 };
 use axum::serve::ListenerExt;
 use sqlx::PgPool;
@@ -38,6 +43,8 @@ pub struct Inner {
     pub listening: Arc<AtomicBool>,
     /// Admission control: one permit per request in flight (`DUKASYNC_MAX_IN_FLIGHT`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Admission of parked long-polls, apart from `in_flight` (see `sync::longpoll`).
+    pub longpolls: Arc<LongPolls>,
     /// Cancelled when shutdown begins: long-polls answer at once and background tasks stop.
     pub shutdown: CancellationToken,
 }
@@ -71,6 +78,11 @@ impl AppState {
             listening: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
+            longpolls: Arc::new(LongPolls::new(LongPollLimits {
+                total: config.limits.max_longpolls,
+                per_scope: config.limits.max_longpolls_per_scope,
+                per_device: config.limits.max_longpolls_per_device,
+            })),
             redis,
             cache,
             db,

@@ -52,8 +52,18 @@ pub struct Limits {
     pub max_wait: Duration,
     /// `DUKASYNC_MAX_BATCH_OPS`: most operations in one push batch (default 500); more answers 413.
     pub max_batch_ops: usize,
-    /// `DUKASYNC_MAX_IN_FLIGHT`: requests served at once, long-polls included (default 4096); more answers 503.
+    /// `DUKASYNC_MAX_IN_FLIGHT`: requests served at once (default 4096); more answers 503. Parked long-polls
+    /// and the operations endpoints (`/healthz`, `/readyz`, `/metrics`) do not count.
     pub max_in_flight: usize,
+    /// `DUKASYNC_MAX_LONGPOLLS`: long-polls parked at once on this instance (default 4096, 1 – 1000000); past
+    /// it a pull answers at once instead of waiting.
+    pub max_longpolls: usize,
+    /// `DUKASYNC_MAX_LONGPOLLS_PER_SCOPE`: long-polls parked at once in one scope (default 1024, 1 – 1000000);
+    /// past it a pull answers at once instead of waiting.
+    pub max_longpolls_per_scope: usize,
+    /// `DUKASYNC_MAX_LONGPOLLS_PER_DEVICE`: long-polls one device may park in one scope (default 4, 1 – 1000);
+    /// a newer one ends the device's oldest there, which answers at once.
+    pub max_longpolls_per_device: usize,
     /// `DUKASYNC_REQUEST_TIMEOUT_SECS`: how long a request may take beyond the longest long-poll wait
     /// (default 30); the router's timeout is `DUKASYNC_MAX_WAIT_SECS` plus this. Past it: 408 `timeout`.
     pub request_timeout: Duration,
@@ -121,6 +131,9 @@ impl Config {
             max_wait: Duration::from_secs(env.parse_or("DUKASYNC_MAX_WAIT_SECS", 30, 0..=300)?),
             max_batch_ops: env.parse_or("DUKASYNC_MAX_BATCH_OPS", 500, 1..=10_000)?,
             max_in_flight: env.parse_or("DUKASYNC_MAX_IN_FLIGHT", 4096, 1..=1_000_000)?,
+            max_longpolls: env.parse_or("DUKASYNC_MAX_LONGPOLLS", 4096, 1..=1_000_000)?,
+            max_longpolls_per_scope: env.parse_or("DUKASYNC_MAX_LONGPOLLS_PER_SCOPE", 1024, 1..=1_000_000)?,
+            max_longpolls_per_device: env.parse_or("DUKASYNC_MAX_LONGPOLLS_PER_DEVICE", 4, 1..=1000)?,
             request_timeout: Duration::from_secs(env.parse_or("DUKASYNC_REQUEST_TIMEOUT_SECS", 30, 1..=600)?),
         };
         if limits.default_page_size > limits.max_page_size {
