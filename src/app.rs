@@ -7,6 +7,7 @@ use crate::{
     config::{redact_url, Config},
     http,
     metrics::Metrics,
+    server::{self, ConnectionLimits},
     store,
     sync::{
         group_commit::GroupCommit,
@@ -15,7 +16,6 @@ use crate::{
         longpoll::{LongPollLimits, LongPolls},
     },
 };
-use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use std::{
     future::Future,
@@ -115,23 +115,26 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let grace = state.config.shutdown_grace;
     let router = http::router(state.clone());
-    // Responses are written whole; Nagle's algorithm would only hold back the last segment of a large page
-    // until the client's (possibly delayed) ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown({
-        let shutdown = shutdown.clone();
+    let limits = ConnectionLimits {
+        header_read: state.config.limits.header_read_timeout,
+        idle: state.config.limits.idle_timeout,
+    };
+    let stopping = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, stopping) = (shutdown.clone(), stopping.clone());
         async move {
-            signal.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            tokio::select! {
+                _ = signal => tracing::info!("shutting down: no new connections, finishing in-flight requests"),
+                // Shutdown begun elsewhere (the grace period below ran out): stop accepting too.
+                _ = shutdown.cancelled() => {}
+            }
             shutdown.cancel();
+            stopping.cancel();
         }
     });
+    let server = server::serve(listener, router, limits, stopping);
     let result = tokio::select! {
-        result = server => result.map_err(anyhow::Error::from),
+        _ = server => Ok(()),
         _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period");
             Ok(())

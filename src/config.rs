@@ -67,6 +67,12 @@ pub struct Limits {
     /// `DUKASYNC_REQUEST_TIMEOUT_SECS`: how long a request may take beyond the longest long-poll wait
     /// (default 30); the router's timeout is `DUKASYNC_MAX_WAIT_SECS` plus this. Past it: 408 `timeout`.
     pub request_timeout: Duration,
+    /// `DUKASYNC_HEADER_READ_TIMEOUT_SECS`: once a request's first byte arrived, how long its head may take
+    /// (default 10, 1 – 300); past it the connection is closed (slowloris).
+    pub header_read_timeout: Duration,
+    /// `DUKASYNC_IDLE_TIMEOUT_SECS`: how long a connection may stay open with no request in progress (default
+    /// 75, 1 – 3600; above nginx's 60 s upstream keep-alive, so nginx closes first). Then it is closed.
+    pub idle_timeout: Duration,
 }
 
 /// The cache (see `cache`); documented in `README.md` and `deploy/REDIS.md`.
@@ -135,6 +141,8 @@ impl Config {
             max_longpolls_per_scope: env.parse_or("DUKASYNC_MAX_LONGPOLLS_PER_SCOPE", 1024, 1..=1_000_000)?,
             max_longpolls_per_device: env.parse_or("DUKASYNC_MAX_LONGPOLLS_PER_DEVICE", 4, 1..=1000)?,
             request_timeout: Duration::from_secs(env.parse_or("DUKASYNC_REQUEST_TIMEOUT_SECS", 30, 1..=600)?),
+            header_read_timeout: Duration::from_secs(env.parse_or("DUKASYNC_HEADER_READ_TIMEOUT_SECS", 10, 1..=300)?),
+            idle_timeout: Duration::from_secs(env.parse_or("DUKASYNC_IDLE_TIMEOUT_SECS", 75, 1..=3600)?),
         };
         if limits.default_page_size > limits.max_page_size {
             return Err(ConfigError {
