@@ -261,6 +261,35 @@ mod tests {
     }
 
     #[test]
+    fn long_poll_and_connection_bounds_have_ranges() {
+        for variable in [
+            "DUKASYNC_MAX_LONGPOLLS",
+            "DUKASYNC_MAX_LONGPOLLS_PER_SCOPE",
+            "DUKASYNC_MAX_LONGPOLLS_PER_DEVICE",
+            "DUKASYNC_HEADER_READ_TIMEOUT_SECS",
+            "DUKASYNC_IDLE_TIMEOUT_SECS",
+        ] {
+            let err = config(&[("DUKASYNC_DATABASE_URL", "postgres://x@h/db"), (variable, "0")]).unwrap_err();
+            assert_eq!(err.variable, variable);
+        }
+        let limits = config(&[("DUKASYNC_DATABASE_URL", "postgres://x@h/db")])
+            .unwrap()
+            .limits;
+        assert_eq!(
+            (
+                limits.max_longpolls,
+                limits.max_longpolls_per_scope,
+                limits.max_longpolls_per_device
+            ),
+            (4096, 1024, 4)
+        );
+        assert_eq!(
+            (limits.header_read_timeout, limits.idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(75))
+        );
+    }
+
+    #[test]
     fn wrong_scheme_is_refused() {
         let err = config(&[("DUKASYNC_DATABASE_URL", "mysql://x@h/db")]).unwrap_err();
         assert_eq!(err.variable, "DUKASYNC_DATABASE_URL");
