@@ -7,10 +7,15 @@ use crate::{
     config::{redact_url, Config},
     http,
     metrics::Metrics,
+    server::{self, ConnectionLimits},
     store,
-    sync::{group_commit::GroupCommit, hub::FeedHub, listener},
+    sync::{
+        group_commit::GroupCommit,
+        hub::FeedHub,
+        listener,
+        longpoll::{LongPollLimits, LongPolls},
+    },
 };
-use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use std::{
     future::Future,
@@ -38,6 +43,8 @@ pub struct Inner {
     pub listening: Arc<AtomicBool>,
     /// Admission control: one permit per request in flight (`DUKASYNC_MAX_IN_FLIGHT`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Admission of parked long-polls, apart from `in_flight` (see `sync::longpoll`).
+    pub longpolls: Arc<LongPolls>,
     /// Cancelled when shutdown begins: long-polls answer at once and background tasks stop.
     pub shutdown: CancellationToken,
 }
@@ -71,6 +78,11 @@ impl AppState {
             listening: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
+            longpolls: Arc::new(LongPolls::new(LongPollLimits {
+                total: config.limits.max_longpolls,
+                per_scope: config.limits.max_longpolls_per_scope,
+                per_device: config.limits.max_longpolls_per_device,
+            })),
             redis,
             cache,
             db,
@@ -103,23 +115,26 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let grace = state.config.shutdown_grace;
     let router = http::router(state.clone());
-    // Responses are written whole; Nagle's algorithm would only hold back the last segment of a large page
-    // until the client's (possibly delayed) ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown({
-        let shutdown = shutdown.clone();
+    let limits = ConnectionLimits {
+        header_read: state.config.limits.header_read_timeout,
+        idle: state.config.limits.idle_timeout,
+    };
+    let stopping = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, stopping) = (shutdown.clone(), stopping.clone());
         async move {
-            signal.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            tokio::select! {
+                _ = signal => tracing::info!("shutting down: no new connections, finishing in-flight requests"),
+                // Shutdown begun elsewhere (the grace period below ran out): stop accepting too.
+                _ = shutdown.cancelled() => {}
+            }
             shutdown.cancel();
+            stopping.cancel();
         }
     });
+    let server = server::serve(listener, router, limits, stopping);
     let result = tokio::select! {
-        result = server => result.map_err(anyhow::Error::from),
+        _ = server => Ok(()),
         _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period");
             Ok(())

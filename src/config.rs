@@ -52,11 +52,27 @@ pub struct Limits {
     pub max_wait: Duration,
     /// `DUKASYNC_MAX_BATCH_OPS`: most operations in one push batch (default 500); more answers 413.
     pub max_batch_ops: usize,
-    /// `DUKASYNC_MAX_IN_FLIGHT`: requests served at once, long-polls included (default 4096); more answers 503.
+    /// `DUKASYNC_MAX_IN_FLIGHT`: requests served at once (default 4096); more answers 503. Parked long-polls
+    /// and the operations endpoints (`/healthz`, `/readyz`, `/metrics`) do not count.
     pub max_in_flight: usize,
+    /// `DUKASYNC_MAX_LONGPOLLS`: long-polls parked at once on this instance (default 4096, 1 – 1000000); past
+    /// it a pull answers at once instead of waiting.
+    pub max_longpolls: usize,
+    /// `DUKASYNC_MAX_LONGPOLLS_PER_SCOPE`: long-polls parked at once in one scope (default 1024, 1 – 1000000);
+    /// past it a pull answers at once instead of waiting.
+    pub max_longpolls_per_scope: usize,
+    /// `DUKASYNC_MAX_LONGPOLLS_PER_DEVICE`: long-polls one device may park in one scope (default 4, 1 – 1000);
+    /// a newer one ends the device's oldest there, which answers at once.
+    pub max_longpolls_per_device: usize,
     /// `DUKASYNC_REQUEST_TIMEOUT_SECS`: how long a request may take beyond the longest long-poll wait
     /// (default 30); the router's timeout is `DUKASYNC_MAX_WAIT_SECS` plus this. Past it: 408 `timeout`.
     pub request_timeout: Duration,
+    /// `DUKASYNC_HEADER_READ_TIMEOUT_SECS`: once a request's first byte arrived, how long its head may take
+    /// (default 10, 1 – 300); past it the connection is closed (slowloris).
+    pub header_read_timeout: Duration,
+    /// `DUKASYNC_IDLE_TIMEOUT_SECS`: how long a connection may stay open with no request in progress (default
+    /// 75, 1 – 3600; above nginx's 60 s upstream keep-alive, so nginx closes first). Then it is closed.
+    pub idle_timeout: Duration,
 }
 
 /// The cache (see `cache`); documented in `README.md` and `deploy/REDIS.md`.
@@ -121,7 +137,12 @@ impl Config {
             max_wait: Duration::from_secs(env.parse_or("DUKASYNC_MAX_WAIT_SECS", 30, 0..=300)?),
             max_batch_ops: env.parse_or("DUKASYNC_MAX_BATCH_OPS", 500, 1..=10_000)?,
             max_in_flight: env.parse_or("DUKASYNC_MAX_IN_FLIGHT", 4096, 1..=1_000_000)?,
+            max_longpolls: env.parse_or("DUKASYNC_MAX_LONGPOLLS", 4096, 1..=1_000_000)?,
+            max_longpolls_per_scope: env.parse_or("DUKASYNC_MAX_LONGPOLLS_PER_SCOPE", 1024, 1..=1_000_000)?,
+            max_longpolls_per_device: env.parse_or("DUKASYNC_MAX_LONGPOLLS_PER_DEVICE", 4, 1..=1000)?,
             request_timeout: Duration::from_secs(env.parse_or("DUKASYNC_REQUEST_TIMEOUT_SECS", 30, 1..=600)?),
+            header_read_timeout: Duration::from_secs(env.parse_or("DUKASYNC_HEADER_READ_TIMEOUT_SECS", 10, 1..=300)?),
+            idle_timeout: Duration::from_secs(env.parse_or("DUKASYNC_IDLE_TIMEOUT_SECS", 75, 1..=3600)?),
         };
         if limits.default_page_size > limits.max_page_size {
             return Err(ConfigError {
@@ -237,6 +258,35 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.variable, "DUKASYNC_MAX_WAIT_SECS");
+    }
+
+    #[test]
+    fn long_poll_and_connection_bounds_have_ranges() {
+        for variable in [
+            "DUKASYNC_MAX_LONGPOLLS",
+            "DUKASYNC_MAX_LONGPOLLS_PER_SCOPE",
+            "DUKASYNC_MAX_LONGPOLLS_PER_DEVICE",
+            "DUKASYNC_HEADER_READ_TIMEOUT_SECS",
+            "DUKASYNC_IDLE_TIMEOUT_SECS",
+        ] {
+            let err = config(&[("DUKASYNC_DATABASE_URL", "postgres://x@h/db"), (variable, "0")]).unwrap_err();
+            assert_eq!(err.variable, variable);
+        }
+        let limits = config(&[("DUKASYNC_DATABASE_URL", "postgres://x@h/db")])
+            .unwrap()
+            .limits;
+        assert_eq!(
+            (
+                limits.max_longpolls,
+                limits.max_longpolls_per_scope,
+                limits.max_longpolls_per_device
+            ),
+            (4096, 1024, 4)
+        );
+        assert_eq!(
+            (limits.header_read_timeout, limits.idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(75))
+        );
     }
 
     #[test]

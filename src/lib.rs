@@ -17,6 +17,7 @@ pub mod error;
 pub mod failpoint;
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod store;
 pub mod sync;
 pub mod wire;

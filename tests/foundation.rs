@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use dukasync::wire::{ErrorBody, Readiness, ScopeList};
 use reqwest::StatusCode;
+use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 /// Asserts the response is an error with `status` and `code`; returns its body.
@@ -450,45 +451,45 @@ async fn messagepack_carries_ids_and_times_as_strings_like_json() {
 async fn beyond_the_in_flight_limit_requests_get_503_overloaded_and_the_limit_frees_up() {
     let app = TestApp::start_with(&[("DUKASYNC_MAX_IN_FLIGHT", "1")]).await;
     let token = app.token(OWNER, "owner-phone").await;
-    // A long-poll holds the only slot until a change commits.
-    let poll = long_poll_at_head(&app, &token).await;
-    // Observable state: once the long-poll is admitted, every other request is refused at once.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let resp = app
+    // An ordinary request holds the only slot: a push waiting for the scope's lock, which the test holds.
+    let mut lock = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("SELECT 1 FROM scopes WHERE id = 'water' FOR NO KEY UPDATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let till = Device::new(&app, OWNER, "owner-phone", "water").await;
+    let push = {
+        let req = app
             .http
-            .get(app.url("/healthz"))
-            .header("accept", "application/msgpack")
-            .send()
-            .await
-            .unwrap();
-        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
-            break resp;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no request was ever refused with one slot taken"
-        );
-        tokio::task::yield_now().await;
+            .post(app.url("/v1/scopes/water/ops"))
+            .bearer_auth(&till.token)
+            .json(&serde_json::json!({"client_id": till.client_id, "ops": [put_customer(1, "c-admission")]}));
+        tokio::spawn(async move { req.send().await.unwrap().status() })
     };
+    wait_for_replays_on_lock(&app, 1).await;
+    let refused = app
+        .http
+        .get(app.url("/v1/scopes"))
+        .bearer_auth(&token)
+        .header("accept", "application/msgpack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["content-type"], "application/msgpack");
     let body: ErrorBody = rmp_serde::from_slice(&refused.bytes().await.unwrap()).unwrap();
     assert_eq!(body.error.code, "overloaded");
+    // The operations endpoints are never refused by admission.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(app.get(path, None).await.status(), StatusCode::OK, "{path}");
+    }
 
-    // A commit answers the long-poll, which frees the slot.
-    app.write(
-        "water",
-        vec![upsert(
-            "products",
-            "p-admission",
-            serde_json::json!({"id": "p-admission", "name": "Jar"}),
-        )],
-    )
-    .await;
-    let answered = poll.await.unwrap().unwrap();
-    assert_eq!(answered.status(), StatusCode::OK);
+    // The push finishes once the lock goes, which frees the slot.
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    assert_eq!(push.await.unwrap(), StatusCode::OK);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.get("/healthz", None).await.status() != StatusCode::OK {
+    while app.get("/v1/scopes", Some(&token)).await.status() != StatusCode::OK {
         assert!(Instant::now() < deadline, "the slot never came back");
         tokio::task::yield_now().await;
     }

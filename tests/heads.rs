@@ -64,6 +64,8 @@ fn shared(db: &PgPool, pause: f64, queries: Arc<AtomicUsize>) -> ReadHead {
                     async move { Ok(slow_head(&db, pause, &queries).await) }
                 })
                 .await
+                .ok()
+                .flatten()
                 .expect("the head query answers")
         })
     })

@@ -3,14 +3,15 @@
 use super::{
     auth::ScopeAccess,
     encoding::{Format, Query},
+    observe::Admission,
 };
 use crate::{
     app::AppState,
     error::Result,
-    sync::feed::{self, Pull},
+    sync::feed::{self, Pull, Waiter},
     wire::{ChangesPage, ChangesQuery, ChecksumQuery, ChecksumReport, ErrorBody},
 };
-use axum::{extract::State, http::StatusCode, response::Response};
+use axum::{extract::State, http::StatusCode, response::Response, Extension};
 
 /// Changes after `since`, in version order, one page at a time; with `wait`, a long-poll.
 #[utoipa::path(get, path = "/v1/scopes/{scope}/changes", tag = "feed",
@@ -23,9 +24,20 @@ use axum::{extract::State, http::StatusCode, response::Response};
 pub async fn get_changes(
     State(state): State<AppState>,
     access: ScopeAccess,
+    admission: Option<Extension<Admission>>,
     Query(query): Query<ChangesQuery>,
     format: Format,
 ) -> Result<Response> {
+    let release = move || {
+        if let Some(Extension(admission)) = &admission {
+            admission.release();
+        }
+    };
+    let waiter = Waiter {
+        polls: &state.longpolls,
+        device: access.principal.device_id,
+        on_park: &release,
+    };
     let pull = Pull::from_query(
         query.since.as_deref(),
         query.limit,
@@ -39,6 +51,7 @@ pub async fn get_changes(
         &state.hub,
         &access.scope,
         &pull,
+        &waiter,
         &state.shutdown,
     )
     .await?;

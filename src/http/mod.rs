@@ -23,6 +23,7 @@ use axum::http::StatusCode;
 use axum::{extract::DefaultBodyLimit, middleware, Router};
 use std::time::Duration;
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -166,7 +167,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = limits.max_wait + limits.request_timeout;
     // Layers run outside-in in the reverse order of these calls: the request id is set first, then the request
     // is observed (span, metrics, admission and error bodies: span and metrics see every final answer,
-    // rejections by the layers below included), then the timeout and the body limit.
+    // rejections by the layers below included), then a panic is caught, then the timeout and the body limit.
     routes
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -176,10 +177,23 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout_or_default(timeout),
         ))
+        .layer(CatchPanicLayer::custom(panic_answer))
         .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// A handler that panicked answers the documented 500 `internal` (logged with the panic's message, which the
+/// client never sees) instead of the connection being dropped.
+fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    Error::Internal(anyhow::anyhow!("a handler panicked: {message}")).into_response()
 }
 
 fn timeout_or_default(timeout: Duration) -> Duration {

@@ -10,9 +10,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use std::{
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
     time::Instant,
 };
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -29,9 +30,39 @@ impl DeviceSlot {
     }
 }
 
+/// The request's admission permit (of `DUKASYNC_MAX_IN_FLIGHT`, or for a long-poll of the long-poll entry),
+/// which a long-poll gives back once it parks: it then holds a parked place instead (see `sync::longpoll`).
+#[derive(Clone)]
+pub struct Admission(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl Admission {
+    pub fn release(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// The operations endpoints: never refused by admission, so an overloaded server can still be watched and
+/// `/healthz` stays "always 200" (protocol §6).
+fn is_operations(route: &str) -> bool {
+    matches!(route, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// A pull with a `wait`: admitted by the long-poll bounds (`sync::longpoll`), not by `DUKASYNC_MAX_IN_FLIGHT`.
+/// A malformed `wait` counts too; its 400 comes at once.
+fn is_long_poll(route: &str, request: &Request) -> bool {
+    route == "/v1/scopes/{scope}/changes"
+        && request.uri().query().is_some_and(|query| {
+            query.split('&').any(|pair| {
+                pair.strip_prefix("wait=")
+                    .is_some_and(|wait| wait.bytes().any(|b| b != b'0'))
+            })
+        })
+}
+
 /// Wraps the request in a span (`method`, `route`, `request_id`; its last line also names the authenticated
 /// `device`) and records its latency by route template, never by raw path, so metrics stay bounded. Beyond
-/// `DUKASYNC_MAX_IN_FLIGHT` requests in flight it answers 503 `overloaded` instead of queueing. Every error
+/// `DUKASYNC_MAX_IN_FLIGHT` requests in flight it answers 503 `overloaded` instead of queueing; the operations
+/// endpoints are not counted, and long-polls are counted apart (see [`is_long_poll`], [`Admission`]). Every error
 /// answer, those of the layers below included, gets the documented body in the format the request asked for.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     // The matched path is shared (`Arc<str>` inside); cloning it copies no text.
@@ -48,9 +79,26 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let format = Format::from_accept(request.headers());
     let device = DeviceSlot::default();
     request.extensions_mut().insert(device.clone());
-    let response = match state.in_flight.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(request).instrument(span.clone()).await,
-        Err(_) => Error::Overloaded.into_response(),
+    let response = if is_operations(route) {
+        next.run(request).instrument(span.clone()).await
+    } else {
+        let pool = if is_long_poll(route, &request) {
+            &state.longpolls.entry
+        } else {
+            &state.in_flight
+        };
+        match pool.clone().try_acquire_owned() {
+            Ok(permit) => {
+                // Held here until the answer is ready unless a long-poll releases it sooner: the request's
+                // extensions may be dropped once the extractors ran.
+                let admission = Admission(Arc::new(Mutex::new(Some(permit))));
+                request.extensions_mut().insert(admission.clone());
+                let response = next.run(request).instrument(span.clone()).await;
+                drop(admission);
+                response
+            }
+            Err(_) => Error::Overloaded.into_response(),
+        }
     };
     let response = encode_errors(format, state.config.limits.max_body_bytes, response);
     let elapsed = started.elapsed();

@@ -5,6 +5,7 @@ use super::encoding::Format;
 use crate::{
     app::AppState,
     metrics, store,
+    sync::longpoll::Early,
     wire::{Health, Readiness},
 };
 use axum::{
@@ -62,6 +63,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "dukasync_longpoll_waiters",
         "Pulls waiting for a change.",
         &[(String::new(), state.hub.waiters() as f64)],
+    );
+    metrics::render_gauge(
+        &mut out,
+        "dukasync_longpoll_parked",
+        "Long-polls holding a place in the long-poll bounds (DUKASYNC_MAX_LONGPOLLS*).",
+        &[(String::new(), state.longpolls.parked() as f64)],
+    );
+    metrics::render_counter(
+        &mut out,
+        "dukasync_longpoll_early_total",
+        "Long-polls answered before a change or their wait's end because of the long-poll bounds: replaced by a newer one of their device, or no place to wait.",
+        &[
+            (
+                "reason=\"replaced\"".into(),
+                state.longpolls.early(Early::Replaced) as f64,
+            ),
+            ("reason=\"full\"".into(), state.longpolls.early(Early::Full) as f64),
+        ],
     );
     metrics::render_gauge(
         &mut out,

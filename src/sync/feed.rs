@@ -13,6 +13,7 @@
 use super::{
     cursor::Cursor,
     hub::{FeedHub, SharedRead},
+    longpoll::{LongPolls, Parked},
     page::{Changes, FeedPage, Slice},
     windows,
 };
@@ -28,6 +29,7 @@ use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// A validated pull request.
 #[derive(Debug, Clone)]
@@ -81,8 +83,18 @@ impl Pull {
     }
 }
 
+/// Who waits, for the long-poll bounds (see `longpoll`).
+pub struct Waiter<'a> {
+    pub polls: &'a Arc<LongPolls>,
+    pub device: Uuid,
+    /// Called once, when the pull parks: the request gives back its ordinary admission permit, so parked
+    /// long-polls never crowd out other requests (`DUKASYNC_MAX_IN_FLIGHT`).
+    pub on_park: &'a (dyn Fn() + Send + Sync),
+}
+
 /// Answers a pull; with `wait`, holds the request until a change commits in the scope (on any instance) or the
-/// wait runs out. Returns early with what it has when `shutdown` fires. Closed windows may come from `cache`
+/// wait runs out. Returns early with what it has when `shutdown` fires, when `waiter` finds no place to wait,
+/// or when a newer long-poll of the same device and scope replaces it. Closed windows may come from `cache`
 /// (see `windows`); the answer is the same as without it.
 pub async fn pull(
     db: &PgPool,
@@ -90,11 +102,14 @@ pub async fn pull(
     hub: &FeedHub,
     scope: &ScopeId,
     pull: &Pull,
+    waiter: &Waiter<'_>,
     shutdown: &CancellationToken,
 ) -> Result<FeedPage> {
+    crate::failpoint::panic_if(crate::failpoint::PULL_PANIC);
     let deadline = Instant::now() + pull.wait;
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     let mut wake = hub.subscribe(scope);
+    let mut parked: Option<Parked> = None;
     loop {
         wake.borrow_and_update();
         let slice = read(db, cache, hub, scope, pull).await?;
@@ -102,6 +117,17 @@ pub async fn pull(
         if !slice.changes.is_empty() || Instant::now() >= deadline || shutdown.is_cancelled() {
             return Ok(page(slice, pull.limit));
         }
+        let ended = match &parked {
+            Some(place) => place.ended.clone(),
+            None => match waiter.polls.park(waiter.device, scope) {
+                Some(place) => {
+                    (waiter.on_park)();
+                    parked.insert(place).ended.clone()
+                }
+                // No place to wait: a page without waiting is a correct answer (protocol §7.5).
+                None => return Ok(page(slice, pull.limit)),
+            },
+        };
         tokio::select! {
             changed = wake.changed() => {
                 if changed.is_err() {
@@ -111,6 +137,7 @@ pub async fn pull(
             }
             _ = tokio::time::sleep_until(deadline) => return Ok(page(slice, pull.limit)),
             _ = shutdown.cancelled() => return Ok(page(slice, pull.limit)),
+            _ = ended.cancelled() => return Ok(page(slice, pull.limit)),
         }
     }
 }
@@ -127,7 +154,7 @@ async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: 
     let limit = i64::from(pull.limit) + 1;
     let collections = pull.collections.as_deref();
     let in_memory = windows::from_memory(cache, scope, since, limit, collections);
-    let head = hub.heads.read(db, scope).await;
+    let head = hub.heads.read(db, scope).await?;
     let head = match head {
         Some(Some(head)) => head,
         Some(None) => return Err(Error::NotFound("scope")),

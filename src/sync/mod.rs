@@ -10,6 +10,7 @@ pub mod group_commit;
 pub mod heads;
 pub mod hub;
 pub mod listener;
+pub mod longpoll;
 pub mod operations;
 pub mod page;
 pub mod reference;

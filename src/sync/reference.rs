@@ -134,7 +134,7 @@ pub async fn snapshot(
     let (hash, canonical) = match namespace {
         None => build(db, scope, dataset).await?,
         Some(ns) => {
-            let known = match heads.read(db, scope).await {
+            let known = match heads.read(db, scope).await? {
                 Some(Some(head)) => cache.known_snapshot(scope, dataset, head.version),
                 _ => None,
             };
