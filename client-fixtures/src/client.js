@@ -13,6 +13,8 @@ import { COLLECTIONS, SYNCED, openScopeDb } from './schema.js';
 
 const rowId = (collection, key) => `${collection}\x1f${key}`;
 const GENERIC = new Set(['create', 'put', 'update', 'delete']);
+// A long-poll answered empty sooner than this was ended by the server's bounds, not by its wait running out.
+const EARLY_LONG_POLL_MS = 1000;
 
 export class SyncClient extends EventTarget {
   /**
@@ -443,10 +445,16 @@ export class SyncClient extends EventTarget {
   async #pullLoop(signal) {
     let wait = 0;
     let attempt = 0;
+    let early = 0;
     let verified = null;
     while (!signal.aborted) {
       try {
+        const started = Date.now();
         const page = await this.pullOnce({ wait, signal });
+        // An empty long-poll that came back at once was ended by the server's long-poll bounds (protocol §7.5:
+        // too many waiting in the scope, or this device's newer long-poll replaced it): wait before the next
+        // one, with backoff, instead of asking again at once.
+        const endedEarly = wait > 0 && !page.reset && page.changes.length === 0 && Date.now() - started < EARLY_LONG_POLL_MS;
         attempt = 0;
         wait = 0;
         if (page.reset || page.has_more) continue;
@@ -456,6 +464,8 @@ export class SyncClient extends EventTarget {
           if (v.ok) verified = page.head;
         }
         wait = this.longPollSecs;
+        if (endedEarly) await sleep(EARLY_LONG_POLL_MS + this.#delay(++early), signal).catch(() => {});
+        else early = 0;
       } catch (err) {
         if (signal.aborted) return;
         const retryable = err instanceof ApiError && err.retryable;

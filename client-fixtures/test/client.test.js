@@ -341,3 +341,34 @@ test('a sale is a command: queued offline, run by the server, its rows arrive th
   assert.equal(conflicts[0].op.command, 'record_sale');
   await a.client.close();
 });
+
+test('a long-poll the server ends at once (its bounds, protocol §7.5) is not asked again at once', async () => {
+  const busy = await startServer({ DUKASYNC_MAX_LONGPOLLS_PER_SCOPE: '1' });
+  const token = busy.token(OWNER, 'owner-phone');
+  const other = busy.token(CASHIER, 'shop-till');
+  const { body } = await api(busy, other, 'GET', '/v1/scopes/retail/changes?since=0&limit=1');
+  const head = await api(busy, other, 'GET', `/v1/scopes/retail/changes?since=${encodeURIComponent(body.cursor)}&limit=10000`);
+  // Another device takes the scope's only long-poll place.
+  const hold = new AbortController();
+  const parked = fetch(`${busy.url}/v1/scopes/retail/changes?since=${encodeURIComponent(head.body.cursor)}&wait=30`, {
+    headers: { Authorization: `Bearer ${other}` },
+    signal: hold.signal,
+  }).catch(() => null);
+  const waiters = async () => {
+    const text = await (await fetch(`${busy.url}/metrics`)).text();
+    return Number(text.match(/^dukasync_longpoll_waiters (\d+)/m)?.[1] ?? 0);
+  };
+  await eventually('the other device parked', async () => (await waiters()) === 1);
+
+  const a = await device(busy, token, { longPollSecs: 25 });
+  a.client.start();
+  await eventually('four long-polls sent', () => a.net.longPolls.length >= 4, 20000);
+  const t = a.net.longPolls;
+  assert.ok(t[3] - t[0] >= 3000, `long-polls at +${t.map((x) => x - t[0]).join(', +')} ms: each ended at once, then asked again without waiting`);
+  await a.client.stop();
+  await a.client.close();
+  hold.abort();
+  await parked;
+  busy.stop();
+});
+

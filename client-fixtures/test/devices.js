@@ -9,8 +9,11 @@ export function network() {
     /** The next N POSTs reach the server, but their answers are lost on the way back. */
     loseAnswers: 0,
     posts: 0,
+    /** When each long-poll (a GET with a non-zero `wait`) was sent, in milliseconds. */
+    longPolls: [],
     async fetch(url, init = {}) {
       if (net.offline) throw new TypeError('fetch failed: offline');
+      if ((init.method ?? 'GET') === 'GET' && /[?&]wait=[1-9]/.test(String(url))) net.longPolls.push(Date.now());
       const res = await fetch(url, init);
       if (init.method === 'POST') {
         net.posts += 1;
