@@ -44,6 +44,10 @@ enum Command {
         id: String,
         #[arg(long)]
         name: String,
+        /// Create the scope empty, without the standard chart and payment methods (to import a chart of one's
+        /// own; its commands then fail until one is added).
+        #[arg(long)]
+        bare: bool,
     },
     /// Add an account to a scope's chart (as POST /v1/scopes/{scope}/accounts).
     AccountAdd {
@@ -224,9 +228,14 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::ScopeAdd { id, name } => {
+        Command::ScopeAdd { id, name, bare } => {
             let db = connect(&config).await?;
             let scope = ScopeId::parse(&id).context("scope ids are lowercase letters, digits and '-', at most 40")?;
+            if bare {
+                accounts::ensure_scope(&db, &scope, &name).await?;
+                eprintln!("scope {scope} ready, empty");
+                return Ok(());
+            }
             let written = setup::add_scope(&db, &scope, &name).await.map_err(cli_error)?;
             eprintln!("scope {scope} ready ({written} standard accounts and payment methods added)");
             Ok(())

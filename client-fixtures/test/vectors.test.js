@@ -53,7 +53,7 @@ async function check(name, res, expected) {
 /** The vectors' scope `vectors`, owned by the demo owner, on a fresh server. */
 async function serverWithVectorsScope() {
   const server = await startServer();
-  server.cli('scope-add', 'vectors', '--name', 'Vectors');
+  server.cli('scope-add', 'vectors', '--name', 'Vectors', '--bare'); // the vectors' scope starts empty
   server.cli('user-add', '--email', OWNER, '--name', 'Amina Wanjiru', '--scope', 'vectors', '--role', 'owner');
   return { server, token: server.token(OWNER, 'owner-phone') };
 }
@@ -191,10 +191,12 @@ test('the server answers every conflicts vector in order', async () => {
   const { server, token } = conflictsServer;
   const ids = [];
   for (const batch of doc.setup) {
+    // A plain list is the document's client's; an object names its own client (another outbox).
+    const { client_id, ops } = Array.isArray(batch) ? { client_id: doc.client_id, ops: batch } : batch;
     const res = await fetch(`${server.url}/v1/scopes/${doc.scope}/ops`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ client_id: doc.client_id, ops: batch }),
+      body: JSON.stringify({ client_id, ops }),
     });
     assert.equal(res.status, 200);
     for (const r of (await res.json()).results) if (r.conflict_id) ids.push(r.conflict_id);
