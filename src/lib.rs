@@ -1,10 +1,15 @@
 //! dukasync: an offline-first sync server.
 //!
-//! Layout, by feature (see ARCHITECTURE.md): `http` (routing and handlers; the only module that knows axum)
-//! calls the features: `feed` (the pull side), `replay` (the push side), `conflicts`, `reference`, `summary`,
-//! `setup`, and `auth`. They call `store` (SQL), `cache` (bytes in process and in Redis) and `concurrency`
-//! (shared runs, per-scope queues). `domain` holds the types they share, `wire` what crosses the wire. `notify`
-//! holds the LISTEN connection; `app` wires everything into a server (`server`) that tests run on port 0.
+//! Layout, by feature (see ARCHITECTURE.md), in layers; a module imports only its own layer and those below,
+//! and only the HTTP layer names axum (`tests/layering.rs` holds both):
+//! - wiring: `app` (serves on a given listener: tests run it on port 0), `cli`, `demo`;
+//! - HTTP: `http` (routing and handlers: extract, call one feature, encode), `server` (connections);
+//! - `state`: what every request shares;
+//! - features: `feed` (the pull side), `replay` (the push side), `conflicts`, `reference`, `summary`, `setup`,
+//!   `auth`, `notify` (the LISTEN connection);
+//! - contracts: `error` (one error type, one status table), `wire` (what crosses the wire);
+//! - infrastructure: `store` (SQL), `cache` (bytes in process and in Redis), `concurrency`;
+//! - base: `domain` (the types everything shares), `config`, `metrics`, `failpoint`.
 
 #![deny(clippy::unwrap_used)]
 

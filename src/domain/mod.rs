@@ -8,6 +8,7 @@ pub mod commands;
 pub mod conflict;
 pub mod ledger;
 pub mod money;
+pub mod principal;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
