@@ -3,14 +3,15 @@
 //! Configuration comes from `DUKASYNC_*` variables (see `config`); a bad one stops the command with one line.
 
 use crate::{
-    app::{self, AppState},
+    app,
     auth::NewToken,
     cache::{Cache, Redis},
     config::Config,
     demo,
     domain::{Role, ScopeId},
+    feed, reference, setup,
+    state::AppState,
     store::{self, accounts, tokens},
-    sync::{self, reference, setup},
     wire::{NewAccount, NewPaymentMethod},
 };
 mod conflicts;
@@ -329,7 +330,7 @@ async fn cache_warm(config: &Config, scope: Option<String>, windows: i64) -> any
         let snapshots = reference::warm(&cache, &db, &scope)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let stored = sync::windows::warm(&cache, &db, &scope, windows.max(0)).await?;
+        let stored = feed::windows::warm(&cache, &db, &scope, windows.max(0)).await?;
         eprintln!("{scope}: {snapshots} reference snapshots and {stored} feed windows stored in Redis");
     }
     Ok(())
@@ -353,9 +354,7 @@ async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {
 
 /// Refuses to serve an out-of-date schema; tolerates PostgreSQL being down (the server reports not-ready).
 async fn check_schema(state: &AppState) -> anyhow::Result<()> {
-    let applied: Result<Vec<i64>, _> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(&state.db)
-        .await;
+    let applied = store::applied_migrations(&state.db).await;
     match applied {
         Ok(applied) => {
             let missing = store::MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count();

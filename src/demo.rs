@@ -4,12 +4,12 @@
 
 use crate::{
     domain::{Role, ScopeId},
+    setup,
     store::{
         accounts,
         changes::{self, RowWrite},
         ledger::{self, Movement},
     },
-    sync::setup,
 };
 use anyhow::Context;
 use serde_json::{json, Value};

@@ -1,8 +1,15 @@
 //! dukasync: an offline-first sync server.
 //!
-//! Layout: `http` (routing and handlers; the only module that knows axum) calls `sync` (feed, replay logic),
-//! which calls `store` (SQL). `domain` holds the types they share, `wire` what crosses the wire, `auth` tokens,
-//! `cache` Redis and the in-process cache. `app` wires them into a server that tests run on port 0.
+//! Layout, by feature (see ARCHITECTURE.md), in layers; a module imports only its own layer and those below,
+//! and only the HTTP layer names axum (`tests/layering.rs` holds both):
+//! - wiring: `app` (serves on a given listener: tests run it on port 0), `cli`, `demo`;
+//! - HTTP: `http` (routing and handlers: extract, call one feature, encode), `server` (connections);
+//! - `state`: what every request shares;
+//! - features: `feed` (the pull side), `replay` (the push side), `conflicts`, `reference`, `summary`, `setup`,
+//!   `auth`, `notify` (the LISTEN connection);
+//! - contracts: `error` (one error type, one status table), `wire` (what crosses the wire);
+//! - infrastructure: `store` (SQL), `cache` (bytes in process and in Redis), `concurrency`;
+//! - base: `domain` (the types everything shares), `config`, `metrics`, `failpoint`.
 
 #![deny(clippy::unwrap_used)]
 
@@ -10,17 +17,26 @@ pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod concurrency;
 pub mod config;
+pub mod conflicts;
 pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod failpoint;
+pub mod feed;
 pub mod http;
 pub mod metrics;
+pub mod notify;
+pub mod reference;
+pub mod replay;
 pub mod server;
+pub mod setup;
+pub mod state;
 pub mod store;
-pub mod sync;
+pub mod summary;
 pub mod wire;
 
-pub use app::{serve, AppState};
+pub use app::serve;
 pub use config::Config;
+pub use state::AppState;

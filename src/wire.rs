@@ -117,7 +117,7 @@ pub struct ChangesPage {
 
 /// A page of the change feed as the server writes it in JSON: the same fields as [`ChangesPage`], with row
 /// data passed through as the stored JSON text instead of being parsed and printed again. JSON only: other
-/// formats encode a [`ChangesPage`]. The definition of the layout: `sync::page` writes pages by hand (copying
+/// formats encode a [`ChangesPage`]. The definition of the layout: `feed::page` writes pages by hand (copying
 /// pre-rendered changes) and its tests hold those bytes to what serde writes for this type; each change is
 /// rendered through [`ChangeOut`].
 #[derive(Debug, Serialize)]

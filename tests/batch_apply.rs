@@ -1,4 +1,4 @@
-//! A batch is applied as a set (one read, operations in memory, one write: `sync::batch`), yet each operation
+//! A batch is applied as a set (one read, operations in memory, one write: `replay::batch`), yet each operation
 //! must see the effects of the ones before it exactly as if each had been sent alone. These tests send the same
 //! operations as one batch to one server and one per request to another (each on a fresh copy of the same
 //! database) and demand the same answers, rows, stock, books and checksums.

@@ -9,7 +9,7 @@
 // The counting allocator wraps the system allocator: the one place the project implements an unsafe trait.
 #![allow(unsafe_code)]
 
-use dukasync::{store::changes::LoggedChange, sync::windows::Window};
+use dukasync::{feed::windows::Window, store::changes::LoggedChange};
 use serde_json::json;
 use std::{
     alloc::{GlobalAlloc, Layout, System},

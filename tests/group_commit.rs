@@ -1,4 +1,4 @@
-//! Group commit of replay pushes (`sync::group_commit`): pushes of one scope that queue behind a running
+//! Group commit of replay pushes (`replay::group_commit`): pushes of one scope that queue behind a running
 //! transaction share the next one, and each device's answer is what it would have been alone.
 //!
 //! Each test makes the queue it needs without timing: it holds the scope's version lock from a connection of its

@@ -1,4 +1,4 @@
-//! `sync::heads` shares head queries between concurrent callers; it must never answer a head older than a
+//! `feed::heads` shares head queries between concurrent callers; it must never answer a head older than a
 //! commit acknowledged before the call began.
 //!
 //! The head query is made slow (its snapshot is taken when it starts, then it sleeps), which widens the window
@@ -12,8 +12,8 @@ mod common;
 use common::*;
 use dukasync::{
     domain::ScopeId,
+    feed::heads::Heads,
     store::changes::{self, Head},
-    sync::heads::Heads,
 };
 use serde_json::json;
 use sqlx::PgPool;

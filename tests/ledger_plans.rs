@@ -1,5 +1,5 @@
 //! A sale reads the ledger by key, however small the journal tables looked when the connection planned its
-//! statements (migration 0010, `sync::replay`). A plan is kept for the life of a connection until the table's
+//! statements (migration 0010, `replay`). A plan is kept for the life of a connection until the table's
 //! statistics change; plans made while the tables looked empty read the whole ledger on every later sale, until
 //! autovacuum analyzed the tables again. Here the tables are analyzed while nearly empty, autovacuum is kept off
 //! them, plans are made, the ledger grows by `GROWTH` entries, and one more sale must read none of them by a

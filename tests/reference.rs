@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use dukasync::{sync::reference::is_canonical, wire::ReferenceSnapshot};
+use dukasync::{reference::is_canonical, wire::ReferenceSnapshot};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::Read;

@@ -2,7 +2,7 @@
 //! machine"): a push to one wakes a long-poll on the other, both serve identical pulls and checksums, a batch
 //! sent to both at once applies once, and a revocation on one reaches the other. Nothing a request needs lives
 //! only in one instance; the per-instance parts (the long-poll hub, the token cache) are kept right by the
-//! LISTEN connection of `src/sync/listener.rs`.
+//! LISTEN connection of `src/notify.rs`.
 //!
 //! The last test serves the same router *without* that LISTEN connection (the naive design, where each
 //! instance only hears its own commits) and shows the same check then fails: the long-poll sleeps through the

@@ -9,8 +9,8 @@ use dukasync::{
     cache::{stats::CacheKind, Cache, Redis},
     config::Secret,
     domain::ScopeId,
+    feed::{page::Slice, windows},
     store,
-    sync::{page::Slice, windows},
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;

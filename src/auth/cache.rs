@@ -13,7 +13,7 @@
 //! (they arrived before the revocation was heard) but is not kept: later requests check again.
 
 use super::{hash_token, Principal, TokenHash};
-use crate::{error::Result, store, sync::single_flight::SingleFlight};
+use crate::{concurrency::single_flight::SingleFlight, error::Result, store};
 use sqlx::PgPool;
 use std::{
     collections::HashMap,

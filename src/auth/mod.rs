@@ -9,14 +9,9 @@ mod cache;
 
 pub use cache::TokenCache;
 
-use crate::domain::{Role, ScopeId};
-use std::{collections::HashMap, sync::Arc};
-use uuid::Uuid;
+pub use crate::domain::principal::{Principal, TokenHash};
 
 const PREFIX: &str = "dks_";
-
-/// The blake3 hash under which a token is stored.
-pub type TokenHash = [u8; 32];
 
 /// A freshly generated token: `plaintext` is shown once and never stored.
 pub struct NewToken {
@@ -41,22 +36,6 @@ pub fn hash_token(plaintext: &str) -> TokenHash {
 pub fn looks_like_token(raw: &str) -> bool {
     raw.strip_prefix(PREFIX)
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// The authenticated caller of a request.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub token_id: Uuid,
-    pub device_id: Uuid,
-    pub user_id: Uuid,
-    pub roles: Arc<HashMap<ScopeId, Role>>,
-}
-
-impl Principal {
-    /// The caller's role in `scope`, or `None` when the scope is not theirs (answered as 404).
-    pub fn role_in(&self, scope: &ScopeId) -> Option<Role> {
-        self.roles.get(scope).copied()
-    }
 }
 
 #[cfg(test)]

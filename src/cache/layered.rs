@@ -11,9 +11,8 @@ use super::{
     stats::{CacheKind, Stats},
     Redis,
 };
-use crate::{domain::ScopeId, store};
+use crate::domain::ScopeId;
 use bytes::Bytes;
-use sqlx::PgPool;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -69,17 +68,17 @@ impl Cache {
         self.memory.budget()
     }
 
-    /// The key namespace of the database `db` points to, asked once. `None` (PostgreSQL unreachable) means
-    /// "do not cache this request"; the request itself then fails or succeeds on PostgreSQL alone.
-    pub async fn namespace(&self, db: &PgPool) -> Option<&str> {
+    /// The key namespace (what tells this database's entries from another's), asked of `ask` once (the
+    /// caller passes `store::cache_namespace`). `None` (it failed: PostgreSQL unreachable) means "do not cache
+    /// this request"; the request itself then fails or succeeds on PostgreSQL alone.
+    pub async fn namespace<F, E>(&self, ask: impl FnOnce() -> F) -> Option<&str>
+    where
+        F: std::future::Future<Output = Result<String, E>>,
+    {
         if !self.enabled() {
             return None;
         }
-        self.namespace
-            .get_or_try_init(|| store::cache_namespace(db))
-            .await
-            .ok()
-            .map(String::as_str)
+        self.namespace.get_or_try_init(ask).await.ok().map(String::as_str)
     }
 
     /// The namespace if it was already asked (never waits on PostgreSQL).

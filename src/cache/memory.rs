@@ -11,6 +11,7 @@
 use super::stats::{CacheKind, Stats};
 use bytes::Bytes;
 use std::{
+    any::Any,
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
 };
@@ -18,24 +19,33 @@ use std::{
 /// Bytes charged per entry on top of its payload (key, map slots, LRU index).
 const ENTRY_OVERHEAD: usize = 160;
 
-/// A value held in memory: raw bytes, or an already decoded feed window.
+/// A decoded value the cache keeps as it is (a feed window): the cache knows only its size, and the caller
+/// that put it there downcasts it back ([`Value::into_decoded`]).
+pub trait Decoded: Any + Send + Sync {
+    /// An estimate of the heap it occupies, which the budget charges.
+    fn resident_bytes(&self) -> usize;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// A value held in memory: raw bytes, or an already decoded value.
 #[derive(Clone)]
 pub enum Value {
     Bytes(Bytes),
-    Window(Arc<crate::sync::windows::Window>),
+    Decoded(Arc<dyn Decoded>),
 }
 
 impl Value {
     pub fn into_bytes(self) -> Option<Bytes> {
         match self {
             Value::Bytes(b) => Some(b),
-            Value::Window(_) => None,
+            Value::Decoded(_) => None,
         }
     }
 
-    pub fn into_window(self) -> Option<Arc<crate::sync::windows::Window>> {
+    /// The decoded value, if it is one of type `T`.
+    pub fn into_decoded<T: Decoded>(self) -> Option<Arc<T>> {
         match self {
-            Value::Window(w) => Some(w),
+            Value::Decoded(d) => d.into_any().downcast().ok(),
             Value::Bytes(_) => None,
         }
     }
@@ -102,10 +112,10 @@ impl MemoryCache {
     }
 
     /// Keeps `value` (whose payload is `size` bytes), evicting the least recently used entries as needed.
-    /// A decoded window is charged at least its estimated heap, which is several times its encoded size.
+    /// A decoded value (a feed window) is charged at least its estimated heap, which is several times its encoded size.
     pub fn put(&self, key: &str, kind: CacheKind, value: Value, size: usize) {
         let payload = match &value {
-            Value::Window(window) => size.max(window.resident_bytes()),
+            Value::Decoded(decoded) => size.max(decoded.resident_bytes()),
             Value::Bytes(_) => size,
         };
         let size = payload + ENTRY_OVERHEAD + key.len();

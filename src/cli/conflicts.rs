@@ -6,9 +6,9 @@
 //! one who decided.
 
 use crate::{
+    conflicts::{self, Admin},
     domain::{Role, ScopeId},
     store::accounts,
-    sync::conflicts::{self, Admin},
     wire::{ConflictsQuery, Decision, ResolveRequest},
 };
 use anyhow::{Context, Result};

@@ -2,7 +2,7 @@
 //!
 //! A command that fails these checks can never succeed however often it is replayed (the device has a bug), so
 //! it refuses the whole batch with a 4xx. What depends on the server's state (a product's current price, stock
-//! on hand, whether a sale exists) is decided when the command runs (`sync::commands`).
+//! on hand, whether a sale exists) is decided when the command runs (`replay::commands`).
 
 use super::money::{self, DecimalError, PaymentMethod};
 use chrono::{DateTime, Utc};

@@ -2,9 +2,13 @@
 //! encoding that checksums are computed over. Nothing here knows about HTTP or SQL.
 
 pub mod canonical;
+pub mod change;
 pub mod collections;
 pub mod commands;
+pub mod conflict;
+pub mod ledger;
 pub mod money;
+pub mod principal;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -3,10 +3,10 @@
 
 use super::{auth::Caller, encoding::Format};
 use crate::{
-    app::AppState,
     cache::keys,
     error::Error,
     error::Result,
+    state::AppState,
     wire::{CacheReport, ErrorBody},
 };
 use axum::{extract::State, http::StatusCode, response::Response};

@@ -5,10 +5,10 @@
 
 use super::observe::DeviceSlot;
 use crate::{
-    app::AppState,
     auth::{looks_like_token, Principal},
     domain::{Role, ScopeId},
     error::Error,
+    state::AppState,
 };
 use axum::{
     extract::{FromRequestParts, RawPathParams},

@@ -6,9 +6,9 @@ use super::{
     observe::Admission,
 };
 use crate::{
-    app::AppState,
     error::Result,
-    sync::feed::{self, Pull, Waiter},
+    feed::{self, Pull, Waiter},
+    state::AppState,
     wire::{ChangesPage, ChangesQuery, ChecksumQuery, ChecksumReport, ErrorBody},
 };
 use axum::{extract::State, http::StatusCode, response::Response, Extension};

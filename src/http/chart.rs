@@ -1,14 +1,14 @@
 //! Adding accounts and payment methods to a scope (owners and managers): what a new business needs beyond the
-//! standard chart it starts with (`sync::setup`).
+//! standard chart it starts with (`setup`).
 
 use super::{
     auth::ScopeAccess,
     encoding::{Body, Format},
 };
 use crate::{
-    app::AppState,
     error::Result,
-    sync::setup,
+    setup,
+    state::AppState,
     wire::{ErrorBody, NewAccount, NewPaymentMethod, RowCreated},
 };
 use axum::{

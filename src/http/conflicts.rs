@@ -5,9 +5,9 @@ use super::{
     encoding::{Body, Format, Query},
 };
 use crate::{
-    app::AppState,
+    conflicts::{self, Admin},
     error::Result,
-    sync::conflicts::{self, Admin},
+    state::AppState,
     wire::{ConflictDetail, ConflictList, ConflictsQuery, ErrorBody, ResolveRequest},
 };
 use axum::{

@@ -4,7 +4,7 @@
 //! `application/vnd.msgpack`); request bodies are read by their `Content-Type`. Query strings go through
 //! [`Query`], which answers malformed or unknown parameters with our error body instead of axum's plain text.
 
-use crate::{app::AppState, error::Error};
+use crate::{error::Error, state::AppState};
 use axum::{
     extract::{FromRequest, FromRequestParts, Request},
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},

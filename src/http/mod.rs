@@ -18,7 +18,7 @@ mod scopes;
 mod summary;
 mod system;
 
-use crate::{app::AppState, error::Error};
+use crate::{error::Error, state::AppState};
 use axum::http::StatusCode;
 use axum::{extract::DefaultBodyLimit, middleware, Router};
 use std::time::Duration;

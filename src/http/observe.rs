@@ -3,7 +3,7 @@
 //! `from_fn` layer costs a boxed future and a service clone per request, which the benchmark's 304s felt.
 
 use super::{encoding::Format, error::encode_errors};
-use crate::{app::AppState, error::Error};
+use crate::{error::Error, state::AppState};
 use axum::{
     extract::{MatchedPath, Request, State},
     middleware::Next,
@@ -31,7 +31,7 @@ impl DeviceSlot {
 }
 
 /// The request's admission permit (of `DUKASYNC_MAX_IN_FLIGHT`, or for a long-poll of the long-poll entry),
-/// which a long-poll gives back once it parks: it then holds a parked place instead (see `sync::longpoll`).
+/// which a long-poll gives back once it parks: it then holds a parked place instead (see `feed::longpoll`).
 #[derive(Clone)]
 pub struct Admission(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
 
@@ -47,7 +47,7 @@ fn is_operations(route: &str) -> bool {
     matches!(route, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// A pull with a `wait`: admitted by the long-poll bounds (`sync::longpoll`), not by `DUKASYNC_MAX_IN_FLIGHT`.
+/// A pull with a `wait`: admitted by the long-poll bounds (`feed::longpoll`), not by `DUKASYNC_MAX_IN_FLIGHT`.
 /// A malformed `wait` counts too; its 400 comes at once.
 fn is_long_poll(route: &str, request: &Request) -> bool {
     route == "/v1/scopes/{scope}/changes"

@@ -5,9 +5,9 @@ use super::{
     encoding::{Body, Format},
 };
 use crate::{
-    app::AppState,
     error::Result,
-    sync::replay::{Push, Replayer},
+    replay::{Push, Replayer},
+    state::AppState,
     wire::{ErrorBody, OpsRequest, OpsResponse},
 };
 use axum::{extract::State, http::StatusCode, response::Response};

@@ -2,9 +2,9 @@
 
 use super::{auth::ScopeAccess, encoding::Format};
 use crate::{
-    app::AppState,
     error::Result,
-    sync::reference::{self, Answer, BodyFormat, Coding},
+    reference::{self, Answer, BodyFormat, Coding},
+    state::AppState,
     wire::{ErrorBody, ReferenceSnapshot},
 };
 use axum::{

@@ -5,9 +5,9 @@ use super::{
     encoding::Format,
 };
 use crate::{
-    app::AppState,
     domain::{collections::COLLECTIONS, Role, ScopeId},
     error::Result,
+    state::AppState,
     store::accounts,
     wire::{CollectionList, DeviceInfo, DeviceList, ErrorBody, ScopeInfo, ScopeList},
 };

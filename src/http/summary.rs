@@ -5,9 +5,9 @@ use super::{
     encoding::{Format, Query},
 };
 use crate::{
-    app::AppState,
     error::Result,
-    sync::summary,
+    state::AppState,
+    summary,
     wire::{ErrorBody, Summary, SummaryQuery},
 };
 use axum::{

@@ -3,9 +3,10 @@
 
 use super::encoding::Format;
 use crate::{
-    app::AppState,
-    metrics, store,
-    sync::longpoll::Early,
+    feed::longpoll::Early,
+    metrics,
+    state::AppState,
+    store,
     wire::{Health, Readiness},
 };
 use axum::{

@@ -1,4 +1,4 @@
-//! SQL of a replay batch applied as a set (see `sync::batch`): one read of everything the batch's operations
+//! SQL of a replay batch applied as a set (see `replay::batch`): one read of everything the batch's operations
 //! will look at, taken under the scope's version lock, and one statement writing all their effects.
 //!
 //! The read must be its own statement after the lock (`store::replay::lock_client_and_scope`): a statement's
@@ -56,7 +56,7 @@ pub async fn read(
     let (collections, keys): (Vec<&str>, Vec<&str>) = slots.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
     // Every lookup is a subquery keyed by one asked item (LIMIT 1 keeps PostgreSQL from flattening it into a
     // join it could plan as a scan), so that its only plan is an index lookup per item: replay runs generic
-    // plans (see `sync::replay`), and a generic plan made while a table was small joined the asked products
+    // plans (see `replay`), and a generic plan made while a table was small joined the asked products
     // against all of the scope's stock balances, and filtered all of the scope's stored results for the asked
     // operation ids, work that grew with the scope's history.
     let rows = sqlx::query(

@@ -1,6 +1,6 @@
 //! The change log and current rows of each scope.
 //!
-//! Invariants (relied on by every reader, see `sync::feed`):
+//! Invariants (relied on by every reader, see `feed`):
 //! - Versions are dense and commit-ordered per scope. [`append`] first runs
 //!   `UPDATE scopes SET head_version = head_version + n ... RETURNING`, which takes the scope row's lock until the
 //!   transaction ends. A second writer of the same scope waits at that statement, so it can only take version
@@ -11,6 +11,7 @@
 //! - `records` and `collection_state` always equal the fold of the log; each change stores its collection's
 //!   checksum and row count after it, so the checksum at any retained version is one index lookup.
 
+pub use crate::domain::change::RowWrite;
 use crate::domain::{canonical, ScopeId};
 use serde_json::{value::RawValue, Value};
 use sqlx::{postgres::PgRow, PgConnection, PgExecutor, Row};
@@ -18,14 +19,6 @@ use std::{collections::HashMap, sync::LazyLock};
 
 /// Channel carrying `scope:head` after every commit that appends changes.
 pub const FEED_CHANNEL: &str = "dukasync_changes";
-
-/// One row write: an upsert with the row's full new state, or a delete (`data: None`).
-#[derive(Debug, Clone)]
-pub struct RowWrite {
-    pub collection: String,
-    pub key: String,
-    pub data: Option<Value>,
-}
 
 /// Appends `writes` to the scope's log inside the caller's transaction; the i-th write gets version
 /// `first + i`. Returns the versions assigned, or `None` when the scope does not exist.
@@ -591,7 +584,7 @@ pub struct Step {
 /// every later change in version order, each marked `own` when a stored result of replay client `client` lists
 /// its version. The caller checks the floor: below it the log no longer tells.
 ///
-/// Only asked when an operation's base version is older than its row (`sync::operations`), so the scan of the
+/// Only asked when an operation's base version is older than its row (`replay::generic`), so the scan of the
 /// client's stored results (its primary-key range) stays off the common path.
 pub async fn history(
     tx: &mut PgConnection,

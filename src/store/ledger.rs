@@ -4,44 +4,12 @@
 //! The database refuses an unbalanced entry at commit (a deferred constraint trigger), and a line added to an
 //! entry posted by an earlier transaction at once (migration 0009), whatever code wrote it.
 
+pub use crate::domain::ledger::{Entry, Line, Movement};
 use crate::domain::ScopeId;
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
 use uuid::Uuid;
-
-/// One side of a journal line: exactly one of debit and credit is more than zero.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    pub account: String,
-    pub debit: Decimal,
-    pub credit: Decimal,
-}
-
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub id: Uuid,
-    pub kind: &'static str,
-    pub source_collection: &'static str,
-    pub source_key: String,
-    pub op_id: Option<Uuid>,
-    pub reverses: Option<Uuid>,
-    pub occurred_at: DateTime<Utc>,
-    pub lines: Vec<Line>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Movement {
-    pub id: Uuid,
-    pub product_id: String,
-    /// Signed: sold stock is negative.
-    pub quantity: Decimal,
-    pub reason: &'static str,
-    pub source_collection: &'static str,
-    pub source_key: String,
-    pub op_id: Option<Uuid>,
-}
 
 /// The entry of `kind` posted for a source row and not yet reversed, with its lines.
 pub async fn open_entry_for(

@@ -116,6 +116,13 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
 }
 
 /// `SELECT 1`: used by readiness.
+/// The versions of the migrations applied to the database (`42P01` when it has no dukasync schema at all).
+pub async fn applied_migrations(db: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(db)
+        .await
+}
+
 pub async fn ping(db: &PgPool) -> Result<(), sqlx::Error> {
     let result = sqlx::query("SELECT 1").execute(db).await.map(|_| ());
     if let Err(err) = &result {

@@ -25,6 +25,19 @@ pub struct Locked {
 /// that just created a client holds a KEY SHARE lock on the scope (the foreign key), which FOR UPDATE would
 /// conflict with. Both tables are locked, so the values read are those after any wait; what else is read must
 /// be read in later statements: a statement's snapshot is taken before it waits.
+/// Begins a replay transaction with its planner settings, in the BEGIN itself (no extra round trip).
+///
+/// Generic plans: replay's statements take arrays whose lengths vary with the batch, so PostgreSQL would
+/// otherwise plan them again on every execution; their generic plans are the same index lookups. Without
+/// sequential scans: a plan is kept for the life of the connection, and one made while a table looked small (a
+/// new database) would otherwise read the whole table on every later push until autovacuum analyzed it again;
+/// this also covers the foreign-key checks, which PostgreSQL plans in this session (migration 0010,
+/// tests/ledger_plans.rs). Every replay statement is a lookup by key.
+pub async fn begin(db: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    db.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off")
+        .await
+}
+
 pub async fn lock_clients_and_scope(
     tx: &mut PgConnection,
     scope: &ScopeId,

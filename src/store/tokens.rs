@@ -1,7 +1,7 @@
 //! Device tokens: lookup by hash, issue, revoke.
 
 use crate::{
-    auth::{Principal, TokenHash},
+    domain::principal::{Principal, TokenHash},
     domain::{Role, ScopeId},
 };
 use sqlx::{PgPool, Row};

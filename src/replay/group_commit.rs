@@ -8,7 +8,7 @@
 //! transaction takes all of them (one per client, up to `max_ops` operations), so under load one lock, one read,
 //! one write and one flush serve several devices, and a lone push goes through at once, as before.
 //!
-//! Semantics are those of one transaction per push (`sync::replay::replay_group`): the pushes are applied one
+//! Semantics are those of one transaction per push (`replay::replay_group`): the pushes are applied one
 //! after the other in arrival order, each seeing the one before, and a device's answer is what it would have
 //! been alone. If the group fails because of what one push holds (a sequence gap, a reused id, a bug that one
 //! payload triggers), nothing was written, and the pushes are replayed one by one, each getting its own answer.
@@ -17,9 +17,9 @@
 //! Each scope's queue is served by a task of its own, so a device that goes away mid-push (its request is
 //! dropped) never strands the others; its push still completes, and its retry reads the stored results.
 
-use super::{
+use crate::{
+    concurrency::scope_queue::{Queue, ScopeQueues, Serving},
     replay::{self, Push},
-    scope_queue::{Queue, ScopeQueues, Serving},
 };
 use crate::{
     domain::ScopeId,
@@ -184,7 +184,7 @@ async fn replay_all(counts: &Counts, db: &PgPool, scope: &ScopeId, pushes: &[Pus
 mod tests {
     use super::*;
     use crate::{
-        sync::replay::Replayer,
+        replay::Replayer,
         wire::{Operation, OpsRequest},
     };
     use uuid::Uuid;

@@ -10,13 +10,13 @@
 //! A pull reads `version > since` in version order from one snapshot, so it can neither miss nor repeat a
 //! committed change. A cursor the server cannot honour answers `reset_required` (410), never an empty page.
 
-use super::{
-    cursor::Cursor,
-    hub::{FeedHub, SharedRead},
-    longpoll::{LongPolls, Parked},
-    page::{Changes, FeedPage, Slice},
-    windows,
-};
+pub mod cursor;
+pub mod heads;
+pub mod hub;
+pub mod longpoll;
+pub mod page;
+pub mod windows;
+
 use crate::{
     cache::Cache,
     config::Limits,
@@ -25,6 +25,10 @@ use crate::{
     store,
     wire::{ChecksumReport, CollectionChecksum},
 };
+use cursor::Cursor;
+use hub::{FeedHub, SharedRead};
+use longpoll::{LongPolls, Parked};
+use page::{Changes, FeedPage, Slice};
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;

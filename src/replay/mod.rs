@@ -13,20 +13,23 @@
 //! retries. Stored results are kept for as long as the client row exists or until `dukasync prune-results` drops
 //! them (see `protocol/README.md`, "Retention").
 //!
-//! Concurrent pushes of one scope's clients may share a transaction ([`replay_group`], `sync::group_commit`):
+//! Concurrent pushes of one scope's clients may share a transaction ([`replay_group`], `replay::group_commit`):
 //! they are applied one after the other as if each had its own, and commit together.
 
-use super::{
-    batch::{Batch, Foresight},
-    operations::{self, Outcome},
-};
+pub mod batch;
+pub mod commands;
+pub mod generic;
+pub mod group_commit;
+
 use crate::{
-    domain::{canonical, commands, ScopeId},
+    domain::{canonical, commands::parse as parse_command, ScopeId},
     error::{Error, Result},
     failpoint,
     store::{self, conflicts::Origin},
     wire::{OpResult, OpStatus, OpType, Operation, OpsRequest, OpsResponse},
 };
+use batch::{Batch, Foresight};
+use generic::Outcome;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -87,19 +90,10 @@ pub async fn replay(db: &PgPool, scope: &ScopeId, push: &Push) -> Result<OpsResp
 
 /// Replays the pushes of distinct clients in one transaction, one after the other in the given order, exactly
 /// as consecutive transactions of one push each would have, and commits them together (see
-/// `sync::group_commit` for why). Any error fails the whole group and nothing is written: the caller then
+/// `replay::group_commit` for why). Any error fails the whole group and nothing is written: the caller then
 /// replays the pushes one by one to give each its own answer.
 pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Result<Vec<OpsResponse>> {
-    // Generic plans: replay's statements take arrays whose lengths vary with the batch, so PostgreSQL would
-    // otherwise plan them again on every execution (about a tenth of its CPU per push, measured with `perf`);
-    // their generic plans are the same index lookups. Without sequential scans: a plan is kept for the life of
-    // the connection, and one made while a table looked small (a new database) would otherwise read the whole
-    // table on every later push until autovacuum analyzed it again; this also covers the foreign-key checks,
-    // which PostgreSQL plans in this session (migration 0010, tests/ledger_plans.rs). Every replay statement is
-    // a lookup by key. In the BEGIN, so it costs no round trip.
-    let mut tx = db
-        .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off")
-        .await?;
+    let mut tx = store::replay::begin(db).await?;
     // The scope's version lock and the clients' locks, in one statement: from here to the commit, the scope's
     // other writers wait; what runs in between is at most a read of stored results per push, one read, the
     // operations in memory, and one write.
@@ -170,7 +164,7 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
                     device_id: push.who.device_id,
                     user_id: push.who.user_id,
                 };
-                let result = to_result(op, operations::apply(&mut applying, op, origin).await?);
+                let result = to_result(op, generic::apply(&mut applying, op, origin).await?);
                 let stored = serde_json::to_value(&result).map_err(|e| Error::Internal(e.into()))?;
                 applying.add_result(push.client_id(), op.seq, op.id, **print, stored);
                 answer.results.push(result);
@@ -196,7 +190,7 @@ fn foresee<'a>(ops: impl Iterator<Item = &'a Operation>) -> Foresight {
     let mut foresight = Foresight::default();
     for op in ops {
         let command = match (op.op_type, &op.command, &op.args) {
-            (OpType::Command, Some(name), Some(args)) => commands::parse(name, args).ok(),
+            (OpType::Command, Some(name), Some(args)) => parse_command(name, args).ok(),
             _ => None,
         };
         foresight.operation(&op.collection, &op.key, command.as_ref());
@@ -208,7 +202,7 @@ fn foresee<'a>(ops: impl Iterator<Item = &'a Operation>) -> Foresight {
 fn check_batch(ops: &[Operation]) -> Result<()> {
     let mut ids = HashSet::new();
     for (i, op) in ops.iter().enumerate() {
-        operations::validate(op).map_err(|e| e.at_operation(op.seq, i))?;
+        generic::validate(op).map_err(|e| e.at_operation(op.seq, i))?;
         if i > 0 && op.seq != ops[i - 1].seq + 1 {
             return Err(Error::bad_request(
                 "invalid_sequence",

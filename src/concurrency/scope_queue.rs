@@ -1,6 +1,6 @@
 //! Per-scope queues served by one task each: callers queue an item, the first one to find no task serving the
 //! queue spawns one, and that task takes what waits in rounds until nothing does. Shared head reads
-//! (`sync::heads`) and group commit (`sync::group_commit`) are both built on it.
+//! (`feed::heads`) and group commit (`replay::group_commit`) are both built on it.
 //!
 //! The serving task holds a [`Serving`] guard: it ends the service under the queue's lock when no item waits
 //! (so an item queued just after finds no task and starts one), and, if the task ends any other way (a panic,

@@ -11,11 +11,11 @@
 //!   A request asks PostgreSQL for the dataset's last change (one index step) before anything else, so it can
 //!   never be served an older snapshot. Encoded and compressed representations are kept in memory only.
 //! - **Revalidation without a query:** the process remembers, per dataset, the hash it found together with the
-//!   scope's head in the same snapshot. A request first asks for the head (`sync::heads`: a snapshot taken
+//!   scope's head in the same snapshot. A request first asks for the head (`feed::heads`: a snapshot taken
 //!   after it arrived, one query shared by concurrent requests); if the head is still the remembered one,
 //!   nothing at all was committed in the scope since, so the dataset still has that hash.
 
-use super::heads::Heads;
+use crate::feed::heads::Heads;
 use crate::{
     cache::{keys, memory::Value as CacheValue, stats::CacheKind, Cache},
     domain::{canonical, collections, ScopeId},
@@ -130,7 +130,7 @@ pub async fn snapshot(
         .filter(|c| c.reference)
         .ok_or(Error::NotFound("dataset"))?
         .name;
-    let namespace = cache.namespace(db).await;
+    let namespace = cache.namespace(|| store::cache_namespace(db)).await;
     let (hash, canonical) = match namespace {
         None => build(db, scope, dataset).await?,
         Some(ns) => {
@@ -249,7 +249,7 @@ async fn build_and_store(
 /// Stores the current snapshot of every reference dataset of `scope` in Redis (for `dukasync cache warm`).
 /// Returns how many datasets were stored.
 pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId) -> Result<usize> {
-    let Some(ns) = cache.namespace(db).await else {
+    let Some(ns) = cache.namespace(|| store::cache_namespace(db)).await else {
         return Ok(0);
     };
     let mut stored = 0;

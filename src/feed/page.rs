@@ -8,7 +8,7 @@
 //! same function, [`render_change`], so the bytes are the same wherever a change came from; `tests` below holds
 //! the writer to what serde writes for [`crate::wire::ChangesPageOut`].
 
-use super::windows::Window;
+use crate::feed::windows::Window;
 use crate::{
     error::{Error, Result},
     store::changes::{FeedSlice, LoggedChange},

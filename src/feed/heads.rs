@@ -13,7 +13,7 @@
 //! third (issue 18, item 7c: a pull took 9 s to answer 503). Any other failed query is answered as `None` to its
 //! batch; callers then take their plain path, whose own error maps to the right status.
 
-use super::scope_queue::{ScopeQueues, Serving};
+use crate::concurrency::scope_queue::{ScopeQueues, Serving};
 use crate::{
     domain::ScopeId,
     error::{Error, Result},

@@ -5,7 +5,7 @@
 //! meanwhile are lost, so after every (re)connect it wakes all waiters and flushes the token cache: both then
 //! re-read PostgreSQL, and nothing is missed.
 
-use super::hub::FeedHub;
+use crate::feed::hub::FeedHub;
 use crate::{
     auth::TokenCache,
     domain::ScopeId,

@@ -11,7 +11,7 @@
 //! changed follow the collection's policy (`server_wins`, `client_wins`, or `manual`, which keeps the server's
 //! value). Every such case is recorded in `conflicts` with base, server and client values.
 
-use super::batch::{Batch, Seen};
+use crate::replay::batch::{Batch, Seen};
 use crate::{
     domain::{
         canonical::{self, CanonicalError},
@@ -187,7 +187,7 @@ fn check_values_at(op: &Operation, value: &Value, depth: usize) -> Result<()> {
 /// Applies a validated operation to the batch (which holds the scope lock), after the batch's earlier ones.
 pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Result<Outcome> {
     if op.op_type == OpType::Command {
-        return super::commands::execute(batch, op, origin).await;
+        return crate::replay::commands::execute(batch, op, origin).await;
     }
     let policy = collections::find(&op.collection).expect("validated").conflict_policy;
     let current = batch.row(&op.collection, &op.key).await?;

@@ -4,9 +4,9 @@
 //! holds only a receiver: no thread, no database connection, no polling. To never miss a wake-up, a pull
 //! subscribes *before* it reads the feed, and waits for any announcement after that read (see `feed::pull`).
 
-use super::page::Slice;
-use super::{heads::Heads, single_flight::SingleFlight};
 use crate::domain::ScopeId;
+use crate::feed::page::Slice;
+use crate::{concurrency::single_flight::SingleFlight, feed::heads::Heads};
 use std::{collections::HashMap, sync::Mutex};
 use tokio::sync::watch;
 

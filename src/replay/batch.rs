@@ -1,5 +1,5 @@
 //! One replay batch applied as a set: its operations (those of one push, or of several pushes that
-//! `sync::group_commit` put in one transaction, one push after the other) run in order against an in-memory view
+//! `replay::group_commit` put in one transaction, one push after the other) run in order against an in-memory view
 //! of the rows, stock levels and ledger they touch, and all their effects are written at the end in one
 //! statement.
 //!

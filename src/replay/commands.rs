@@ -9,10 +9,6 @@
 //! the server does not know is applied and flagged as a conflict for review. Commands that merely record stock or
 //! costs (adjustments, production) are rejected when they name an unknown product, since nothing was paid.
 
-use super::{
-    batch::Batch,
-    operations::{self, Outcome},
-};
 use crate::{
     domain::{
         commands::{self, Command, CustomerPayment, CylinderExchange, Payment, Sale, SaleLine},
@@ -25,6 +21,10 @@ use crate::{
         ledger::{Entry, Line, Movement},
     },
     wire::Operation,
+};
+use crate::{
+    replay::batch::Batch,
+    replay::generic::{self, Outcome},
 };
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -618,7 +618,7 @@ impl Run<'_, '_> {
     }
 
     async fn reject(&mut self, code: &'static str, message: &str, collection: &'static str) -> Result<Outcome> {
-        operations::reject_in(self.batch, self.op, self.origin, collection, code, message)
+        generic::reject_in(self.batch, self.op, self.origin, collection, code, message)
     }
 }
 

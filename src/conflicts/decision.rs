@@ -1,10 +1,8 @@
 //! What a resolution decides: which decisions fit which conflict, the row a decision leaves, and the
 //! field-by-field diff an admin sees. Pure functions of the recorded conflict and the current row.
 
-use super::{
-    super::operations::{get_path, set_path, with_mods},
-    MAX_NOTE_CHARS,
-};
+use crate::conflicts::MAX_NOTE_CHARS;
+use crate::replay::generic::{get_path, set_path, with_mods};
 use crate::{
     domain::{
         canonical::{self, CanonicalError},

@@ -13,7 +13,7 @@
 //! When the assembled rows cannot be shown to equal a plain read (a cached window turned out unusable after
 //! the rest of the page was limited on the assumption it was), the read is simply repeated the plain way.
 
-use super::page::{render_change, ChangeRef, Changes, Slice};
+use crate::feed::page::{render_change, ChangeRef, Changes, Slice};
 use crate::{
     cache::{keys, memory::Value as CacheValue, stats::CacheKind, Cache},
     domain::ScopeId,
@@ -57,6 +57,15 @@ struct Entry {
 struct Span {
     start: u32,
     len: u32,
+}
+
+impl crate::cache::memory::Decoded for Window {
+    fn resident_bytes(&self) -> usize {
+        Window::resident_bytes(self)
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
 }
 
 impl Window {
@@ -114,9 +123,8 @@ impl Window {
         std::str::from_utf8(&self.json[range]).unwrap_or_default()
     }
 
-    /// An estimate of the heap this window occupies, which the in-process cache charges (when row data was a
-    /// parsed `serde_json::Value` tree, the benchmark measured 23 MiB of windows charged by JSON length holding
-    /// about 190 MiB resident).
+    /// An estimate of the heap this window occupies, which the in-process cache charges (tests/cache_footprint.rs
+    /// holds it to what building a window really allocates).
     pub fn resident_bytes(&self) -> usize {
         use std::mem::size_of;
         size_of::<Window>() + heap_bytes(self.entries.capacity() * size_of::<Entry>()) + heap_bytes(self.json.len())
@@ -286,7 +294,7 @@ pub fn from_memory(
             return None;
         }
         let key = keys::window(namespace, scope, cache.window_size, index);
-        let w = cache.peek_local(&key)?.into_window()?;
+        let w = cache.peek_local(&key)?.into_decoded::<Window>()?;
         used += 1;
         Some(w)
     };
@@ -349,7 +357,7 @@ pub async fn read(
 ) -> Result<Option<Slice>, sqlx::Error> {
     let size = i64::from(cache.window_size);
     let namespace = match size > 0 {
-        true => cache.namespace(db).await,
+        true => cache.namespace(|| store::cache_namespace(db)).await,
         false => None,
     };
     let Some(namespace) = namespace else {
@@ -371,11 +379,11 @@ pub async fn read(
     let cached: Vec<Option<Arc<Window>>> = cache
         .get_many(CacheKind::Window, &cache_keys, |key, bytes: &Bytes| {
             let start = starts[cache_keys.iter().position(|k| k == key)?];
-            decode(bytes, start, size).map(|w| CacheValue::Window(Arc::new(w)))
+            decode(bytes, start, size).map(|w| CacheValue::Decoded(Arc::new(w)))
         })
         .await
         .into_iter()
-        .map(|v| v.and_then(CacheValue::into_window))
+        .map(|v| v.and_then(CacheValue::into_decoded::<Window>))
         .collect();
 
     // Assume every cached window is usable; if one is not, the check below notices and reads plainly.
@@ -426,7 +434,7 @@ pub async fn read(
                     cache.put(
                         CacheKind::Window,
                         &key,
-                        CacheValue::Window(window.clone()),
+                        CacheValue::Decoded(window.clone()),
                         &encode(&window),
                     );
                     window
@@ -502,7 +510,11 @@ fn group_by_window(changes: Vec<LoggedChange>, size: i64) -> HashMap<i64, Vec<Lo
 /// `dukasync cache warm`). Returns how many were stored.
 pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId, count: i64) -> Result<usize, sqlx::Error> {
     let size = i64::from(cache.window_size);
-    let Some(namespace) = (if size > 0 { cache.namespace(db).await } else { None }) else {
+    let Some(namespace) = (if size > 0 {
+        cache.namespace(|| store::cache_namespace(db)).await
+    } else {
+        None
+    }) else {
         return Ok(0);
     };
     let Some((head, floor)) = store::changes::bounds(db, scope).await? else {
@@ -527,7 +539,7 @@ pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId, count: i64) -> Re
             let key = keys::window(namespace, scope, cache.window_size, (start - 1) / size);
             let encoded = encode(&window);
             if cache
-                .put_and_wait(CacheKind::Window, &key, CacheValue::Window(Arc::new(window)), &encoded)
+                .put_and_wait(CacheKind::Window, &key, CacheValue::Decoded(Arc::new(window)), &encoded)
                 .await
             {
                 stored += 1;
