@@ -53,46 +53,6 @@ impl Coding {
             Coding::Zstd => Some("zstd"),
         }
     }
-
-    /// The coding to use for an `Accept-Encoding` value: the supported one with the highest weight above
-    /// zero; on equal weights br, then zstd, then gzip. `*` stands for codings not named. Identity otherwise.
-    pub fn negotiate(accept_encoding: Option<&str>) -> Coding {
-        let Some(header) = accept_encoding else {
-            return Coding::Identity;
-        };
-        let mut named: Vec<(String, f32)> = Vec::new();
-        for item in header.split(',') {
-            let mut parts = item.split(';');
-            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            if name.is_empty() {
-                continue;
-            }
-            let mut q = 1.0f32;
-            for param in parts {
-                if let Some((k, v)) = param.split_once('=') {
-                    if k.trim().eq_ignore_ascii_case("q") {
-                        q = v.trim().parse().unwrap_or(0.0);
-                    }
-                }
-            }
-            named.push((name, q));
-        }
-        let weight = |token: &str| -> f32 {
-            let find = |n: &str| named.iter().find(|(name, _)| name == n).map(|(_, q)| *q);
-            find(token)
-                .or_else(|| if token == "gzip" { find("x-gzip") } else { None })
-                .or_else(|| find("*"))
-                .unwrap_or(0.0)
-        };
-        let mut best = (Coding::Identity, 0.0f32);
-        for coding in [Coding::Br, Coding::Zstd, Coding::Gzip] {
-            let q = weight(coding.token().unwrap_or(""));
-            if q > best.1 {
-                best = (coding, q);
-            }
-        }
-        best.0
-    }
 }
 
 /// A response body ready to send.
@@ -115,17 +75,19 @@ pub enum Answer {
 }
 
 /// Answers a snapshot request for `dataset` of `scope`.
-#[allow(clippy::too_many_arguments)]
 pub async fn snapshot(
     cache: &Cache,
     heads: &Heads,
     db: &PgPool,
     scope: &ScopeId,
-    dataset: &str,
-    format: BodyFormat,
-    coding: Coding,
-    if_none_match: Option<&str>,
+    wanted: Wanted<'_>,
 ) -> Result<Answer> {
+    let Wanted {
+        dataset,
+        format,
+        coding,
+        if_none_match,
+    } = wanted;
     let dataset = collections::find(dataset)
         .filter(|c| c.reference)
         .ok_or(Error::NotFound("dataset"))?
@@ -152,7 +114,7 @@ pub async fn snapshot(
                 }
             };
             match hash {
-                Some(hash) if matches(if_none_match, &etag(&hash, format, Coding::Identity)) => {
+                Some(hash) if if_none_match.matches(&etag(&hash, format, Coding::Identity)) => {
                     return Ok(Answer::NotModified {
                         etag: etag(&hash, format, coding),
                     })
@@ -165,7 +127,7 @@ pub async fn snapshot(
             }
         }
     };
-    if matches(if_none_match, &etag(&hash, format, Coding::Identity)) {
+    if if_none_match.matches(&etag(&hash, format, Coding::Identity)) {
         return Ok(Answer::NotModified {
             etag: etag(&hash, format, coding),
         });
@@ -340,25 +302,44 @@ fn representation_name(format: BodyFormat, coding: Coding) -> String {
     format!("{:?}{}", format, suffix(format, coding)).to_ascii_lowercase()
 }
 
-/// Whether an `If-None-Match` value matches `current` (an identity-coded ETag): weak comparison, any coding
-/// suffix ignored, `*` matches anything.
-pub fn matches(if_none_match: Option<&str>, current: &str) -> bool {
-    let Some(header) = if_none_match else { return false };
-    let current = current.trim_matches('"');
-    header.split(',').map(str::trim).any(|tag| {
-        if tag == "*" {
-            return true;
+/// The entity tags of an `If-None-Match` header, parsed by the HTTP layer (`http::negotiate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IfNoneMatch {
+    /// No header (or nothing usable in it): nothing matches.
+    #[default]
+    None,
+    /// `*`: any current representation matches.
+    Any,
+    /// The opaque parts of the tags, weak or strong alike (weak comparison).
+    Tags(Vec<String>),
+}
+
+impl IfNoneMatch {
+    /// Whether the client's copy is `current` (an identity-coded ETag), whatever coding it was sent with: the
+    /// coding does not change the decoded copy.
+    pub fn matches(&self, current: &str) -> bool {
+        let current = current.trim_matches('"');
+        match self {
+            IfNoneMatch::None => false,
+            IfNoneMatch::Any => true,
+            IfNoneMatch::Tags(tags) => tags.iter().any(|opaque| {
+                let without_coding = [".gzip", ".br", ".zstd"]
+                    .iter()
+                    .find_map(|s| opaque.strip_suffix(s))
+                    .unwrap_or(opaque);
+                without_coding == current
+            }),
         }
-        let tag = tag.strip_prefix("W/").unwrap_or(tag);
-        let Some(opaque) = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
-            return false;
-        };
-        let without_coding = [".gzip", ".br", ".zstd"]
-            .iter()
-            .find_map(|s| opaque.strip_suffix(s))
-            .unwrap_or(opaque);
-        without_coding == current
-    })
+    }
+}
+
+/// What a client asks of a snapshot: which dataset, in which representation, and what copy it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub dataset: &'a str,
+    pub format: BodyFormat,
+    pub coding: Coding,
+    pub if_none_match: &'a IfNoneMatch,
 }
 
 /// Encodes the canonical JSON as `format`, compressed with `coding`.
@@ -424,20 +405,6 @@ mod tests {
     }
 
     #[test]
-    fn accept_encoding_picks_the_heaviest_supported_coding() {
-        assert_eq!(Coding::negotiate(None), Coding::Identity);
-        assert_eq!(Coding::negotiate(Some("gzip, deflate, br, zstd")), Coding::Br);
-        assert_eq!(Coding::negotiate(Some("gzip, deflate")), Coding::Gzip);
-        assert_eq!(Coding::negotiate(Some("br;q=0.5, gzip;q=0.8")), Coding::Gzip);
-        assert_eq!(Coding::negotiate(Some("br;q=0, zstd")), Coding::Zstd);
-        assert_eq!(Coding::negotiate(Some("*")), Coding::Br);
-        assert_eq!(Coding::negotiate(Some("*;q=0, identity")), Coding::Identity);
-        assert_eq!(Coding::negotiate(Some("deflate, identity")), Coding::Identity);
-        assert_eq!(Coding::negotiate(Some("GZIP;Q=1")), Coding::Gzip);
-        assert_eq!(Coding::negotiate(Some("gzip;q=nonsense")), Coding::Identity);
-    }
-
-    #[test]
     fn etags_differ_per_representation_and_match_ignoring_the_coding() {
         let hash = *blake3::hash(b"x").as_bytes();
         let plain = etag(&hash, BodyFormat::Json, Coding::Identity);
@@ -446,23 +413,15 @@ mod tests {
         let mp_br = etag(&hash, BodyFormat::MessagePack, Coding::Br);
         assert_eq!(plain.len(), 34);
         assert!(gz.ends_with(".gzip\"") && mp.ends_with(".msgpack\"") && mp_br.ends_with(".msgpack.br\""));
-        assert!(matches(Some(&plain), &plain));
-        assert!(
-            matches(Some(&gz), &plain),
-            "the coding does not change the decoded copy"
-        );
-        assert!(matches(Some(&format!("W/{plain}")), &plain));
-        assert!(matches(Some(&format!("\"zzz\", {gz}")), &plain));
-        assert!(matches(Some("*"), &plain));
-        assert!(!matches(Some(&mp), &plain), "MessagePack is another representation");
-        assert!(matches(Some(&mp_br), &mp));
-        assert!(
-            !matches(Some(plain.trim_matches('"')), &plain),
-            "unquoted is not an entity tag"
-        );
-        assert!(!matches(None, &plain));
+        let seen = |tag: &str| IfNoneMatch::Tags(vec![tag.trim_matches('"').to_string()]);
+        assert!(seen(&plain).matches(&plain));
+        assert!(seen(&gz).matches(&plain), "the coding does not change the decoded copy");
+        assert!(!seen(&mp).matches(&plain), "MessagePack is another representation");
+        assert!(seen(&mp_br).matches(&mp));
+        assert!(IfNoneMatch::Any.matches(&plain));
+        assert!(!IfNoneMatch::None.matches(&plain));
         let other = etag(blake3::hash(b"y").as_bytes(), BodyFormat::Json, Coding::Identity);
-        assert!(!matches(Some(&other), &plain));
+        assert!(!seen(&other).matches(&plain));
     }
 
     #[test]

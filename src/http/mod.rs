@@ -11,6 +11,7 @@ mod chart;
 mod conflicts;
 pub mod encoding;
 mod error;
+pub mod negotiate;
 mod observe;
 mod ops;
 mod reference;

@@ -1,9 +1,9 @@
 //! Reference snapshots: a whole reference dataset with a strong ETag, for a PWA's service worker.
 
-use super::{auth::ScopeAccess, encoding::Format};
+use super::{auth::ScopeAccess, encoding::Format, negotiate};
 use crate::{
     error::Result,
-    reference::{self, Answer, BodyFormat, Coding},
+    reference::{self, Answer, BodyFormat, Wanted},
     state::AppState,
     wire::{ErrorBody, ReferenceSnapshot},
 };
@@ -41,18 +41,14 @@ pub async fn get_reference(
         Format::Json => BodyFormat::Json,
         Format::MessagePack => BodyFormat::MessagePack,
     };
-    let coding = Coding::negotiate(text(&headers.accept_encoding));
-    let answer = reference::snapshot(
-        &state.cache,
-        &state.hub.heads,
-        &state.db,
-        &access.scope,
-        &dataset,
-        body_format,
-        coding,
-        text(&headers.if_none_match),
-    )
-    .await?;
+    let seen = negotiate::if_none_match(text(&headers.if_none_match));
+    let wanted = Wanted {
+        dataset: &dataset,
+        format: body_format,
+        coding: negotiate::coding(text(&headers.accept_encoding)),
+        if_none_match: &seen,
+    };
+    let answer = reference::snapshot(&state.cache, &state.hub.heads, &state.db, &access.scope, wanted).await?;
     let (status, etag, body) = match answer {
         Answer::NotModified { etag } => (StatusCode::NOT_MODIFIED, etag, None),
         Answer::Full(rep) => (StatusCode::OK, rep.etag, Some((rep.body, rep.coding))),
