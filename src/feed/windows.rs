@@ -17,7 +17,11 @@ use crate::feed::page::{render_change, ChangeRef, Changes, Slice};
 use crate::{
     cache::{keys, memory::Value as CacheValue, stats::CacheKind, Cache},
     domain::ScopeId,
-    store::{self, changes::LoggedChange, windows::Candidate},
+    store::{
+        self,
+        changes::LoggedChange,
+        windows::{Candidate, WindowedRead},
+    },
 };
 use bytes::Bytes;
 use serde::Deserialize;
@@ -405,8 +409,19 @@ pub async fn read(
             cached_end_tag: w.as_ref().map(|w| w.end_tag()),
         })
         .collect();
-    let Some(slice) =
-        store::windows::read(db, scope, since, limit, after_limit, collections, size, &candidates).await?
+    let Some(slice) = store::windows::read(
+        db,
+        scope,
+        WindowedRead {
+            since,
+            limit,
+            after_limit,
+            collections,
+            size,
+            candidates: &candidates,
+        },
+    )
+    .await?
     else {
         return Ok(None);
     };
@@ -529,7 +544,15 @@ pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId, count: i64) -> Re
         })
         .filter(|c| c.start >= floor)
         .collect();
-    let Some(slice) = store::windows::read(db, scope, head, 0, 0, None, size, &candidates).await? else {
+    let asked = WindowedRead {
+        since: head,
+        limit: 0,
+        after_limit: 0,
+        collections: None,
+        size,
+        candidates: &candidates,
+    };
+    let Some(slice) = store::windows::read(db, scope, asked).await? else {
         return Ok(0);
     };
     let mut fetched = group_by_window(slice.fetched, size);

@@ -45,17 +45,31 @@ pub struct Candidate {
     pub cached_end_tag: Option<i64>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a windowed read asks: the changes after `since` (at most `limit`, then up to `after_limit` more past
+/// the windows), of `collections` if given, with windows of `size` versions, checking `candidates`.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowedRead<'a> {
+    pub since: i64,
+    pub limit: i64,
+    pub after_limit: i64,
+    pub collections: Option<&'a [String]>,
+    pub size: i64,
+    pub candidates: &'a [Candidate],
+}
+
 pub async fn read(
     db: impl PgExecutor<'_>,
     scope: &ScopeId,
-    since: i64,
-    limit: i64,
-    after_limit: i64,
-    collections: Option<&[String]>,
-    size: i64,
-    candidates: &[Candidate],
+    asked: WindowedRead<'_>,
 ) -> Result<Option<WindowedSlice>, sqlx::Error> {
+    let WindowedRead {
+        since,
+        limit,
+        after_limit,
+        collections,
+        size,
+        candidates,
+    } = asked;
     let starts: Vec<i64> = candidates.iter().map(|c| c.start).collect();
     let tags: Vec<Option<i64>> = candidates.iter().map(|c| c.cached_end_tag).collect();
     let rows = sqlx::query(
