@@ -4,10 +4,9 @@
 //! and in any case within `ttl` (default 5 s), which bounds how long a revoked token can still be used if a
 //! notification is lost. The cache is bounded: at most `MAX_ENTRIES` tokens, unknown tokens included.
 //!
-//! Concurrent requests of one token that miss share one check. Why: the check also records when the token was
-//! last seen (an UPDATE of its row, committed), so concurrent checks of one token queue on that row, each behind
-//! the previous one's WAL flush. In the benchmark, 50 connections of one token all missed each time the entry
-//! expired and waited up to 50–80 ms in that queue, every 5 s.
+//! Concurrent requests of one token that miss share one check (tests/token_cache.rs). Why: the check also
+//! records when the token was last seen (an UPDATE of its row), so concurrent checks of one token would queue
+//! on that row, each behind the previous one's commit, every time the entry expires.
 //!
 //! A check that was running when the cache was cleared answers the requests that were already waiting for it
 //! (they arrived before the revocation was heard) but is not kept: later requests check again.

@@ -1,9 +1,7 @@
 //! A feed page's changes as runs from where they are held, and the page's bytes on the wire.
 //!
-//! Why runs: a page served from closed windows in memory used to copy each of its changes out of the windows
-//! (several allocations each) and serialise them again, which was most of the server's CPU for a cached page in
-//! the benchmark. A window now keeps its changes already rendered as the page's JSON (`windows::Window`), so a
-//! page of windows is written from byte ranges of them, shared with the response rather than copied into it
+//! Why runs: a window keeps its changes already rendered as the page's JSON (`windows::Window`), so a page of
+//! windows is written from byte ranges of them, shared with the response rather than copied or serialised again
 //! ([`FeedPage::json_parts`]). Rows read from PostgreSQL for one page are rendered by the
 //! same function, [`render_change`], so the bytes are the same wherever a change came from; `tests` below holds
 //! the writer to what serde writes for [`crate::wire::ChangesPageOut`].
@@ -302,8 +300,8 @@ pub struct FeedPage {
 impl FeedPage {
     /// The JSON body, byte for byte what serde writes for [`crate::wire::ChangesPageOut`]: row data is copied
     /// through as stored, never parsed. Written as several buffers: the changes of closed windows are not
-    /// copied into the response but shared with the window they are held in (for a 27 KB page served from
-    /// memory, that copy and its allocation were about a tenth of the server's CPU per page in the benchmark).
+    /// copied into the response but shared with the window they are held in (a unit test below checks the
+    /// sharing).
     pub fn json_parts(&self) -> Vec<Bytes> {
         let mut out = Parts {
             done: Vec::new(),

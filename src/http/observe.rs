@@ -1,6 +1,6 @@
 //! Per-request observation and admission: a `tracing` span named by the route template, latency metrics, a
 //! bound on requests in flight, and the documented body on every error answer. One middleware, not three: each
-//! `from_fn` layer costs a boxed future and a service clone per request, which the benchmark's 304s felt.
+//! `from_fn` layer costs a boxed future and a service clone per request.
 
 use super::{encoding::Format, error::encode_errors};
 use crate::{error::Error, state::AppState};
@@ -19,8 +19,7 @@ use uuid::Uuid;
 
 /// Where authentication leaves the caller's device for the request's last log line (`http::auth`).
 ///
-/// Why not `Span::record`: the JSON log format re-parses and re-writes all of a span's fields on every record,
-/// which cost about a tenth of a 304's CPU in the benchmark.
+/// Why not `Span::record`: the JSON log format re-parses and re-writes all of a span's fields on every record.
 #[derive(Clone, Default)]
 pub struct DeviceSlot(Arc<OnceLock<Uuid>>);
 

@@ -1,10 +1,8 @@
 //! Group commit of replay pushes: concurrent pushes of one scope share one transaction.
 //!
 //! Why: a scope's writers are serialised by its version lock (`store::changes`), held from the lock statement
-//! to the commit, so a scope takes one push at a time however many devices push. Measured with 16 devices on 3
-//! scopes, a lone sale cost PostgreSQL about 1.1 ms of CPU against 0.26 ms per sale inside a batch of 50: most
-//! of a push's cost is per transaction (its statements, the commit's WAL flush, the NOTIFY), and it is paid
-//! while the scope waits. Here, while one transaction of a scope runs, the pushes that arrive queue up; the next
+//! to the commit, so a scope takes one push at a time however many devices push, and most of a push's cost is
+//! per transaction (its statements, the commit's WAL flush, the NOTIFY), paid while the scope waits. Here, while one transaction of a scope runs, the pushes that arrive queue up; the next
 //! transaction takes all of them (one per client, up to `max_ops` operations), so under load one lock, one read,
 //! one write and one flush serve several devices, and a lone push goes through at once, as before.
 //!

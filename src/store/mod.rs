@@ -49,10 +49,9 @@ pub fn connect_lazy(config: &Config) -> anyhow::Result<PgPool> {
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
         .idle_timeout(Duration::from_secs(300))
-        // sqlx pings a connection on every acquire by default: a second round trip for every statement (the
-        // benchmark's profile of a 304 showed as much CPU in those pings as in the queries). Only a connection
-        // idle long enough to have been dropped meanwhile (PostgreSQL restarted, a firewall timed it out), or
-        // idle since before a connection failed, is tested now. One that breaks while in use fails that request
+        // sqlx pings a connection on every acquire by default: a second round trip for every statement. Only a
+        // connection idle long enough to have been dropped meanwhile (PostgreSQL restarted, a firewall timed it
+        // out), or idle since before a connection failed, is tested now. One that breaks while in use fails that request
         // (503, nothing written); sqlx pings every connection on its way back and closes it if dead.
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
