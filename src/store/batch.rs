@@ -9,6 +9,7 @@ use super::{
     changes::{self, Prepared, Slot, FEED_CHANNEL},
     conflicts::Origin,
     ledger::{Entry, Movement},
+    params::{numbered, Binder},
 };
 use crate::domain::ScopeId;
 use chrono::{DateTime, Utc};
@@ -246,50 +247,53 @@ pub(crate) async fn write(
     let r_results: Vec<String> = results.iter().map(|r| r.result.to_string()).collect();
     let (s_clients, s_seqs): (Vec<Uuid>, Vec<i64>) = last_seqs.iter().copied().unzip();
 
-    let query = sqlx::query(&WRITE).bind(scope.as_str()).bind(count);
-    let head: Option<i64> = changes::bind_log(query, &log)
-        .bind(&entry_cols.ids)
-        .bind(&entry_cols.kinds)
-        .bind(&entry_cols.collections)
-        .bind(&entry_cols.keys)
-        .bind(&entry_cols.op_ids)
-        .bind(&entry_cols.reverses)
-        .bind(&entry_cols.occurred_at)
-        .bind(&entry_cols.line_entries)
-        .bind(&entry_cols.line_numbers)
-        .bind(&entry_cols.line_accounts)
-        .bind(&entry_cols.line_debits)
-        .bind(&entry_cols.line_credits)
-        .bind(&m_ids)
-        .bind(&m_products)
-        .bind(&m_quantities)
-        .bind(&m_reasons)
-        .bind(&m_collections)
-        .bind(&m_keys)
-        .bind(&m_ops)
-        .bind(&c_ids)
-        .bind(&c_kinds)
-        .bind(&c_collections)
-        .bind(&c_keys)
-        .bind(&c_fields)
-        .bind(&c_base)
-        .bind(&c_server)
-        .bind(&c_client)
-        .bind(&c_detail)
-        .bind(&c_client_ids)
-        .bind(&c_op_ids)
-        .bind(&c_seqs)
-        .bind(&c_devices)
-        .bind(&c_users)
-        .bind(&c_versions)
-        .bind(&r_clients)
-        .bind(&r_seqs)
-        .bind(&r_ops)
-        .bind(&r_prints)
-        .bind(&r_results)
-        .bind(&s_clients)
-        .bind(&s_seqs)
-        .bind(FEED_CHANNEL)
+    let binder = Binder::new(sqlx::query(&WRITE), &WRITE_PARAMS)
+        .bind("scope", scope.as_str())
+        .bind("count", count);
+    let head: Option<i64> = changes::bind_log(binder, &log)
+        .bind("entry_ids", &entry_cols.ids)
+        .bind("entry_kinds", &entry_cols.kinds)
+        .bind("entry_collections", &entry_cols.collections)
+        .bind("entry_keys", &entry_cols.keys)
+        .bind("entry_op_ids", &entry_cols.op_ids)
+        .bind("entry_reverses", &entry_cols.reverses)
+        .bind("entry_occurred_at", &entry_cols.occurred_at)
+        .bind("line_entries", &entry_cols.line_entries)
+        .bind("line_numbers", &entry_cols.line_numbers)
+        .bind("line_accounts", &entry_cols.line_accounts)
+        .bind("line_debits", &entry_cols.line_debits)
+        .bind("line_credits", &entry_cols.line_credits)
+        .bind("movement_ids", &m_ids)
+        .bind("movement_products", &m_products)
+        .bind("movement_quantities", &m_quantities)
+        .bind("movement_reasons", &m_reasons)
+        .bind("movement_collections", &m_collections)
+        .bind("movement_keys", &m_keys)
+        .bind("movement_op_ids", &m_ops)
+        .bind("conflict_ids", &c_ids)
+        .bind("conflict_kinds", &c_kinds)
+        .bind("conflict_collections", &c_collections)
+        .bind("conflict_keys", &c_keys)
+        .bind("conflict_fields", &c_fields)
+        .bind("conflict_bases", &c_base)
+        .bind("conflict_servers", &c_server)
+        .bind("conflict_clients", &c_client)
+        .bind("conflict_details", &c_detail)
+        .bind("conflict_client_ids", &c_client_ids)
+        .bind("conflict_op_ids", &c_op_ids)
+        .bind("conflict_seqs", &c_seqs)
+        .bind("conflict_devices", &c_devices)
+        .bind("conflict_users", &c_users)
+        .bind("conflict_row_versions", &c_versions)
+        .bind("result_clients", &r_clients)
+        .bind("result_seqs", &r_seqs)
+        .bind("result_op_ids", &r_ops)
+        .bind("result_fingerprints", &r_prints)
+        .bind("result_bodies", &r_results)
+        .bind("client_ids", &s_clients)
+        .bind("client_last_seqs", &s_seqs)
+        .bind("channel", FEED_CHANNEL)
+        .finish()
         .fetch_one(tx)
         .await?
         .try_get(0)?;
@@ -332,49 +336,102 @@ impl<'a> EntryColumns<'a> {
     }
 }
 
-// WRITE's own parameters start at `$18`, after the scope (`$1`), the count (`$2`) and `log_ctes(3)`'s LOG_PARAMS.
-const _: () = assert!(3 + changes::LOG_PARAMS == 18);
+/// The parameters of [`WRITE`], in the order [`write`] binds them.
+static WRITE_PARAMS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let own = [
+        "entry_ids",
+        "entry_kinds",
+        "entry_collections",
+        "entry_keys",
+        "entry_op_ids",
+        "entry_reverses",
+        "entry_occurred_at",
+        "line_entries",
+        "line_numbers",
+        "line_accounts",
+        "line_debits",
+        "line_credits",
+        "movement_ids",
+        "movement_products",
+        "movement_quantities",
+        "movement_reasons",
+        "movement_collections",
+        "movement_keys",
+        "movement_op_ids",
+        "conflict_ids",
+        "conflict_kinds",
+        "conflict_collections",
+        "conflict_keys",
+        "conflict_fields",
+        "conflict_bases",
+        "conflict_servers",
+        "conflict_clients",
+        "conflict_details",
+        "conflict_client_ids",
+        "conflict_op_ids",
+        "conflict_seqs",
+        "conflict_devices",
+        "conflict_users",
+        "conflict_row_versions",
+        "result_clients",
+        "result_seqs",
+        "result_op_ids",
+        "result_fingerprints",
+        "result_bodies",
+        "client_ids",
+        "client_last_seqs",
+        "channel",
+    ];
+    [&["scope", "count"][..], &changes::LOG_PARAMS, &own].concat()
+});
 
 /// Foreign keys between these tables (lines to entries, a reversal to its entry, results to the client) are
 /// checked at the end of the statement, when every part has run. The balance of each entry is checked at
 /// commit by its deferred trigger, and that its lines join an entry of this transaction at the end of the
 /// statement (migration 0009), as for any other writer.
 static WRITE: LazyLock<String> = LazyLock::new(|| {
-    format!(
+    let sql = format!(
         r#"
 WITH head AS (
-    UPDATE scopes SET head_version = head_version + $2 WHERE id = $1 AND $2 > 0 RETURNING head_version
+    UPDATE scopes SET head_version = head_version + $count WHERE id = $scope AND $count > 0 RETURNING head_version
 ), {log}, entries AS (
     INSERT INTO journal_entries (scope_id, id, kind, source_collection, source_key, op_id, reverses, occurred_at)
-    SELECT $1, * FROM unnest($18::uuid[], $19::text[], $20::text[], $21::text[], $22::uuid[], $23::uuid[],
-                             $24::timestamptz[])
+    SELECT $scope, * FROM unnest($entry_ids::uuid[], $entry_kinds::text[], $entry_collections::text[],
+                                 $entry_keys::text[], $entry_op_ids::uuid[], $entry_reverses::uuid[],
+                                 $entry_occurred_at::timestamptz[])
 ), lines AS (
     INSERT INTO journal_lines (scope_id, entry_id, line_no, account, debit, credit)
-    SELECT $1, * FROM unnest($25::uuid[], $26::int[], $27::text[], $28::numeric[], $29::numeric[])
+    SELECT $scope, * FROM unnest($line_entries::uuid[], $line_numbers::int[], $line_accounts::text[],
+                                 $line_debits::numeric[], $line_credits::numeric[])
 ), movements AS (
     INSERT INTO stock_movements (scope_id, id, product_id, quantity, reason, source_collection, source_key, op_id)
-    SELECT $1, * FROM unnest($30::uuid[], $31::text[], $32::numeric[], $33::text[], $34::text[], $35::text[],
-                             $36::uuid[])
+    SELECT $scope, * FROM unnest($movement_ids::uuid[], $movement_products::text[], $movement_quantities::numeric[],
+                                 $movement_reasons::text[], $movement_collections::text[], $movement_keys::text[],
+                                 $movement_op_ids::uuid[])
 ), conflicts AS (
     INSERT INTO conflicts (id, scope_id, kind, collection, key, fields, base, server, client, detail,
                            client_id, op_id, seq, device_id, user_id, row_version)
-    SELECT id, $1, kind, collection, key, ARRAY(SELECT jsonb_array_elements_text(fields::jsonb)), base::jsonb,
+    SELECT id, $scope, kind, collection, key, ARRAY(SELECT jsonb_array_elements_text(fields::jsonb)), base::jsonb,
            server::jsonb, client::jsonb, detail::jsonb, client_id, op_id, seq, device_id, user_id, row_version
-    FROM unnest($37::uuid[], $38::text[], $39::text[], $40::text[], $41::text[], $42::text[], $43::text[],
-                $44::text[], $45::text[], $46::uuid[], $47::uuid[], $48::bigint[], $49::uuid[], $50::uuid[],
-                $51::bigint[])
+    FROM unnest($conflict_ids::uuid[], $conflict_kinds::text[], $conflict_collections::text[],
+                $conflict_keys::text[], $conflict_fields::text[], $conflict_bases::text[],
+                $conflict_servers::text[], $conflict_clients::text[], $conflict_details::text[],
+                $conflict_client_ids::uuid[], $conflict_op_ids::uuid[], $conflict_seqs::bigint[],
+                $conflict_devices::uuid[], $conflict_users::uuid[], $conflict_row_versions::bigint[])
          AS u(id, kind, collection, key, fields, base, server, client, detail, client_id, op_id, seq, device_id,
               user_id, row_version)
 ), results AS (
     INSERT INTO replay_results (scope_id, client_id, seq, op_id, fingerprint, result)
-    SELECT $1, * FROM unnest($52::uuid[], $53::bigint[], $54::uuid[], $55::bytea[], $56::text[]::jsonb[])
+    SELECT $scope, * FROM unnest($result_clients::uuid[], $result_seqs::bigint[], $result_op_ids::uuid[],
+                                 $result_fingerprints::bytea[], $result_bodies::text[]::jsonb[])
 ), clients AS (
     UPDATE replay_clients c SET last_seq = u.last_seq, updated_at = now()
-      FROM unnest($57::uuid[], $58::bigint[]) AS u(client_id, last_seq)
-     WHERE c.scope_id = $1 AND c.client_id = u.client_id AND c.last_seq <> u.last_seq
+      FROM unnest($client_ids::uuid[], $client_last_seqs::bigint[]) AS u(client_id, last_seq)
+     WHERE c.scope_id = $scope AND c.client_id = u.client_id AND c.last_seq <> u.last_seq
 )
-SELECT (SELECT head_version FROM head WHERE pg_notify($59, $1 || ':' || head_version) IS NOT NULL)
+SELECT (SELECT head_version FROM head WHERE pg_notify($channel, $scope || ':' || head_version) IS NOT NULL)
 "#,
-        log = changes::log_ctes(3)
-    )
+        log = changes::LOG_CTES
+    );
+    numbered(&sql, &WRITE_PARAMS)
 });

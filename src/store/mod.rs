@@ -8,6 +8,7 @@ pub mod batch;
 pub mod changes;
 pub mod conflicts;
 pub mod ledger;
+mod params;
 pub mod reference;
 pub mod replay;
 pub mod summary;

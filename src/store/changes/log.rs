@@ -3,6 +3,7 @@
 
 use super::RowWrite;
 use crate::domain::{canonical, ScopeId};
+use crate::store::params::{numbered, Binder};
 use sqlx::{PgConnection, Row};
 use std::{collections::HashMap, sync::LazyLock};
 
@@ -14,7 +15,7 @@ pub const FEED_CHANNEL: &str = "dukasync_changes";
 ///
 /// Three statements: the head update (the scope's version lock), one read of the prior row hashes and
 /// collection states, and one statement writing the log, the rows, the states and the NOTIFY. A replay batch
-/// does the same work inside its own single write (`store::batch`), through `prepare` and `log_ctes`.
+/// does the same work inside its own single write (`store::batch`), through `prepare` and `LOG_CTES`.
 pub async fn append(
     tx: &mut PgConnection,
     scope: &ScopeId,
@@ -36,18 +37,20 @@ pub async fn append(
     let first = head - count + 1;
     let prior = prior_state(&mut *tx, scope, writes).await?;
     let prepared = prepare(first, writes, prior);
+    static PARAMS: LazyLock<Vec<&'static str>> =
+        LazyLock::new(|| [&["scope"][..], &LOG_PARAMS, &["channel", "payload"]].concat());
     static APPEND: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH {}\nSELECT pg_notify(${}, ${})",
-            log_ctes(2),
-            2 + LOG_PARAMS,
-            3 + LOG_PARAMS
+        numbered(
+            &format!("WITH {LOG_CTES}\nSELECT pg_notify($channel, $payload)"),
+            &PARAMS,
         )
     });
-    bind_log(sqlx::query(&APPEND).bind(scope.as_str()), &prepared)
-        .bind(FEED_CHANNEL)
+    let binder = Binder::new(sqlx::query(&APPEND), &PARAMS).bind("scope", scope.as_str());
+    bind_log(binder, &prepared)
+        .bind("channel", FEED_CHANNEL)
         // Delivered at commit, and only if the transaction commits.
-        .bind(format!("{scope}:{head}"))
+        .bind("payload", format!("{scope}:{head}"))
+        .finish()
         .execute(&mut *tx)
         .await?;
     Ok(Some((first..=head).collect()))
@@ -99,84 +102,81 @@ async fn prior_state(tx: &mut PgConnection, scope: &ScopeId, writes: &[RowWrite]
     Ok(prior)
 }
 
-/// Parameters [`log_ctes`] takes.
-pub(crate) const LOG_PARAMS: usize = 15;
+/// The parameters of [`LOG_CTES`], in the order [`bind_log`] binds them (after the statement's `scope`).
+pub(crate) const LOG_PARAMS: [&str; 15] = [
+    "log_versions",
+    "log_collections",
+    "log_keys",
+    "log_ops",
+    "log_data",
+    "log_tags",
+    "log_checksums",
+    "log_counts",
+    "up_versions",
+    "up_hashes",
+    "del_collections",
+    "del_keys",
+    "state_names",
+    "state_checksums",
+    "state_counts",
+];
 
 /// The common table expressions `log`, `up`, `del` and `states` that write a [`Prepared`] fold: the log rows,
-/// `records` (upserts and deletes) and `collection_state`. Their [`LOG_PARAMS`] parameters are numbered from
-/// `$first` in the order [`bind_log`] binds them; the scope is `$1`. The one place this SQL is written: [`append`]
-/// and the replay batch's single write (`store::batch`) both build their statement around it.
-pub(crate) fn log_ctes(first: usize) -> String {
-    let p: Vec<String> = (first..first + LOG_PARAMS).map(|n| format!("${n}")).collect();
-    // `records` takes each final row from the log insert's RETURNING (the row's last write is one of the log's
-    // rows), so its JSON crosses the wire and is parsed into jsonb once, not twice.
-    // `del` finds each deleted row by key (LIMIT 1: a subquery PostgreSQL cannot flatten into a join) and deletes
-    // it by its tuple id: as a semi-join, the generic plan made while `records` was small scanned all of the
-    // scope's rows for every delete (tests/feed_plans.rs). The tuple ids are the statement's snapshot; every
-    // writer holds the scope's version lock, so no other transaction moves them before the delete. Without
-    // deletes, the one-time filter on `cardinality` skips the step whatever its plan.
-    format!(
-        r#"log AS (
+/// `records` (upserts and deletes) and `collection_state`, with the parameters [`LOG_PARAMS`] and `$scope`. The
+/// one place this SQL is written: [`append`] and the replay batch's single write (`store::batch`) both build
+/// their statement around it.
+///
+/// `records` takes each final row from the log insert's RETURNING (the row's last write is one of the log's
+/// rows), so its JSON crosses the wire and is parsed into jsonb once, not twice. `del` finds each deleted row by
+/// key (LIMIT 1: a subquery PostgreSQL cannot flatten into a join) and deletes it by its tuple id: as a
+/// semi-join, the generic plan made while `records` was small scanned all of the scope's rows for every delete
+/// (tests/feed_plans.rs). The tuple ids are the statement's snapshot; every writer holds the scope's version
+/// lock, so no other transaction moves them before the delete. Without deletes, the one-time filter on
+/// `cardinality` skips the step whatever its plan.
+pub(crate) const LOG_CTES: &str = r#"log AS (
     INSERT INTO changes (scope_id, version, collection, key, op, data, tag, checksum_after, count_after)
-    SELECT $1, v, c, k, o, d::jsonb, t, s, n
-    FROM unnest({}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::bigint[],
-                {}::bigint[]) AS u(v, c, k, o, d, t, s, n)
+    SELECT $scope, v, c, k, o, d::jsonb, t, s, n
+    FROM unnest($log_versions::bigint[], $log_collections::text[], $log_keys::text[], $log_ops::text[],
+                $log_data::text[], $log_tags::bigint[], $log_checksums::bigint[], $log_counts::bigint[])
+         AS u(v, c, k, o, d, t, s, n)
     RETURNING version, collection, key, data
 ), up AS (
     INSERT INTO records (scope_id, collection, key, data, version, row_hash)
-    SELECT $1, l.collection, l.key, l.data, l.version, u.h
-    FROM unnest({}::bigint[], {}::bigint[]) AS u(v, h) JOIN log l ON l.version = u.v
+    SELECT $scope, l.collection, l.key, l.data, l.version, u.h
+    FROM unnest($up_versions::bigint[], $up_hashes::bigint[]) AS u(v, h) JOIN log l ON l.version = u.v
     ON CONFLICT (scope_id, collection, key)
     DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version, row_hash = EXCLUDED.row_hash
 ), del AS (
-    DELETE FROM records WHERE cardinality({del_keys}::text[]) > 0 AND ctid = ANY (ARRAY(
-        SELECT r.ctid FROM unnest({del_collections}::text[], {del_keys}::text[]) AS u(c, k)
-        CROSS JOIN LATERAL (SELECT ctid FROM records WHERE scope_id = $1 AND collection = u.c AND key = u.k LIMIT 1) r))
+    DELETE FROM records WHERE cardinality($del_keys::text[]) > 0 AND ctid = ANY (ARRAY(
+        SELECT r.ctid FROM unnest($del_collections::text[], $del_keys::text[]) AS u(c, k)
+        CROSS JOIN LATERAL (SELECT ctid FROM records WHERE scope_id = $scope AND collection = u.c AND key = u.k LIMIT 1) r))
 ), states AS (
     INSERT INTO collection_state (scope_id, collection, checksum, row_count)
-    SELECT $1, c, s, n FROM unnest({}::text[], {}::bigint[], {}::bigint[]) AS u(c, s, n)
+    SELECT $scope, c, s, n FROM unnest($state_names::text[], $state_checksums::bigint[], $state_counts::bigint[])
+         AS u(c, s, n)
     ON CONFLICT (scope_id, collection) DO UPDATE SET checksum = EXCLUDED.checksum, row_count = EXCLUDED.row_count
-)"#,
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        p[4],
-        p[5],
-        p[6],
-        p[7],
-        p[8],
-        p[9],
-        p[12],
-        p[13],
-        p[14],
-        del_collections = p[10],
-        del_keys = p[11],
-    )
-}
+)"#;
 
-/// Binds the [`LOG_PARAMS`] parameters of [`log_ctes`], in its order.
-pub(crate) fn bind_log<'q>(query: PgQuery<'q>, prepared: &'q Prepared) -> PgQuery<'q> {
+/// Binds the [`LOG_PARAMS`] of [`LOG_CTES`], in their order.
+pub(crate) fn bind_log<'q>(binder: Binder<'q>, prepared: &'q Prepared) -> Binder<'q> {
     let Prepared { log, rows, states } = prepared;
-    query
-        .bind(&log.versions)
-        .bind(&log.collections)
-        .bind(&log.keys)
-        .bind(&log.ops)
-        .bind(&log.data)
-        .bind(&log.tags)
-        .bind(&log.checksums)
-        .bind(&log.counts)
-        .bind(&rows.up_versions)
-        .bind(&rows.up_hashes)
-        .bind(&rows.del_collections)
-        .bind(&rows.del_keys)
-        .bind(&states.names)
-        .bind(&states.checksums)
-        .bind(&states.counts)
+    binder
+        .bind("log_versions", &log.versions)
+        .bind("log_collections", &log.collections)
+        .bind("log_keys", &log.keys)
+        .bind("log_ops", &log.ops)
+        .bind("log_data", &log.data)
+        .bind("log_tags", &log.tags)
+        .bind("log_checksums", &log.checksums)
+        .bind("log_counts", &log.counts)
+        .bind("up_versions", &rows.up_versions)
+        .bind("up_hashes", &rows.up_hashes)
+        .bind("del_collections", &rows.del_collections)
+        .bind("del_keys", &rows.del_keys)
+        .bind("state_names", &states.names)
+        .bind("state_checksums", &states.checksums)
+        .bind("state_counts", &states.counts)
 }
-
-pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Everything one append writes, column by column for `unnest`.
 pub(crate) struct Prepared {
