@@ -5,16 +5,21 @@ use crate::{
     auth::TokenCache,
     cache::{Cache, Redis},
     config::Config,
+    feed::longpoll::Early,
     feed::{
         hub::FeedHub,
         longpoll::{LongPollLimits, LongPolls},
     },
+    metrics,
     metrics::Metrics,
     replay::group_commit::GroupCommit,
     store,
 };
 use sqlx::PgPool;
-use std::sync::{atomic::AtomicBool, Arc};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 use tokio_util::sync::CancellationToken;
 
 /// State shared by every request. Cheap to clone.
@@ -81,5 +86,116 @@ impl AppState {
             db,
             config,
         })))
+    }
+}
+
+impl AppState {
+    /// The `/metrics` text (Prometheus exposition format): request counts and latency by route, long-poll
+    /// waiters and bounds, pool and listener state, the caches, group commit, each scope's head version and open
+    /// conflicts. Gauges read from PostgreSQL are left out while it is unreachable.
+    pub async fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        self.metrics.render_http(&mut out);
+        metrics::render_gauge(
+            &mut out,
+            "dukasync_longpoll_waiters",
+            "Pulls waiting for a change.",
+            &[(String::new(), self.hub.waiters() as f64)],
+        );
+        metrics::render_gauge(
+            &mut out,
+            "dukasync_longpoll_parked",
+            "Long-polls holding a place in the long-poll bounds (DUKASYNC_MAX_LONGPOLLS*).",
+            &[(String::new(), self.longpolls.parked() as f64)],
+        );
+        metrics::render_counter(
+            &mut out,
+            "dukasync_longpoll_early_total",
+            "Long-polls answered before a change or their wait's end because of the long-poll bounds: replaced by a newer one of their device, or no place to wait.",
+            &[
+                (
+                    "reason=\"replaced\"".into(),
+                    self.longpolls.early(Early::Replaced) as f64,
+                ),
+                ("reason=\"full\"".into(), self.longpolls.early(Early::Full) as f64),
+            ],
+        );
+        metrics::render_gauge(
+            &mut out,
+            "dukasync_db_pool_connections",
+            "PostgreSQL pool connections by self.",
+            &[
+                ("state=\"idle\"".into(), self.db.num_idle() as f64),
+                (
+                    "state=\"in_use\"".into(),
+                    (self.db.size() as usize).saturating_sub(self.db.num_idle()) as f64,
+                ),
+            ],
+        );
+        metrics::render_gauge(
+            &mut out,
+            "dukasync_listener_connected",
+            "1 when the LISTEN connection for change notifications is up.",
+            &[(
+                String::new(),
+                if self.listening.load(Ordering::Relaxed) {
+                    1.0
+                } else {
+                    0.0
+                },
+            )],
+        );
+        self.cache.render_metrics(&mut out);
+        let replays = self.replays.counts();
+        let count = |counter: &std::sync::atomic::AtomicU64| [(String::new(), counter.load(Ordering::Relaxed) as f64)];
+        metrics::render_counter(
+            &mut out,
+            "dukasync_replay_transactions_total",
+            "Replay transactions run; concurrent pushes of a scope share one (group commit).",
+            &count(&replays.transactions),
+        );
+        metrics::render_counter(
+            &mut out,
+            "dukasync_replay_pushes_total",
+            "Pushes (POST /v1/scopes/{scope}/ops with a valid batch) replayed.",
+            &count(&replays.pushes),
+        );
+        metrics::render_gauge(
+            &mut out,
+            "dukasync_replay_waiting",
+            "Pushes queued behind a running replay transaction of their scope; the next transaction takes them together.",
+            &[(String::new(), self.replays.waiting() as f64)],
+        );
+        metrics::render_counter(
+            &mut out,
+            "dukasync_replay_groups_split_total",
+            "Shared replay transactions that failed on one push's content and were replayed one push at a time.",
+            &count(&replays.split),
+        );
+        if let Ok(heads) = store::scope_heads(&self.db).await {
+            let samples: Vec<(String, f64)> = heads
+                .into_iter()
+                .map(|(scope, head)| (format!("scope=\"{}\"", metrics::escape(&scope)), head as f64))
+                .collect();
+            metrics::render_gauge(
+                &mut out,
+                "dukasync_scope_head_version",
+                "Head version of each scope's change feed.",
+                &samples,
+            );
+        }
+        if let Ok(counts) = store::conflicts::open_counts(&self.db).await {
+            let samples: Vec<(String, f64)> = counts
+                .into_iter()
+                .map(|(scope, open)| (format!("scope=\"{}\"", metrics::escape(&scope)), open as f64))
+                .collect();
+            metrics::render_gauge(
+                &mut out,
+                "dukasync_conflicts_open",
+                "Open conflicts of each scope, waiting for an owner or manager (/v1/admin/conflicts).",
+                &samples,
+            );
+        }
+        out
     }
 }
