@@ -15,7 +15,7 @@ mod decision;
 pub use decision::diff;
 
 use crate::{
-    domain::{collections, Role, ScopeId},
+    domain::{collections, principal::Principal, Role, ScopeId},
     error::{Error, Result},
     store::{
         changes::{self, RowWrite},
@@ -53,6 +53,15 @@ pub const KINDS: [&str; 6] = [
 pub struct Admin<'a> {
     pub user_id: Uuid,
     pub roles: &'a HashMap<ScopeId, Role>,
+}
+
+impl<'a> From<&'a Principal> for Admin<'a> {
+    fn from(principal: &'a Principal) -> Self {
+        Admin {
+            user_id: principal.user_id,
+            roles: &principal.roles,
+        }
+    }
 }
 
 impl Admin<'_> {

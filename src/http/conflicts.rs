@@ -32,10 +32,7 @@ pub async fn list_conflicts(
     Query(query): Query<ConflictsQuery>,
     format: Format,
 ) -> Result<Response> {
-    let admin = Admin {
-        user_id: principal.user_id,
-        roles: &principal.roles,
-    };
+    let admin = Admin::from(&principal);
     let list = conflicts::list(&state.db, &admin, query).await?;
     Ok(format.reply(StatusCode::OK, &list))
 }
@@ -53,10 +50,7 @@ pub async fn get_conflict(
     Path(id): Path<String>,
     format: Format,
 ) -> Result<Response> {
-    let admin = Admin {
-        user_id: principal.user_id,
-        roles: &principal.roles,
-    };
+    let admin = Admin::from(&principal);
     let detail = conflicts::show(&state.db, &admin, parse_id(&id)?).await?;
     Ok(format.reply(StatusCode::OK, &detail))
 }
@@ -79,10 +73,7 @@ pub async fn resolve_conflict(
     format: Format,
     Body(request): Body<ResolveRequest>,
 ) -> Result<Response> {
-    let admin = Admin {
-        user_id: principal.user_id,
-        roles: &principal.roles,
-    };
+    let admin = Admin::from(&principal);
     let detail = conflicts::resolve(&state.db, &admin, parse_id(&id)?, request).await?;
     Ok(format.reply(StatusCode::OK, &detail))
 }
