@@ -1,6 +1,6 @@
 //! A push that deletes a row looks that row up by key, however few rows `records` held when the connection
 //! planned its write. Replay plans its statements once per connection, generic (`replay`); the delete step
-//! of the log write (`store::changes::log_ctes`) was planned, on a small table, as a scan of all of the scope's
+//! of the log write (`store::changes::LOG_CTES`) was planned, on a small table, as a scan of all of the scope's
 //! records joined to the deleted keys, and kept that plan while the table grew, until autovacuum analyzed it
 //! again. Here `records` is analyzed while small, autovacuum is kept off it, plans are made, the table grows by
 //! `GROWTH` rows, and two pushes that each delete one row must read almost none of them.
