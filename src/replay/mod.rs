@@ -262,12 +262,8 @@ async fn duplicates(tx: &mut sqlx::PgConnection, scope: &ScopeId, push: &Push, l
     };
     let stored = store::replay::stored_results(tx, scope, push.client_id(), first.wire.seq, last.wire.seq).await?;
     let mut results = Vec::with_capacity(replayed.len());
-    for Pushed {
-        wire: op,
-        fingerprint: print,
-        ..
-    } in replayed
-    {
+    for pushed in replayed {
+        let (op, print) = (pushed.wire, pushed.fingerprint);
         let Some(s) = stored.iter().find(|s| s.seq == op.seq) else {
             // Pruned (see `store::replay::prune_results`): applied long ago, the payload can no longer be checked.
             results.push(OpResult {
