@@ -17,6 +17,7 @@
 //! - Stock is the sum of movements: a product's level is read once (`stock_on_hand`, the running sum PostgreSQL
 //!   keeps, migration 0007) before the batch's first movement of it, and every movement of the batch is added.
 
+use crate::replay::op::Op;
 use crate::{
     domain::{commands::Command, ScopeId},
     error::{Error, Result},
@@ -56,11 +57,11 @@ impl Foresight {
         self.products.insert(id.to_string());
     }
 
-    /// What a generic operation or a command reads (`command`: the parsed command of a command operation).
-    pub fn operation(&mut self, collection: &str, key: &str, command: Option<&Command>) {
-        let Some(command) = command else {
-            self.row(collection, key);
-            return;
+    /// What an operation on `key` reads: a generic operation its row, a command what its arguments name.
+    pub fn operation(&mut self, op: &Op, key: &str) {
+        let command = match op {
+            Op::Write(write) => return self.row(write.collection.name, key),
+            Op::Command(command) => command,
         };
         match command {
             Command::RecordSale(sale) => {

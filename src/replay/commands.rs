@@ -39,11 +39,8 @@ const MAX_TIME_BEFORE_NOW: chrono::Duration = chrono::Duration::days(5 * 365 + 1
 /// How far after the server's clock a command's time may be: a day covers a wrong time zone or a drifting clock.
 const MAX_TIME_AFTER_NOW: chrono::Duration = chrono::Duration::days(1);
 
-/// Executes a validated command operation against the batch, after the batch's earlier operations.
-pub async fn execute(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Result<Outcome> {
-    let name = op.command.as_deref().unwrap_or_default();
-    let command = commands::parse(name, op.args.as_ref().unwrap_or(&Value::Null))
-        .map_err(|e| Error::Internal(anyhow::anyhow!("a validated command no longer parses: {}", e.message)))?;
+/// Executes a command (`command`, parsed from `op`) against the batch, after the batch's earlier operations.
+pub async fn execute(batch: &mut Batch<'_>, op: &Operation, command: &Command, origin: Origin) -> Result<Outcome> {
     let mut run = Run {
         batch,
         op,
@@ -256,7 +253,7 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    async fn record_sale(&mut self, sale: Sale) -> Result<Outcome> {
+    async fn record_sale(&mut self, sale: &Sale) -> Result<Outcome> {
         if let Some(rejected) = self.exists("sales").await? {
             return Ok(rejected);
         }
@@ -335,7 +332,7 @@ impl Run<'_, '_> {
         self.commit(effects, "sales").await
     }
 
-    async fn receive_payment(&mut self, p: CustomerPayment) -> Result<Outcome> {
+    async fn receive_payment(&mut self, p: &CustomerPayment) -> Result<Outcome> {
         if let Some(rejected) = self.exists("payments").await? {
             return Ok(rejected);
         }
@@ -364,7 +361,7 @@ impl Run<'_, '_> {
         self.commit(effects, "payments").await
     }
 
-    async fn record_expense(&mut self, e: commands::Expense) -> Result<Outcome> {
+    async fn record_expense(&mut self, e: &commands::Expense) -> Result<Outcome> {
         if let Some(rejected) = self.exists("expenses").await? {
             return Ok(rejected);
         }
@@ -410,7 +407,7 @@ impl Run<'_, '_> {
         Ok(None)
     }
 
-    async fn adjust_stock(&mut self, a: commands::Adjustment) -> Result<Outcome> {
+    async fn adjust_stock(&mut self, a: &commands::Adjustment) -> Result<Outcome> {
         const COLLECTION: &str = "stock_adjustments";
         if let Some(rejected) = self.exists(COLLECTION).await? {
             return Ok(rejected);
@@ -452,7 +449,7 @@ impl Run<'_, '_> {
         self.commit(effects, COLLECTION).await
     }
 
-    async fn record_production(&mut self, p: commands::Production) -> Result<Outcome> {
+    async fn record_production(&mut self, p: &commands::Production) -> Result<Outcome> {
         const COLLECTION: &str = "production_batches";
         if let Some(rejected) = self.exists(COLLECTION).await? {
             return Ok(rejected);
@@ -499,7 +496,7 @@ impl Run<'_, '_> {
         self.commit(effects, COLLECTION).await
     }
 
-    async fn record_cylinder_exchange(&mut self, x: CylinderExchange) -> Result<Outcome> {
+    async fn record_cylinder_exchange(&mut self, x: &CylinderExchange) -> Result<Outcome> {
         const COLLECTION: &str = "cylinder_exchanges";
         if let Some(rejected) = self.exists(COLLECTION).await? {
             return Ok(rejected);

@@ -1,29 +1,27 @@
 //! Generic operations as Dexie records them (create, put, update with key-path `mods`, delete) and how an
 //! operation made against an old base version is settled.
 //!
-//! Shape errors (unknown collection, a server-only collection, floats, a key that does not match `id`, ...)
-//! are refused for the whole batch before anything is written: the client has a bug, and retrying cannot help.
-//! Operations that are well-formed but cannot apply to the current state (updating a row that does not exist)
-//! are *rejected*: recorded, answered as such, and the client's sequence moves on, so its queue never wedges.
+//! Their shape was checked, and each parsed, when the batch was (`replay::op`). Operations that are well-formed
+//! but cannot apply to the current state (updating a row that does not exist) are *rejected*: recorded,
+//! answered as such, and the client's sequence moves on, so its queue never wedges.
 //!
 //! Conflicts: when `base_version` is older than the row, the row as the device saw it is read back from the
 //! log. Fields only the device changed are applied, fields only the server changed are kept, and fields both
 //! changed follow the collection's policy (`server_wins`, `client_wins`, or `manual`, which keeps the server's
 //! value). Every such case is recorded in `conflicts` with base, server and client values.
 
-use crate::replay::batch::{Batch, Seen};
+use crate::replay::{
+    batch::{Batch, Seen},
+    op::{Change, Write},
+};
 use crate::{
-    domain::{
-        canonical::{self, CanonicalError},
-        collections::{self, ConflictPolicy, Writer, KEY_FIELD, MAX_KEY_LEN},
-        commands,
-    },
-    error::{Error, Result},
+    domain::collections::ConflictPolicy,
+    error::Result,
     store::{
         changes::RowWrite,
         conflicts::{NewConflict, Origin},
     },
-    wire::{OpType, Operation},
+    wire::Operation,
 };
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -45,153 +43,12 @@ pub enum Outcome {
     },
 }
 
-/// Checks an operation's shape; any error refuses the whole batch (4xx, nothing written).
-pub fn validate(op: &Operation) -> Result<()> {
-    let bad = |code, message: String| Err(Error::bad_request(code, format!("operation {}: {message}", op.seq)));
-    if op.seq < 1 {
-        return bad("invalid_sequence", "sequence numbers start at 1".into());
-    }
-    if op.key.is_empty() || op.key.len() > MAX_KEY_LEN {
-        return bad("invalid_key", format!("keys are 1 to {MAX_KEY_LEN} bytes"));
-    }
-    // PostgreSQL's text and jsonb cannot hold U+0000: refused here, or the write would fail as a 500.
-    for (field, text) in [("key", op.key.as_str()), ("collection", &op.collection)]
-        .into_iter()
-        .chain(op.command.as_deref().map(|c| ("command", c)))
-    {
-        if text.contains('\0') {
-            return bad("nul_not_allowed", format!("`{field}` holds a NUL character (U+0000)"));
-        }
-    }
-    if op.op_type == OpType::Command {
-        return validate_command(op);
-    }
-    if op.command.is_some() || op.args.is_some() {
-        return bad(
-            "invalid_operation",
-            "`command` and `args` belong to operations of type `command`".into(),
-        );
-    }
-    let Some(collection) = collections::find(&op.collection) else {
-        return bad("unknown_collection", format!("unknown collection `{}`", op.collection));
-    };
-    if collection.writer == Writer::Server {
-        return bad(
-            "server_only_collection",
-            format!("`{}` is written only by the server", op.collection),
-        );
-    }
-    if op.base_version.is_some_and(|v| v < 0) {
-        return bad("invalid_base_version", "base_version must not be negative".into());
-    }
-    match op.op_type {
-        OpType::Create | OpType::Put => {
-            let Some(Value::Object(data)) = &op.data else {
-                return bad(
-                    "invalid_operation",
-                    "create and put carry the whole object in `data`".into(),
-                );
-            };
-            if op.mods.is_some() {
-                return bad("invalid_operation", "create and put take no `mods`".into());
-            }
-            if data.get(KEY_FIELD) != Some(&Value::String(op.key.clone())) {
-                return bad("key_mismatch", format!("`data.{KEY_FIELD}` must equal `key`"));
-            }
-            check_values(op, op.data.as_ref().expect("checked above"))
-        }
-        OpType::Update => {
-            let Some(mods) = op.mods.as_ref().filter(|m| !m.is_empty()) else {
-                return bad("invalid_operation", "update carries a non-empty `mods`".into());
-            };
-            if op.data.is_some() {
-                return bad("invalid_operation", "update takes `mods`, not `data`".into());
-            }
-            for (path, value) in mods {
-                if path.contains('\0') {
-                    return bad("nul_not_allowed", "a key path holds a NUL character (U+0000)".into());
-                }
-                if path.split('.').any(str::is_empty) || path.split('.').next() == Some(KEY_FIELD) {
-                    return bad(
-                        "invalid_path",
-                        format!("`{path}` is not a key path that may be changed"),
-                    );
-                }
-                // The value lands as deep in the row as the path has segments: both count against the limit,
-                // or a long dotted path would build a row nested deeper than any read can parse.
-                check_values_at(op, value, path.split('.').count())?;
-            }
-            Ok(())
-        }
-        OpType::Delete => {
-            if op.data.is_some() || op.mods.is_some() {
-                return bad("invalid_operation", "delete takes neither `data` nor `mods`".into());
-            }
-            Ok(())
-        }
-        OpType::Command => unreachable!("commands are validated above"),
-    }
-}
-
-/// A command names no collection and carries only `args`; its arguments are checked in full here.
-fn validate_command(op: &Operation) -> Result<()> {
-    let bad = |code, message: String| Err(Error::bad_request(code, format!("operation {}: {message}", op.seq)));
-    if !op.collection.is_empty() || op.data.is_some() || op.mods.is_some() || op.base_version.is_some() {
-        return bad(
-            "invalid_operation",
-            "a command takes `command`, `key` and `args` only".into(),
-        );
-    }
-    let (Some(name), Some(args)) = (&op.command, &op.args) else {
-        return bad("invalid_operation", "a command needs `command` and `args`".into());
-    };
-    check_values(op, args)?;
-    commands::parse(name, args)
-        .map(|_| ())
-        .or_else(|e| bad(e.code, e.message))
-}
-
-fn check_values(op: &Operation, value: &Value) -> Result<()> {
-    check_values_at(op, value, 0)
-}
-
-/// Checks a value that will sit `depth` levels down in its row.
-fn check_values_at(op: &Operation, value: &Value, depth: usize) -> Result<()> {
-    canonical::validate_at(value, depth).map_err(|e| match e {
-        CanonicalError::NonIntegerNumber { path } => Error::bad_request(
-            "float_not_allowed",
-            format!(
-                "operation {}: `{path}` is not an integer; send decimals as strings",
-                op.seq
-            ),
-        ),
-        CanonicalError::TooDeep => Error::bad_request(
-            "too_deep",
-            format!(
-                "operation {}: nested more than {} levels deep (key path segments and nesting together)",
-                op.seq,
-                canonical::MAX_DEPTH
-            ),
-        ),
-        CanonicalError::NulCharacter { path } => Error::bad_request(
-            "nul_not_allowed",
-            format!(
-                "operation {}: `{}` holds a NUL character (U+0000)",
-                op.seq,
-                path.replace('\0', "\\u0000")
-            ),
-        ),
-    })
-}
-
-/// Applies a validated operation to the batch (which holds the scope lock), after the batch's earlier ones.
-pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Result<Outcome> {
-    if op.op_type == OpType::Command {
-        return crate::replay::commands::execute(batch, op, origin).await;
-    }
-    let policy = collections::find(&op.collection).expect("validated").conflict_policy;
+/// Applies a generic operation (`write`, parsed from `op`) to the batch (which holds the scope lock), after the
+/// batch's earlier operations.
+pub async fn apply(batch: &mut Batch<'_>, op: &Operation, write: &Write, origin: Origin) -> Result<Outcome> {
+    let policy = write.collection.conflict_policy;
     let current = batch.row(&op.collection, &op.key).await?;
-    let stale_base = match (&current, op.base_version) {
+    let stale_base = match (&current, write.base_version) {
         (Some((_, version)), Some(base)) if base < *version => Some(base),
         _ => None,
     };
@@ -208,17 +65,14 @@ pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Res
         },
         None => (None, None),
     };
-    let plan = match op.op_type {
-        OpType::Create | OpType::Put => {
-            let data = op.data.clone().expect("validated");
-            match (&current, stale_base) {
-                (Some((server, _)), Some(_)) => {
-                    merge_fields(server, &top_level_mods(base.as_ref(), &data), base.as_ref(), policy)
-                }
-                _ => Plan::write(Some(data)),
+    let plan = match &write.change {
+        Change::Whole(data) => match (&current, stale_base) {
+            (Some((server, _)), Some(_)) => {
+                merge_fields(server, &top_level_mods(base.as_ref(), data), base.as_ref(), policy)
             }
-        }
-        OpType::Update => {
+            _ => Plan::write(Some(Value::Object(data.clone()))),
+        },
+        Change::Update(mods) => {
             let Some((server, _)) = &current else {
                 return reject(
                     batch,
@@ -229,7 +83,6 @@ pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Res
                 )
                 .await;
             };
-            let mods = op.mods.as_ref().expect("validated");
             match stale_base {
                 Some(_) => merge_fields(server, mods, base.as_ref(), policy),
                 None => match with_mods(server, mods) {
@@ -247,8 +100,7 @@ pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Res
                 },
             }
         }
-        OpType::Command => unreachable!("commands are executed above"),
-        OpType::Delete => match (&current, stale_base) {
+        Change::Delete => match (&current, stale_base) {
             (None, _) => Plan::nothing(),
             (Some(_), Some(_)) if policy != ConflictPolicy::ClientWins => Plan {
                 write: None,
@@ -276,7 +128,7 @@ pub async fn apply(batch: &mut Batch<'_>, op: &Operation, origin: Origin) -> Res
     if plan.overlap.is_empty() {
         return Ok(Outcome::Applied { versions });
     }
-    let client = op.data.clone().or_else(|| op.mods.clone().map(Value::Object));
+    let client = write.change.sent();
     let conflict_id = batch.add_conflict(
         origin,
         NewConflict {
@@ -322,13 +174,12 @@ impl Plan {
 }
 
 /// A whole object turned into the top-level changes it makes to `base` (fields it drops are set to null).
-fn top_level_mods(base: Option<&Option<Value>>, data: &Value) -> Map<String, Value> {
+fn top_level_mods(base: Option<&Option<Value>>, new_fields: &Map<String, Value>) -> Map<String, Value> {
     let empty = Map::new();
     let base_fields = match base {
         Some(Some(Value::Object(m))) => m,
         _ => &empty,
     };
-    let new_fields = data.as_object().expect("validated");
     let mut mods = Map::new();
     for (k, v) in new_fields {
         if base_fields.get(k) != Some(v) {
@@ -503,7 +354,8 @@ mod tests {
     #[test]
     fn a_whole_object_becomes_the_fields_it_changes() {
         let base = Some(json!({"id": "c", "name": "A", "gone": 1}));
-        let mods = top_level_mods(Some(&base), &json!({"id": "c", "name": "B", "new": "n"}));
+        let data: Map<String, Value> = serde_json::from_value(json!({"id": "c", "name": "B", "new": "n"})).unwrap();
+        let mods = top_level_mods(Some(&base), &data);
         assert_eq!(Value::Object(mods), json!({"name": "B", "new": "n", "gone": null}));
     }
 }

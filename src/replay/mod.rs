@@ -20,16 +20,18 @@ pub mod batch;
 pub mod commands;
 pub mod generic;
 pub mod group_commit;
+pub mod op;
 
 use crate::{
-    domain::{canonical, commands::parse as parse_command, ScopeId},
+    domain::{canonical, ScopeId},
     error::{Error, Result},
     failpoint,
     store::{self, conflicts::Origin},
-    wire::{OpResult, OpStatus, OpType, Operation, OpsRequest, OpsResponse},
+    wire::{OpResult, OpStatus, Operation, OpsRequest, OpsResponse},
 };
 use batch::{Batch, Foresight};
 use generic::Outcome;
+use op::Op;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -41,13 +43,24 @@ pub struct Replayer {
     pub user_id: Uuid,
 }
 
-/// One request's batch, checked for shape: nothing about it depends on the database any more.
+/// One request's batch, checked for shape and each operation parsed: nothing about it depends on the database
+/// any more.
 #[derive(Debug)]
 pub struct Push {
     pub who: Replayer,
     pub batch: OpsRequest,
+    /// Per operation, in order: what it does, parsed once here and run as it is.
+    parsed: Vec<Op>,
     /// Per operation, in order (see [`fingerprint`]).
     fingerprints: Vec<[u8; 32]>,
+}
+
+/// One operation of a push: as sent (its identity, and what rejections record), parsed, and its fingerprint.
+#[derive(Debug, Clone, Copy)]
+struct Pushed<'a> {
+    wire: &'a Operation,
+    op: &'a Op,
+    fingerprint: &'a [u8; 32],
 }
 
 impl Push {
@@ -56,11 +69,12 @@ impl Push {
         if batch.ops.len() > max_ops {
             return Err(Error::BatchTooLarge { limit: max_ops });
         }
-        check_batch(&batch.ops)?;
+        let parsed = check_batch(&batch.ops)?;
         let fingerprints = batch.ops.iter().map(fingerprint).collect();
         Ok(Push {
             who,
             batch,
+            parsed,
             fingerprints,
         })
     }
@@ -77,8 +91,13 @@ impl Push {
         self.batch.ops.is_empty()
     }
 
-    fn ops(&self) -> impl Iterator<Item = (&Operation, &[u8; 32])> {
-        self.batch.ops.iter().zip(&self.fingerprints)
+    fn ops(&self) -> impl Iterator<Item = Pushed<'_>> {
+        self.batch
+            .ops
+            .iter()
+            .zip(&self.parsed)
+            .zip(&self.fingerprints)
+            .map(|((wire, op), fingerprint)| Pushed { wire, op, fingerprint })
     }
 }
 
@@ -111,7 +130,7 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
 
     let mut answers = Vec::with_capacity(pushes.len());
     // Per push, its operations not applied yet.
-    let mut fresh: Vec<Vec<(&Operation, &[u8; 32])>> = Vec::with_capacity(pushes.len());
+    let mut fresh: Vec<Vec<Pushed>> = Vec::with_capacity(pushes.len());
     for push in pushes {
         let Some(&(owner, last_seq)) = locked.clients.get(&push.client_id()) else {
             return Err(Error::Internal(anyhow::anyhow!(
@@ -138,10 +157,10 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
             results,
             last_seq: last.seq.max(last_seq),
         });
-        fresh.push(push.ops().filter(|(op, _)| op.seq > last_seq).collect());
+        fresh.push(push.ops().filter(|pushed| pushed.wire.seq > last_seq).collect());
     }
 
-    let ids: Vec<Uuid> = fresh.iter().flatten().map(|(op, _)| op.id).collect();
+    let ids: Vec<Uuid> = fresh.iter().flatten().map(|pushed| pushed.wire.id).collect();
     if !ids.is_empty() {
         if let Some(reused) = first_repeated(&ids) {
             // Two clients of the group chose the same id; replayed alone, the later one is refused.
@@ -152,25 +171,26 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
             });
         }
         let bounds = (locked.head, locked.floor);
-        let foresight = foresee(fresh.iter().flatten().map(|(op, _)| *op));
+        let foresight = foresee(fresh.iter().flatten());
         let mut applying = Batch::open(&mut tx, scope, bounds, foresight, &ids).await?;
         let mut last_seqs = Vec::with_capacity(pushes.len());
         for ((push, answer), ops) in pushes.iter().zip(&mut answers).zip(&fresh) {
-            for (op, print) in ops {
+            for pushed in ops {
+                let wire = pushed.wire;
                 let origin = Origin {
                     client_id: push.client_id(),
-                    op_id: op.id,
-                    seq: op.seq,
+                    op_id: wire.id,
+                    seq: wire.seq,
                     device_id: push.who.device_id,
                     user_id: push.who.user_id,
                 };
-                let result = to_result(op, generic::apply(&mut applying, op, origin).await?);
+                let result = to_result(wire, apply(&mut applying, *pushed, origin).await?);
                 let stored = serde_json::to_value(&result).map_err(|e| Error::Internal(e.into()))?;
-                applying.add_result(push.client_id(), op.seq, op.id, **print, stored);
+                applying.add_result(push.client_id(), wire.seq, wire.id, *pushed.fingerprint, stored);
                 answer.results.push(result);
             }
-            if let Some((last, _)) = ops.last() {
-                last_seqs.push((push.client_id(), last.seq));
+            if let Some(last) = ops.last() {
+                last_seqs.push((push.client_id(), last.wire.seq));
             }
         }
         applying.finish(&last_seqs).await?;
@@ -185,24 +205,30 @@ fn first_repeated(ids: &[Uuid]) -> Option<Uuid> {
     ids.iter().copied().find(|id| !seen.insert(*id))
 }
 
-/// What the batch's operations will read, from their arguments (commands parse: they were validated).
-fn foresee<'a>(ops: impl Iterator<Item = &'a Operation>) -> Foresight {
+/// Applies one operation to the batch: a generic write or a command.
+async fn apply(batch: &mut Batch<'_>, pushed: Pushed<'_>, origin: Origin) -> Result<Outcome> {
+    match pushed.op {
+        Op::Write(write) => generic::apply(batch, pushed.wire, write, origin).await,
+        Op::Command(command) => commands::execute(batch, pushed.wire, command, origin).await,
+    }
+}
+
+/// What the batch's operations will read, from their parsed arguments.
+fn foresee<'a>(ops: impl Iterator<Item = &'a Pushed<'a>>) -> Foresight {
     let mut foresight = Foresight::default();
-    for op in ops {
-        let command = match (op.op_type, &op.command, &op.args) {
-            (OpType::Command, Some(name), Some(args)) => parse_command(name, args).ok(),
-            _ => None,
-        };
-        foresight.operation(&op.collection, &op.key, command.as_ref());
+    for pushed in ops {
+        foresight.operation(pushed.op, &pushed.wire.key);
     }
     foresight
 }
 
-/// Shape checks of the whole batch: every operation valid, sequences consecutive, ids distinct.
-fn check_batch(ops: &[Operation]) -> Result<()> {
+/// Shape checks of the whole batch: every operation valid (and parsed, in order), sequences consecutive, ids
+/// distinct.
+fn check_batch(ops: &[Operation]) -> Result<Vec<Op>> {
     let mut ids = HashSet::new();
+    let mut parsed = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
-        generic::validate(op).map_err(|e| e.at_operation(op.seq, i))?;
+        parsed.push(Op::parse(op).map_err(|e| e.at_operation(op.seq, i))?);
         if i > 0 && op.seq != ops[i - 1].seq + 1 {
             return Err(Error::bad_request(
                 "invalid_sequence",
@@ -218,7 +244,7 @@ fn check_batch(ops: &[Operation]) -> Result<()> {
             .at_operation(op.seq, i));
         }
     }
-    Ok(())
+    Ok(parsed)
 }
 
 /// blake3 of the canonical JSON of the operation: equal exactly when the payloads are equal.
@@ -230,13 +256,14 @@ fn fingerprint(op: &Operation) -> [u8; 32] {
 /// The stored results of the push's operations already applied (sequences up to `last_seq`), checking that
 /// each payload is the one applied.
 async fn duplicates(tx: &mut sqlx::PgConnection, scope: &ScopeId, push: &Push, last_seq: i64) -> Result<Vec<OpResult>> {
-    let replayed: Vec<(&Operation, &[u8; 32])> = push.ops().filter(|(op, _)| op.seq <= last_seq).collect();
+    let replayed: Vec<Pushed> = push.ops().filter(|pushed| pushed.wire.seq <= last_seq).collect();
     let (Some(first), Some(last)) = (replayed.first(), replayed.last()) else {
         return Ok(Vec::new());
     };
-    let stored = store::replay::stored_results(tx, scope, push.client_id(), first.0.seq, last.0.seq).await?;
+    let stored = store::replay::stored_results(tx, scope, push.client_id(), first.wire.seq, last.wire.seq).await?;
     let mut results = Vec::with_capacity(replayed.len());
-    for (op, print) in replayed {
+    for pushed in replayed {
+        let (op, print) = (pushed.wire, pushed.fingerprint);
         let Some(s) = stored.iter().find(|s| s.seq == op.seq) else {
             // Pruned (see `store::replay::prune_results`): applied long ago, the payload can no longer be checked.
             results.push(OpResult {
