@@ -123,7 +123,7 @@ pub(crate) fn log_ctes(first: usize) -> String {
     // rows), so its JSON crosses the wire and is parsed into jsonb once, not twice.
     // `del` finds each deleted row by key (LIMIT 1: a subquery PostgreSQL cannot flatten into a join) and deletes
     // it by its tuple id: as a semi-join, the generic plan made while `records` was small scanned all of the
-    // scope's rows for every delete (tests/feed_plans.rs). The tuple ids are the statement's snapshot; every
+    // scope's rows for every delete (tests/db/feed_plans.rs). The tuple ids are the statement's snapshot; every
     // writer holds the scope's version lock, so no other transaction moves them before the delete. Without
     // deletes, the one-time filter on `cardinality` skips the step whatever its plan.
     format!(
@@ -545,7 +545,7 @@ pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> 
 ///
 /// FOR NO KEY UPDATE, the lock `append`'s `UPDATE` takes, and not FOR UPDATE: a transaction that already
 /// inserted a row referencing the scope (a new replay client) holds a KEY SHARE lock on it, which FOR UPDATE
-/// would wait for; two such transactions then deadlock (tests/replay_concurrency.rs).
+/// would wait for; two such transactions then deadlock (tests/api/replay_concurrency.rs).
 pub async fn lock_scope(tx: &mut PgConnection, scope: &ScopeId) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR NO KEY UPDATE")
         .bind(scope.as_str())
