@@ -31,7 +31,7 @@ install_missing() {
   local pkgs=() sudo=()
   find_pgbin >/dev/null || pkgs+=(postgresql)
   command -v redis-server >/dev/null || pkgs+=(redis-server)
-  # The deploy tests (tests/nginx.rs, tests/backup_restore.rs) run nginx, openssl and curl.
+  # The deploy tests (tests/ops/nginx.rs, tests/ops/backup_restore.rs) run nginx, openssl and curl.
   { command -v nginx || [[ -x /usr/sbin/nginx ]]; } >/dev/null || pkgs+=(nginx)
   command -v openssl >/dev/null || pkgs+=(openssl)
   command -v curl >/dev/null || pkgs+=(curl)

@@ -1,4 +1,4 @@
-// Replays protocol/vectors/*.json, the same files tests/vectors.rs replays, from JavaScript: the row hashes with
+// Replays protocol/vectors/*.json, the same files tests/api/vectors.rs replays, from JavaScript: the row hashes with
 // the client's own checksum code, and every feed and ops case against a real server, in JSON and MessagePack.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

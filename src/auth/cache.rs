@@ -4,7 +4,7 @@
 //! and in any case within `ttl` (default 5 s), which bounds how long a revoked token can still be used if a
 //! notification is lost. The cache is bounded: at most `MAX_ENTRIES` tokens, unknown tokens included.
 //!
-//! Concurrent requests of one token that miss share one check (tests/token_cache.rs). Why: the check also
+//! Concurrent requests of one token that miss share one check (tests/db/token_cache.rs). Why: the check also
 //! records when the token was last seen (an UPDATE of its row), so concurrent checks of one token would queue
 //! on that row, each behind the previous one's commit, every time the entry expires.
 //!

@@ -2,7 +2,7 @@
 //! store layer, and encode; errors map through `error::Error`'s one status table.
 //!
 //! Every route is registered through `OpenApiRouter::routes(routes!(...))`, which adds the route and its
-//! OpenAPI description together; `tests/openapi.rs` fails if a route is mounted any other way.
+//! OpenAPI description together; `tests/api/openapi.rs` fails if a route is mounted any other way.
 
 mod admin;
 mod auth;
@@ -82,7 +82,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Adds to every `/v1` operation what any of them may answer besides its own responses: 401 `unauthorized`
 /// (every `/v1` route needs a token), 408 `timeout`, 503 `unavailable` / `overloaded` (the layers of
 /// [`router`]); and gives every `{scope}` path parameter the scope id pattern. Here, once, so no route can
-/// lack them (tests/openapi.rs checks).
+/// lack them (tests/api/openapi.rs checks).
 fn common_v1_responses(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{
         path::ParameterIn, schema::SchemaType, Content, ObjectBuilder, Ref, RefOr, ResponseBuilder, Type,

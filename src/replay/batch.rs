@@ -196,7 +196,7 @@ impl<'t> Batch<'t> {
 
     /// What replay client `client` had seen of a row when it made an operation against `base`: the row at
     /// `base` with the client's own later changes laid over it, the committed ones and this batch's alike. A
-    /// device's own earlier writes therefore never count as another side's change (tests/conflicts.rs,
+    /// device's own earlier writes therefore never count as another side's change (tests/api/conflicts.rs,
     /// `a_device_never_conflicts_with_its_own_earlier_edits`).
     pub async fn seen_by(&mut self, collection: &str, key: &str, base: i64, client: Uuid) -> Result<Seen> {
         if base < self.floor {

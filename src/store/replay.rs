@@ -32,7 +32,7 @@ pub struct Locked {
 /// sequential scans: a plan is kept for the life of the connection, and one made while a table looked small (a
 /// new database) would otherwise read the whole table on every later push until autovacuum analyzed it again;
 /// this also covers the foreign-key checks, which PostgreSQL plans in this session (migration 0010,
-/// tests/ledger_plans.rs). Every replay statement is a lookup by key.
+/// tests/db/ledger_plans.rs). Every replay statement is a lookup by key.
 pub async fn begin(db: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     db.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off")
         .await

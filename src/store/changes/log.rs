@@ -130,7 +130,7 @@ pub(crate) const LOG_PARAMS: [&str; 15] = [
 /// rows), so its JSON crosses the wire and is parsed into jsonb once, not twice. `del` finds each deleted row by
 /// key (LIMIT 1: a subquery PostgreSQL cannot flatten into a join) and deletes it by its tuple id: as a
 /// semi-join, the generic plan made while `records` was small scanned all of the scope's rows for every delete
-/// (tests/feed_plans.rs). The tuple ids are the statement's snapshot; every writer holds the scope's version
+/// (tests/db/feed_plans.rs). The tuple ids are the statement's snapshot; every writer holds the scope's version
 /// lock, so no other transaction moves them before the delete. Without deletes, the one-time filter on
 /// `cardinality` skips the step whatever its plan.
 pub(crate) const LOG_CTES: &str = r#"log AS (

@@ -42,7 +42,7 @@ pub async fn compact(tx: &mut PgConnection, scope: &ScopeId, new_floor: i64) -> 
 ///
 /// FOR NO KEY UPDATE, the lock `append`'s `UPDATE` takes, and not FOR UPDATE: a transaction that already
 /// inserted a row referencing the scope (a new replay client) holds a KEY SHARE lock on it, which FOR UPDATE
-/// would wait for; two such transactions then deadlock (tests/replay_concurrency.rs).
+/// would wait for; two such transactions then deadlock (tests/api/replay_concurrency.rs).
 pub async fn lock_scope(tx: &mut PgConnection, scope: &ScopeId) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT head_version FROM scopes WHERE id = $1 FOR NO KEY UPDATE")
         .bind(scope.as_str())

@@ -1,0 +1,31 @@
+//! The HTTP API's behaviour, one module per area, all in one test binary (each binary is linked on its own, so
+//! few binaries build and link faster). Every module drives the real server, PostgreSQL and Redis through the
+//! harness of `tests/common/`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+// Authentication, the Authorization scheme, error bodies, readiness, metrics, start-up and shutdown.
+mod bearer_scheme;
+mod foundation;
+// The pull side: pages, resets, long-polls and their admission.
+mod feed;
+mod longpoll_admission;
+// The push side: replay, batches, group commit, concurrency and the model-based property test.
+mod batch_apply;
+mod group_commit;
+mod replay;
+mod replay_concurrency;
+mod replay_model;
+// Commands that move money and stock, and the chart a new business starts with.
+mod money;
+mod scope_setup;
+// What sync could not decide, reference snapshots, the dashboard summary.
+mod conflicts;
+mod reference;
+mod summary;
+// The caches seen through the API.
+mod cache;
+// The written contract: the OpenAPI description and the protocol vectors.
+mod openapi;
+mod vectors;
