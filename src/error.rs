@@ -5,6 +5,7 @@
 //! condition gets a new code, an existing code never changes meaning. Internal failures are logged once where
 //! they are turned into a response, and their details never reach the client.
 
+pub use crate::domain::codes::ErrorCode;
 use http::StatusCode;
 use serde_json::Value;
 
@@ -33,7 +34,7 @@ pub enum Error {
     NotFound(&'static str),
     /// Client input that can never be valid. `code` is one of the documented codes.
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     /// The feed cursor cannot be honoured; answered with 410.
     #[error("this version is not in the scope's history here; drop the local copy and pull from zero")]
     ResetRequired { reason: ResetReason, head: i64 },
@@ -44,16 +45,12 @@ pub enum Error {
     SequenceGap { expected: i64 },
     /// An operation sequence or id was already used with a different payload; nothing was applied.
     #[error("{message}")]
-    PayloadMismatch {
-        code: &'static str,
-        message: String,
-        seq: i64,
-    },
+    PayloadMismatch { code: ErrorCode, message: String, seq: i64 },
     /// One operation of a pushed batch is malformed (a [`Error::BadRequest`] it raised, now with its place);
     /// nothing of the batch was applied. `index` is its 0-based position in `ops`.
     #[error("{message}")]
     InvalidOperation {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         seq: i64,
         index: usize,
@@ -84,7 +81,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::BadRequest {
             code,
             message: message.into(),
@@ -127,29 +124,29 @@ impl Error {
     }
 
     /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::Unauthorized => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
-            Error::NotFound("scope") => "scope_not_found",
-            Error::NotFound("dataset") => "dataset_not_found",
-            Error::NotFound("conflict") => "conflict_not_found",
-            Error::NotFound(_) => "not_found",
-            Error::BadRequest { code, .. } | Error::InvalidOperation { code, .. } => code,
-            Error::ResetRequired { .. } => "reset_required",
-            Error::PayloadTooLarge { .. } => "payload_too_large",
-            Error::BatchTooLarge { .. } => "batch_too_large",
-            Error::SequenceGap { .. } => "sequence_gap",
-            Error::PayloadMismatch { code, .. } => code,
-            Error::ClientTaken => "client_id_taken",
-            Error::AlreadyResolved { .. } => "already_resolved",
-            Error::RowMovedOn { .. } => "row_moved_on",
-            Error::UnsupportedMediaType(_) => "unsupported_media_type",
-            Error::RouteNotFound => "route_not_found",
-            Error::MethodNotAllowed => "method_not_allowed",
-            Error::Overloaded => "overloaded",
-            Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
+            Error::Unauthorized => ErrorCode::Unauthorized,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::NotFound("scope") => ErrorCode::ScopeNotFound,
+            Error::NotFound("dataset") => ErrorCode::DatasetNotFound,
+            Error::NotFound("conflict") => ErrorCode::ConflictNotFound,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::BadRequest { code, .. } | Error::InvalidOperation { code, .. } => *code,
+            Error::ResetRequired { .. } => ErrorCode::ResetRequired,
+            Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Error::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            Error::SequenceGap { .. } => ErrorCode::SequenceGap,
+            Error::PayloadMismatch { code, .. } => *code,
+            Error::ClientTaken => ErrorCode::ClientIdTaken,
+            Error::AlreadyResolved { .. } => ErrorCode::AlreadyResolved,
+            Error::RowMovedOn { .. } => ErrorCode::RowMovedOn,
+            Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Error::RouteNotFound => ErrorCode::RouteNotFound,
+            Error::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Error::Overloaded => ErrorCode::Overloaded,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::Internal(_) => ErrorCode::Internal,
         }
     }
 

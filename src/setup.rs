@@ -7,6 +7,7 @@
 //! transaction commits, because commands read `accounts` and `payment_methods` rows under the same lock. Nothing
 //! is overwritten: an account code or method id that names a live row is refused.
 
+use crate::error::ErrorCode;
 use crate::{
     domain::{money::accounts as codes, ScopeId},
     error::{Error, Result},
@@ -98,11 +99,11 @@ pub async fn add_scope(db: &PgPool, scope: &ScopeId, name: &str) -> Result<usize
 /// Adds an account to the scope's chart. 400 `invalid_account` (code), `invalid_name`, `invalid_account_type`,
 /// `account_exists`.
 pub async fn add_account(db: &PgPool, scope: &ScopeId, new: &NewAccount) -> Result<RowCreated> {
-    check_id("invalid_account", "code", &new.code)?;
+    check_id(ErrorCode::InvalidAccount, "code", &new.code)?;
     check_name(&new.name)?;
     if !ACCOUNT_TYPES.contains(&new.kind.as_str()) {
         return Err(Error::bad_request(
-            "invalid_account_type",
+            ErrorCode::InvalidAccountType,
             format!("`type` is one of {}", ACCOUNT_TYPES.join(", ")),
         ));
     }
@@ -114,7 +115,7 @@ pub async fn add_account(db: &PgPool, scope: &ScopeId, new: &NewAccount) -> Resu
         .is_some()
     {
         return Err(Error::bad_request(
-            "account_exists",
+            ErrorCode::AccountExists,
             format!("the scope already has an account `{}`", new.code),
         ));
     }
@@ -125,9 +126,9 @@ pub async fn add_account(db: &PgPool, scope: &ScopeId, new: &NewAccount) -> Resu
 /// customer's account is `credit`, which needs the customer). 400 `invalid_payment_method` (id),
 /// `invalid_name`, `unknown_account`, `payment_method_exists`.
 pub async fn add_payment_method(db: &PgPool, scope: &ScopeId, new: &NewPaymentMethod) -> Result<RowCreated> {
-    check_id("invalid_payment_method", "id", &new.id)?;
+    check_id(ErrorCode::InvalidPaymentMethod, "id", &new.id)?;
     check_name(&new.name)?;
-    check_id("unknown_account", "account", &new.account)?;
+    check_id(ErrorCode::UnknownAccount, "account", &new.account)?;
     let row = json!({"id": new.id, "name": new.name.trim(), "type": "other", "account": new.account, "active": true});
     let mut tx = db.begin().await?;
     lock(&mut tx, scope).await?;
@@ -136,7 +137,7 @@ pub async fn add_payment_method(db: &PgPool, scope: &ScopeId, new: &NewPaymentMe
         .is_some()
     {
         return Err(Error::bad_request(
-            "payment_method_exists",
+            ErrorCode::PaymentMethodExists,
             format!("the scope already has a payment method `{}`", new.id),
         ));
     }
@@ -144,7 +145,7 @@ pub async fn add_payment_method(db: &PgPool, scope: &ScopeId, new: &NewPaymentMe
     let is_asset = account.is_some_and(|(data, _)| data["type"] == "asset");
     if !is_asset || new.account == codes::RECEIVABLES {
         return Err(Error::bad_request(
-            "unknown_account",
+            ErrorCode::UnknownAccount,
             format!(
                 "`{}` is not an asset account of this scope a payment method may post to (receivables: use `credit`)",
                 new.account
@@ -182,7 +183,7 @@ pub const MAX_ID: usize = 32;
 pub const MAX_NAME: usize = 100;
 
 /// Ids and codes: 1 to 32 ASCII letters, digits, `-` and `_`: they are row keys, and appear in journal lines.
-fn check_id(code: &'static str, field: &str, value: &str) -> Result<()> {
+fn check_id(code: ErrorCode, field: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= MAX_ID
         && value
@@ -202,7 +203,7 @@ fn check_name(name: &str) -> Result<()> {
     let trimmed = name.trim();
     if trimmed.is_empty() || trimmed.chars().count() > MAX_NAME || trimmed.chars().any(char::is_control) {
         return Err(Error::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("`name` is 1 to {MAX_NAME} characters of text"),
         ));
     }
@@ -237,10 +238,10 @@ mod tests {
 
     #[test]
     fn ids_and_names_are_checked() {
-        assert!(check_id("c", "code", "6100").is_ok());
-        assert!(check_id("c", "code", "bank-kcb_1").is_ok());
+        assert!(check_id(ErrorCode::InvalidAccount, "code", "6100").is_ok());
+        assert!(check_id(ErrorCode::InvalidAccount, "code", "bank-kcb_1").is_ok());
         for bad in ["", "a b", "é", "1/2", &"x".repeat(33)] {
-            assert!(check_id("c", "code", bad).is_err(), "{bad:?}");
+            assert!(check_id(ErrorCode::InvalidAccount, "code", bad).is_err(), "{bad:?}");
         }
         assert!(check_name("Fuel").is_ok());
         for bad in ["", "   ", "a\nb", &"x".repeat(101)] {

@@ -5,6 +5,7 @@
 //! client can tell it reflects every change up to that version of the feed: an operation acknowledged before
 //! the request is in it.
 
+use crate::error::ErrorCode;
 use crate::{
     domain::{
         money::{accounts, format_money, format_quantity},
@@ -37,7 +38,7 @@ pub fn business_day(day: Option<&str>, utc_offset_minutes: Option<i32>) -> Resul
     let offset = utc_offset_minutes.unwrap_or(DEFAULT_UTC_OFFSET_MINUTES);
     if !(-720..=840).contains(&offset) {
         return Err(Error::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "`utc_offset_minutes` must be between -720 and 840",
         ));
     }
@@ -46,7 +47,7 @@ pub fn business_day(day: Option<&str>, utc_offset_minutes: Option<i32>) -> Resul
         Some(raw) => NaiveDate::parse_from_str(raw, "%Y-%m-%d")
             .ok()
             .filter(|_| raw.len() == 10)
-            .ok_or_else(|| Error::bad_request("invalid_query", "`day` must be a date as YYYY-MM-DD"))?,
+            .ok_or_else(|| Error::bad_request(ErrorCode::InvalidQuery, "`day` must be a date as YYYY-MM-DD"))?,
     };
     Ok((day, offset))
 }
@@ -126,7 +127,7 @@ mod tests {
         for bad in ["2026-13-01", "25-11-2026", "2026-11-25T00:00", "2026-1-5", ""] {
             assert_eq!(
                 business_day(Some(bad), None).unwrap_err().code(),
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "{bad}"
             );
         }

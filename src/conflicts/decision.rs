@@ -2,6 +2,7 @@
 //! field-by-field diff an admin sees. Pure functions of the recorded conflict and the current row.
 
 use crate::conflicts::MAX_NOTE_CHARS;
+use crate::error::ErrorCode;
 use crate::replay::generic::{get_path, set_path, with_mods};
 use crate::{
     domain::{
@@ -30,7 +31,7 @@ pub(super) fn check_request(record: &ConflictRecord, request: &ResolveRequest) -
             "accept"
         };
         return Err(Error::bad_request(
-            "invalid_decision",
+            ErrorCode::InvalidDecision,
             format!("a `{}` conflict is resolved with {allowed}", record.kind),
         ));
     }
@@ -38,13 +39,13 @@ pub(super) fn check_request(record: &ConflictRecord, request: &ResolveRequest) -
         (Decision::Merge, Some(Value::Object(_))) => {}
         (Decision::Merge, _) => {
             return Err(Error::bad_request(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "`merge` needs `value`: an object of the conflicting fields, or the whole row",
             ))
         }
         (_, Some(_)) => {
             return Err(Error::bad_request(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "`value` is only for the `merge` decision",
             ))
         }
@@ -57,7 +58,7 @@ pub(super) fn check_request(record: &ConflictRecord, request: &ResolveRequest) -
         .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS || n.contains('\0'))
     {
         return Err(Error::bad_request(
-            "invalid_note",
+            ErrorCode::InvalidNote,
             format!("`note` is at most {MAX_NOTE_CHARS} characters, without NUL (U+0000)"),
         ));
     }
@@ -87,7 +88,7 @@ pub(super) fn decide(
             Decision::Merge => match value.and_then(merged_row) {
                 Some(row) => whole_row(record, row).map(Some),
                 None => Err(Error::bad_request(
-                    "invalid_value",
+                    ErrorCode::InvalidValue,
                     "the whole row is in conflict: `value` is the whole row, with its `id`",
                 )),
             },
@@ -115,7 +116,7 @@ pub(super) fn decide(
             let value = value.expect("checked by check_request");
             if let Some(extra) = value.keys().find(|k| !record.fields.contains(k)) {
                 return Err(Error::bad_request(
-                    "invalid_value",
+                    ErrorCode::InvalidValue,
                     format!(
                         "`{extra}` is not a conflicting field ({}); send those, or the whole row with its `id`",
                         record.fields.join(", ")
@@ -129,7 +130,7 @@ pub(super) fn decide(
     for (path, new) in chosen {
         if !set_path(&mut row, &path, new) {
             return Err(Error::bad_request(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 format!("`{path}` runs through a value that is not an object"),
             ));
         }
@@ -140,7 +141,7 @@ pub(super) fn decide(
 fn whole_row(record: &ConflictRecord, row: Value) -> Result<Value> {
     if row.get(collections::KEY_FIELD) != Some(&Value::String(record.key.clone())) {
         return Err(Error::bad_request(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("the row's `{}` must be `{}`", collections::KEY_FIELD, record.key),
         ));
     }
@@ -150,12 +151,12 @@ fn whole_row(record: &ConflictRecord, row: Value) -> Result<Value> {
 pub(super) fn check_values(row: &Value) -> Result<()> {
     canonical::validate(row).map_err(|e| match e {
         CanonicalError::NonIntegerNumber { path } => Error::bad_request(
-            "float_not_allowed",
+            ErrorCode::FloatNotAllowed,
             format!("`{path}` is not an integer; send decimals as strings"),
         ),
-        CanonicalError::TooDeep => Error::bad_request("too_deep", "the value is nested too deeply"),
+        CanonicalError::TooDeep => Error::bad_request(ErrorCode::TooDeep, "the value is nested too deeply"),
         CanonicalError::NulCharacter { path } => Error::bad_request(
-            "nul_not_allowed",
+            ErrorCode::NulNotAllowed,
             format!("`{}` holds a NUL character (U+0000)", path.replace('\0', "\\u0000")),
         ),
     })
@@ -314,7 +315,7 @@ mod tests {
         let merged = decide(&r, Some(&now), &request(Decision::Merge, Some(json!({"name": "M"})))).unwrap();
         assert_eq!(merged, Some(json!({"id": "c", "name": "M", "phone": "2"})));
         let err = decide(&r, Some(&now), &request(Decision::Merge, Some(json!({"phone": "9"})))).unwrap_err();
-        assert_eq!(err.code(), "invalid_value");
+        assert_eq!(err.code(), ErrorCode::InvalidValue);
         let whole = decide(
             &r,
             Some(&now),
@@ -345,7 +346,7 @@ mod tests {
             Some(now.clone())
         );
         let err = decide(&r, Some(&now), &request(Decision::Merge, Some(json!({"name": "x"})))).unwrap_err();
-        assert_eq!(err.code(), "invalid_value");
+        assert_eq!(err.code(), ErrorCode::InvalidValue);
     }
 
     #[test]
@@ -353,7 +354,7 @@ mod tests {
         let mut r = record(&["name"], json!({}), json!({}), json!({}), "update");
         assert_eq!(
             check_request(&r, &request(Decision::Accept, None)).unwrap_err().code(),
-            "invalid_decision"
+            ErrorCode::InvalidDecision
         );
         r.kind = "stale_price".into();
         assert!(check_request(&r, &request(Decision::Accept, None)).is_ok());
@@ -361,13 +362,13 @@ mod tests {
             check_request(&r, &request(Decision::KeepServer, None))
                 .unwrap_err()
                 .code(),
-            "invalid_decision"
+            ErrorCode::InvalidDecision
         );
         assert_eq!(
             check_request(&r, &request(Decision::Accept, Some(json!({}))))
                 .unwrap_err()
                 .code(),
-            "invalid_value"
+            ErrorCode::InvalidValue
         );
     }
 }

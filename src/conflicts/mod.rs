@@ -14,6 +14,7 @@ mod decision;
 
 pub use decision::diff;
 
+use crate::error::ErrorCode;
 use crate::{
     domain::{collections, principal::Principal, Role, ScopeId},
     error::{Error, Result},
@@ -80,7 +81,7 @@ fn forbidden() -> Error {
 }
 
 fn invalid_query(message: impl Into<String>) -> Error {
-    Error::bad_request("invalid_query", message)
+    Error::bad_request(ErrorCode::InvalidQuery, message)
 }
 
 /// Conflicts of the scopes the caller administers (or of `query.scope`), newest first, one page.
@@ -118,18 +119,18 @@ pub async fn list(db: &PgPool, admin: &Admin<'_>, query: ConflictsQuery) -> Resu
     if let Some(collection) = &query.collection {
         if collections::find(collection).is_none() {
             return Err(Error::bad_request(
-                "unknown_collection",
+                ErrorCode::UnknownCollection,
                 format!("unknown collection `{collection}`"),
             ));
         }
     }
-    let before = match query.cursor.as_deref() {
-        Some(raw) => Some(
-            parse_cursor(raw)
-                .ok_or_else(|| Error::bad_request("invalid_cursor", "`cursor` is not one this server issued"))?,
-        ),
-        None => None,
-    };
+    let before =
+        match query.cursor.as_deref() {
+            Some(raw) => Some(parse_cursor(raw).ok_or_else(|| {
+                Error::bad_request(ErrorCode::InvalidCursor, "`cursor` is not one this server issued")
+            })?),
+            None => None,
+        };
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let filter = ListFilter {
         scopes,

@@ -4,6 +4,7 @@
 //! it refuses the whole batch with a 4xx. What depends on the server's state (a product's current price, stock
 //! on hand, whether a sale exists) is decided when the command runs (`replay::commands`).
 
+use super::codes::ErrorCode;
 use super::money::{self, DecimalError, PaymentMethod};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -16,7 +17,7 @@ pub const MAX_LINES: usize = 200;
 /// A refusal: stable code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -29,7 +30,7 @@ impl From<DecimalError> for CommandError {
     }
 }
 
-fn refuse<T>(code: &'static str, message: impl Into<String>) -> Result<T, CommandError> {
+fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, CommandError> {
     Err(CommandError {
         code,
         message: message.into(),
@@ -151,7 +152,10 @@ pub fn parse(name: &str, args: &Value) -> Result<Command, CommandError> {
             let a: CustomerPaymentArgs = args_of(args)?;
             let payment = payment(a.method, &a.amount, a.reference)?;
             if payment.method == PaymentMethod::Credit {
-                return refuse("invalid_payment", "a customer payment cannot itself be on credit");
+                return refuse(
+                    ErrorCode::InvalidPayment,
+                    "a customer payment cannot itself be on credit",
+                );
             }
             Command::ReceivePayment(CustomerPayment {
                 customer_id: id("customer_id", a.customer_id)?,
@@ -164,7 +168,7 @@ pub fn parse(name: &str, args: &Value) -> Result<Command, CommandError> {
             let payment = payment(a.method, &a.amount, a.reference)?;
             if payment.method == PaymentMethod::Credit {
                 return refuse(
-                    "invalid_payment",
+                    ErrorCode::InvalidPayment,
                     "record unpaid bills as payables, not expenses on credit",
                 );
             }
@@ -191,7 +195,7 @@ pub fn parse(name: &str, args: &Value) -> Result<Command, CommandError> {
         "record_cylinder_exchange" => Command::RecordCylinderExchange(cylinder_exchange(args_of(args)?)?),
         other => {
             return refuse(
-                "unknown_command",
+                ErrorCode::UnknownCommand,
                 format!("unknown command `{other}`; known: {}", NAMES.join(", ")),
             )
         }
@@ -200,15 +204,15 @@ pub fn parse(name: &str, args: &Value) -> Result<Command, CommandError> {
 
 fn args_of<T: DeserializeOwned>(args: &Value) -> Result<T, CommandError> {
     if !args.is_object() {
-        return refuse("invalid_arguments", "`args` must be an object");
+        return refuse(ErrorCode::InvalidArguments, "`args` must be an object");
     }
     serde_json::from_value(args.clone()).map_err(|e| {
         let message = e.to_string();
         CommandError {
             code: if message.starts_with("unknown field") {
-                "unknown_field"
+                ErrorCode::UnknownField
             } else {
-                "invalid_arguments"
+                ErrorCode::InvalidArguments
             },
             message: format!("args: {message}"),
         }
@@ -222,7 +226,7 @@ const MAX_ID: usize = 128;
 fn text(field: &str, value: String) -> Result<String, CommandError> {
     if value.trim().is_empty() || value.len() > MAX_TEXT {
         return refuse(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!("`{field}` must be 1 to {MAX_TEXT} bytes of text"),
         );
     }
@@ -231,7 +235,10 @@ fn text(field: &str, value: String) -> Result<String, CommandError> {
 
 fn id(field: &str, value: String) -> Result<String, CommandError> {
     if value.is_empty() || value.len() > MAX_ID {
-        return refuse("invalid_arguments", format!("`{field}` must be 1 to {MAX_ID} bytes"));
+        return refuse(
+            ErrorCode::InvalidArguments,
+            format!("`{field}` must be 1 to {MAX_ID} bytes"),
+        );
     }
     Ok(value)
 }
@@ -243,7 +250,7 @@ fn time(field: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, Com
                 .map(|t| t.with_timezone(&Utc))
                 .or_else(|_| {
                     refuse(
-                        "invalid_arguments",
+                        ErrorCode::InvalidArguments,
                         format!("`{field}` must be an RFC 3339 time such as 2026-11-25T10:00:00+03:00"),
                     )
                 })
@@ -266,7 +273,7 @@ fn sale_line(a: SaleLineArgs) -> Result<SaleLine, CommandError> {
     let gross = money::to_cents(quantity * unit_price);
     if discount > gross {
         return refuse(
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
             format!("the discount on `{}` is more than the line's amount", a.product_id),
         );
     }
@@ -281,7 +288,7 @@ fn sale_line(a: SaleLineArgs) -> Result<SaleLine, CommandError> {
 
 fn payments(args: Vec<PaymentArgs>, due: Decimal, customer: Option<&String>) -> Result<Vec<Payment>, CommandError> {
     if args.is_empty() || args.len() > MAX_LINES {
-        return refuse("invalid_arguments", format!("1 to {MAX_LINES} payments"));
+        return refuse(ErrorCode::InvalidArguments, format!("1 to {MAX_LINES} payments"));
     }
     let payments = args
         .into_iter()
@@ -290,7 +297,7 @@ fn payments(args: Vec<PaymentArgs>, due: Decimal, customer: Option<&String>) -> 
     let paid: Decimal = payments.iter().map(|p| p.amount).sum();
     if paid != due {
         return refuse(
-            "payment_mismatch",
+            ErrorCode::PaymentMismatch,
             format!(
                 "payments add up to {} but {} is due",
                 money::format_money(paid),
@@ -299,19 +306,22 @@ fn payments(args: Vec<PaymentArgs>, due: Decimal, customer: Option<&String>) -> 
         );
     }
     if customer.is_none() && payments.iter().any(|p| p.method == PaymentMethod::Credit) {
-        return refuse("customer_required", "a payment on credit needs `customer_id`");
+        return refuse(ErrorCode::CustomerRequired, "a payment on credit needs `customer_id`");
     }
     Ok(payments)
 }
 
 fn sale(a: SaleArgs) -> Result<Sale, CommandError> {
     if a.lines.is_empty() || a.lines.len() > MAX_LINES {
-        return refuse("invalid_arguments", format!("a sale has 1 to {MAX_LINES} lines"));
+        return refuse(
+            ErrorCode::InvalidArguments,
+            format!("a sale has 1 to {MAX_LINES} lines"),
+        );
     }
     let lines = a.lines.into_iter().map(sale_line).collect::<Result<Vec<_>, _>>()?;
     let total: Decimal = lines.iter().map(|l| l.amount).sum();
     if total.is_zero() {
-        return refuse("invalid_amount", "a sale's total must be more than zero");
+        return refuse(ErrorCode::InvalidAmount, "a sale's total must be more than zero");
     }
     let customer_id = a.customer_id.map(|c| id("customer_id", c)).transpose()?;
     Ok(Sale {
@@ -325,17 +335,20 @@ fn sale(a: SaleArgs) -> Result<Sale, CommandError> {
 
 fn production(a: ProductionArgs) -> Result<Production, CommandError> {
     if a.inputs.len() > MAX_LINES {
-        return refuse("invalid_arguments", format!("at most {MAX_LINES} inputs"));
+        return refuse(ErrorCode::InvalidArguments, format!("at most {MAX_LINES} inputs"));
     }
     let cost = match (a.cost, a.method) {
         (Some(cost), method) => {
             let p = payment(method.unwrap_or(PaymentMethod::Cash), &cost, None)?;
             if p.method == PaymentMethod::Credit {
-                return refuse("invalid_payment", "production costs are paid by cash, M-Pesa or card");
+                return refuse(
+                    ErrorCode::InvalidPayment,
+                    "production costs are paid by cash, M-Pesa or card",
+                );
             }
             Some(p)
         }
-        (None, Some(_)) => return refuse("invalid_arguments", "`method` without `cost`"),
+        (None, Some(_)) => return refuse(ErrorCode::InvalidArguments, "`method` without `cost`"),
         (None, None) => None,
     };
     Ok(Production {
@@ -366,14 +379,14 @@ fn cylinder_exchange(a: CylinderExchangeArgs) -> Result<CylinderExchange, Comman
     let deposit = money::money("deposit", a.deposit.as_deref().unwrap_or("0"))?;
     if !deposit.is_zero() && a.cylinder_product_id.is_none() {
         return refuse(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             "a deposit is for a cylinder: `cylinder_product_id` is required",
         );
     }
     let customer_id = a.customer_id.map(|c| id("customer_id", c)).transpose()?;
     let due = refill.amount + deposit;
     if due.is_zero() {
-        return refuse("invalid_amount", "an exchange's total must be more than zero");
+        return refuse(ErrorCode::InvalidAmount, "an exchange's total must be more than zero");
     }
     Ok(CylinderExchange {
         payments: payments(a.payments, due, customer_id.as_ref())?,
@@ -509,7 +522,7 @@ mod tests {
     use serde_json::json;
 
     fn code(name: &str, args: Value) -> &'static str {
-        parse(name, &args).unwrap_err().code
+        parse(name, &args).unwrap_err().code.as_str()
     }
 
     fn sale_args(payments: Value) -> Value {

@@ -3,6 +3,7 @@
 
 pub mod canonical;
 pub mod change;
+pub mod codes;
 pub mod collections;
 pub mod commands;
 pub mod conflict;

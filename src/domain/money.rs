@@ -4,6 +4,7 @@
 //! one rounding is enough to lose a cent. Parsing is strict (digits, one optional point, an optional leading
 //! minus where a sign makes sense; no exponent, no spaces) so that one amount has one spelling's meaning.
 
+use super::codes::ErrorCode;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -18,11 +19,11 @@ const MAX_ABS: i64 = 1_000_000_000_000;
 /// An argument that is not a valid decimal for its purpose; `code` is the stable error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecimalError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
-fn fail<T>(code: &'static str, field: &str, why: &str) -> Result<T, DecimalError> {
+fn fail<T>(code: ErrorCode, field: &str, why: &str) -> Result<T, DecimalError> {
     Err(DecimalError {
         code,
         message: format!("`{field}` {why}"),
@@ -40,24 +41,24 @@ fn parse(field: &str, text: &str, scale: u32, signed: bool) -> Result<Decimal, D
         && whole.len() <= 13;
     if !well_formed {
         return fail(
-            "invalid_decimal",
+            ErrorCode::InvalidDecimal,
             field,
             &format!("must be a decimal string such as \"12.50\", not {text:?}"),
         );
     }
     if fraction.len() > scale as usize {
         return fail(
-            "invalid_decimal",
+            ErrorCode::InvalidDecimal,
             field,
             &format!("has more than {scale} decimal places"),
         );
     }
     let value = Decimal::from_str(text).map_err(|_| DecimalError {
-        code: "invalid_decimal",
+        code: ErrorCode::InvalidDecimal,
         message: format!("`{field}` is not a decimal"),
     })?;
     if value.abs() > Decimal::from(MAX_ABS) {
-        return fail("invalid_decimal", field, "is too large");
+        return fail(ErrorCode::InvalidDecimal, field, "is too large");
     }
     Ok(value.normalize())
 }
@@ -71,7 +72,7 @@ pub fn money(field: &str, text: &str) -> Result<Decimal, DecimalError> {
 pub fn positive_money(field: &str, text: &str) -> Result<Decimal, DecimalError> {
     let value = money(field, text)?;
     if value.is_zero() {
-        return fail("invalid_amount", field, "must be more than zero");
+        return fail(ErrorCode::InvalidAmount, field, "must be more than zero");
     }
     Ok(value)
 }
@@ -79,11 +80,11 @@ pub fn positive_money(field: &str, text: &str) -> Result<Decimal, DecimalError> 
 /// A quantity that must be more than zero (sold, produced, consumed).
 pub fn quantity(field: &str, text: &str) -> Result<Decimal, DecimalError> {
     if text.starts_with('-') {
-        return fail("invalid_quantity", field, "must be more than zero");
+        return fail(ErrorCode::InvalidQuantity, field, "must be more than zero");
     }
     let value = parse(field, text, QUANTITY_SCALE, false)?;
     if value.is_zero() {
-        return fail("invalid_quantity", field, "must be more than zero");
+        return fail(ErrorCode::InvalidQuantity, field, "must be more than zero");
     }
     Ok(value)
 }
@@ -92,7 +93,7 @@ pub fn quantity(field: &str, text: &str) -> Result<Decimal, DecimalError> {
 pub fn stock_change(field: &str, text: &str) -> Result<Decimal, DecimalError> {
     let value = parse(field, text, QUANTITY_SCALE, true)?;
     if value.is_zero() {
-        return fail("invalid_quantity", field, "must not be zero");
+        return fail(ErrorCode::InvalidQuantity, field, "must not be zero");
     }
     Ok(value)
 }
@@ -213,20 +214,23 @@ mod tests {
             "", ".5", "5.", "1e3", "+1", " 1", "1 ", "1,000", "0x10", "-1", "1.234", "NaN", "١٢",
         ] {
             let err = money("a", bad).unwrap_err();
-            assert_eq!(err.code, "invalid_decimal", "{bad:?}");
+            assert_eq!(err.code, ErrorCode::InvalidDecimal, "{bad:?}");
         }
-        assert_eq!(positive_money("a", "0.00").unwrap_err().code, "invalid_amount");
-        assert_eq!(money("a", "99999999999999").unwrap_err().code, "invalid_decimal");
+        assert_eq!(positive_money("a", "0.00").unwrap_err().code, ErrorCode::InvalidAmount);
+        assert_eq!(
+            money("a", "99999999999999").unwrap_err().code,
+            ErrorCode::InvalidDecimal
+        );
     }
 
     #[test]
     fn quantities_are_positive_and_adjustments_signed() {
         assert_eq!(quantity("q", "1.5").unwrap(), d("1.5"));
-        assert_eq!(quantity("q", "0").unwrap_err().code, "invalid_quantity");
-        assert_eq!(quantity("q", "-2").unwrap_err().code, "invalid_quantity");
-        assert_eq!(quantity("q", "0.0001").unwrap_err().code, "invalid_decimal");
+        assert_eq!(quantity("q", "0").unwrap_err().code, ErrorCode::InvalidQuantity);
+        assert_eq!(quantity("q", "-2").unwrap_err().code, ErrorCode::InvalidQuantity);
+        assert_eq!(quantity("q", "0.0001").unwrap_err().code, ErrorCode::InvalidDecimal);
         assert_eq!(stock_change("q", "-2").unwrap(), d("-2"));
-        assert_eq!(stock_change("q", "-0").unwrap_err().code, "invalid_quantity");
+        assert_eq!(stock_change("q", "-0").unwrap_err().code, ErrorCode::InvalidQuantity);
     }
 
     #[test]

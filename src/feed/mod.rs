@@ -17,6 +17,7 @@ pub mod longpoll;
 pub mod page;
 pub mod windows;
 
+use crate::error::ErrorCode;
 use crate::{
     cache::Cache,
     config::Limits,
@@ -55,8 +56,9 @@ impl Pull {
     ) -> Result<Self> {
         let since = match since {
             None => Cursor::START,
-            Some(raw) => Cursor::parse(raw)
-                .ok_or_else(|| Error::bad_request("invalid_cursor", "`since` is not a cursor this server issues"))?,
+            Some(raw) => Cursor::parse(raw).ok_or_else(|| {
+                Error::bad_request(ErrorCode::InvalidCursor, "`since` is not a cursor this server issues")
+            })?,
         };
         let limit = limit.unwrap_or(limits.default_page_size).clamp(1, limits.max_page_size);
         let wait = Duration::from_secs(wait.unwrap_or(0).into()).min(limits.max_wait);
@@ -71,7 +73,7 @@ impl Pull {
                     .collect();
                 if let Some(unknown) = names.iter().find(|n| collections::find(n).is_none()) {
                     return Err(Error::bad_request(
-                        "unknown_collection",
+                        ErrorCode::UnknownCollection,
                         format!("unknown collection `{unknown}`"),
                     ));
                 }
@@ -262,7 +264,10 @@ pub async fn checksum(db: &PgPool, scope: &ScopeId, version: Option<i64>) -> Res
         .ok_or(Error::NotFound("scope"))?;
     let version = version.unwrap_or(head);
     if version < 0 {
-        return Err(Error::bad_request("invalid_version", "`version` must not be negative"));
+        return Err(Error::bad_request(
+            ErrorCode::InvalidVersion,
+            "`version` must not be negative",
+        ));
     }
     if version > head {
         return Err(Error::ResetRequired {

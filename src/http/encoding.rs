@@ -4,6 +4,7 @@
 //! `application/vnd.msgpack`); request bodies are read by their `Content-Type`. Query strings go through
 //! [`Query`], which answers malformed or unknown parameters with our error body instead of axum's plain text.
 
+use crate::error::ErrorCode;
 use crate::{error::Error, state::AppState};
 use axum::{
     extract::{FromRequest, FromRequestParts, Request},
@@ -156,7 +157,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
                     limit: state.config.limits.max_body_bytes,
                 }
             } else {
-                Error::bad_request("malformed_body", rejection.body_text())
+                Error::bad_request(ErrorCode::MalformedBody, rejection.body_text())
             }
         })?;
         decode(format, &bytes).map(Body)
@@ -173,9 +174,9 @@ pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, Er
     };
     result.map_err(|message| {
         let code = if message.contains("unknown field") {
-            "unknown_field"
+            ErrorCode::UnknownField
         } else {
-            "malformed_body"
+            ErrorCode::MalformedBody
         };
         Error::bad_request(code, message)
     })
@@ -190,6 +191,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         let raw = parts.uri.query().unwrap_or("");
         serde_urlencoded::from_str(raw)
             .map(Query)
-            .map_err(|e| Error::bad_request("invalid_query", format!("invalid query string: {e}")))
+            .map_err(|e| Error::bad_request(ErrorCode::InvalidQuery, format!("invalid query string: {e}")))
     }
 }

@@ -6,6 +6,7 @@
 //! rejections, tower layers) are rewritten into the same shape there, so every 4xx and 5xx has one body shape.
 
 use super::encoding::Format;
+use crate::error::ErrorCode;
 use crate::{
     error::Error,
     wire::{ErrorBody, ErrorDetail},
@@ -106,9 +107,11 @@ fn foreign_error(status: StatusCode, body_limit: usize) -> Error {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType("unsupported content type".into()),
         StatusCode::SERVICE_UNAVAILABLE => Error::Overloaded,
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
-            Error::bad_request("timeout", "the request took too long")
+            Error::bad_request(ErrorCode::Timeout, "the request took too long")
         }
-        s if s.is_client_error() => Error::bad_request("bad_request", s.canonical_reason().unwrap_or("bad request")),
+        s if s.is_client_error() => {
+            Error::bad_request(ErrorCode::BadRequest, s.canonical_reason().unwrap_or("bad request"))
+        }
         _ => Error::Internal(anyhow::anyhow!("unexpected {status} from a layer")),
     }
 }

@@ -17,6 +17,7 @@
 //! - Stock is the sum of movements: a product's level is read once (`stock_on_hand`, the running sum PostgreSQL
 //!   keeps, migration 0007) before the batch's first movement of it, and every movement of the batch is added.
 
+use crate::error::ErrorCode;
 use crate::replay::op::Op;
 use crate::{
     domain::{commands::Command, ScopeId},
@@ -129,7 +130,7 @@ impl<'t> Batch<'t> {
         let snapshot = store::read(tx, scope, locked, &slots, &products, op_ids).await?;
         if let Some(seq) = snapshot.used_op_id {
             return Err(Error::PayloadMismatch {
-                code: "op_id_reused",
+                code: ErrorCode::OpIdReused,
                 message: format!("an operation id of this batch was already used (by sequence {seq})"),
                 seq,
             });

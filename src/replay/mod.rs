@@ -22,6 +22,7 @@ pub mod generic;
 pub mod group_commit;
 pub mod op;
 
+use crate::error::ErrorCode;
 use crate::{
     domain::{canonical, ScopeId},
     error::{Error, Result},
@@ -165,7 +166,7 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
         if let Some(reused) = first_repeated(&ids) {
             // Two clients of the group chose the same id; replayed alone, the later one is refused.
             return Err(Error::PayloadMismatch {
-                code: "op_id_reused",
+                code: ErrorCode::OpIdReused,
                 message: format!("operation id {reused} is used by two clients"),
                 seq: 0,
             });
@@ -231,14 +232,14 @@ fn check_batch(ops: &[Operation]) -> Result<Vec<Op>> {
         parsed.push(Op::parse(op).map_err(|e| e.at_operation(op.seq, i))?);
         if i > 0 && op.seq != ops[i - 1].seq + 1 {
             return Err(Error::bad_request(
-                "invalid_sequence",
+                ErrorCode::InvalidSequence,
                 "sequences in a batch must be consecutive and increasing",
             )
             .at_operation(op.seq, i));
         }
         if !ids.insert(op.id) {
             return Err(Error::bad_request(
-                "duplicate_op_id",
+                ErrorCode::DuplicateOpId,
                 format!("operation id {} appears twice in the batch", op.id),
             )
             .at_operation(op.seq, i));
@@ -280,7 +281,7 @@ async fn duplicates(tx: &mut sqlx::PgConnection, scope: &ScopeId, push: &Push, l
         };
         if s.fingerprint.as_slice() != print.as_slice() || s.op_id != op.id {
             return Err(Error::PayloadMismatch {
-                code: "payload_mismatch",
+                code: ErrorCode::PayloadMismatch,
                 message: format!("sequence {} was applied with a different payload", op.seq),
                 seq: op.seq,
             });

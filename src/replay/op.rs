@@ -8,6 +8,7 @@
 //! Shape errors (unknown collection, a server-only collection, floats, a key that does not match `id`, ...)
 //! refuse the whole batch before anything is written: the client has a bug, and retrying cannot help.
 
+use crate::error::ErrorCode;
 use crate::{
     domain::{
         canonical::{self, CanonicalError},
@@ -60,10 +61,18 @@ impl Op {
     /// Checks an operation's shape and parses it; any error refuses the whole batch (4xx, nothing written).
     pub fn parse(op: &Operation) -> Result<Op> {
         if op.seq < 1 {
-            return Err(refusal(op, "invalid_sequence", "sequence numbers start at 1".into()));
+            return Err(refusal(
+                op,
+                ErrorCode::InvalidSequence,
+                "sequence numbers start at 1".into(),
+            ));
         }
         if op.key.is_empty() || op.key.len() > MAX_KEY_LEN {
-            return Err(refusal(op, "invalid_key", format!("keys are 1 to {MAX_KEY_LEN} bytes")));
+            return Err(refusal(
+                op,
+                ErrorCode::InvalidKey,
+                format!("keys are 1 to {MAX_KEY_LEN} bytes"),
+            ));
         }
         // PostgreSQL's text and jsonb cannot hold U+0000: refused here, or the write would fail as a 500.
         for (field, text) in [("key", op.key.as_str()), ("collection", &op.collection)]
@@ -72,7 +81,7 @@ impl Op {
         {
             if text.contains('\0') {
                 let message = format!("`{field}` holds a NUL character (U+0000)");
-                return Err(refusal(op, "nul_not_allowed", message));
+                return Err(refusal(op, ErrorCode::NulNotAllowed, message));
             }
         }
         match op.op_type {
@@ -85,7 +94,7 @@ impl Op {
 }
 
 /// The 400 refusing the batch for `op`, its message naming the operation's sequence.
-fn refusal(op: &Operation, code: &'static str, message: String) -> Error {
+fn refusal(op: &Operation, code: ErrorCode, message: String) -> Error {
     Error::bad_request(code, format!("operation {}: {message}", op.seq))
 }
 
@@ -93,19 +102,19 @@ fn refusal(op: &Operation, code: &'static str, message: String) -> Error {
 fn parse_write(op: &Operation, change: fn(&Operation) -> Result<Change>) -> Result<Write> {
     if op.command.is_some() || op.args.is_some() {
         let message = "`command` and `args` belong to operations of type `command`";
-        return Err(refusal(op, "invalid_operation", message.into()));
+        return Err(refusal(op, ErrorCode::InvalidOperation, message.into()));
     }
     let Some(collection) = collections::find(&op.collection) else {
         let message = format!("unknown collection `{}`", op.collection);
-        return Err(refusal(op, "unknown_collection", message));
+        return Err(refusal(op, ErrorCode::UnknownCollection, message));
     };
     if collection.writer == Writer::Server {
         let message = format!("`{}` is written only by the server", op.collection);
-        return Err(refusal(op, "server_only_collection", message));
+        return Err(refusal(op, ErrorCode::ServerOnlyCollection, message));
     }
     if op.base_version.is_some_and(|v| v < 0) {
         let message = "base_version must not be negative";
-        return Err(refusal(op, "invalid_base_version", message.into()));
+        return Err(refusal(op, ErrorCode::InvalidBaseVersion, message.into()));
     }
     Ok(Write {
         collection,
@@ -118,15 +127,19 @@ fn parse_write(op: &Operation, change: fn(&Operation) -> Result<Change>) -> Resu
 fn whole(op: &Operation) -> Result<Change> {
     let Some(whole @ Value::Object(data)) = &op.data else {
         let message = "create and put carry the whole object in `data`";
-        return Err(refusal(op, "invalid_operation", message.into()));
+        return Err(refusal(op, ErrorCode::InvalidOperation, message.into()));
     };
     if op.mods.is_some() {
-        return Err(refusal(op, "invalid_operation", "create and put take no `mods`".into()));
+        return Err(refusal(
+            op,
+            ErrorCode::InvalidOperation,
+            "create and put take no `mods`".into(),
+        ));
     }
     if data.get(KEY_FIELD) != Some(&Value::String(op.key.clone())) {
         return Err(refusal(
             op,
-            "key_mismatch",
+            ErrorCode::KeyMismatch,
             format!("`data.{KEY_FIELD}` must equal `key`"),
         ));
     }
@@ -138,23 +151,23 @@ fn whole(op: &Operation) -> Result<Change> {
 fn update(op: &Operation) -> Result<Change> {
     let Some(mods) = op.mods.as_ref().filter(|m| !m.is_empty()) else {
         let message = "update carries a non-empty `mods`";
-        return Err(refusal(op, "invalid_operation", message.into()));
+        return Err(refusal(op, ErrorCode::InvalidOperation, message.into()));
     };
     if op.data.is_some() {
         return Err(refusal(
             op,
-            "invalid_operation",
+            ErrorCode::InvalidOperation,
             "update takes `mods`, not `data`".into(),
         ));
     }
     for (path, value) in mods {
         if path.contains('\0') {
             let message = "a key path holds a NUL character (U+0000)";
-            return Err(refusal(op, "nul_not_allowed", message.into()));
+            return Err(refusal(op, ErrorCode::NulNotAllowed, message.into()));
         }
         if path.split('.').any(str::is_empty) || path.split('.').next() == Some(KEY_FIELD) {
             let message = format!("`{path}` is not a key path that may be changed");
-            return Err(refusal(op, "invalid_path", message));
+            return Err(refusal(op, ErrorCode::InvalidPath, message));
         }
         // The value lands as deep in the row as the path has segments: both count against the limit, or a
         // long dotted path would build a row nested deeper than any read can parse.
@@ -167,7 +180,7 @@ fn update(op: &Operation) -> Result<Change> {
 fn delete(op: &Operation) -> Result<Change> {
     if op.data.is_some() || op.mods.is_some() {
         let message = "delete takes neither `data` nor `mods`";
-        return Err(refusal(op, "invalid_operation", message.into()));
+        return Err(refusal(op, ErrorCode::InvalidOperation, message.into()));
     }
     Ok(Change::Delete)
 }
@@ -176,11 +189,11 @@ fn delete(op: &Operation) -> Result<Change> {
 fn parse_command(op: &Operation) -> Result<Command> {
     if !op.collection.is_empty() || op.data.is_some() || op.mods.is_some() || op.base_version.is_some() {
         let message = "a command takes `command`, `key` and `args` only";
-        return Err(refusal(op, "invalid_operation", message.into()));
+        return Err(refusal(op, ErrorCode::InvalidOperation, message.into()));
     }
     let (Some(name), Some(args)) = (&op.command, &op.args) else {
         let message = "a command needs `command` and `args`";
-        return Err(refusal(op, "invalid_operation", message.into()));
+        return Err(refusal(op, ErrorCode::InvalidOperation, message.into()));
     };
     check_values(op, args)?;
     commands::parse(name, args).map_err(|e| refusal(op, e.code, e.message))
@@ -195,12 +208,12 @@ fn check_values_at(op: &Operation, value: &Value, depth: usize) -> Result<()> {
     canonical::validate_at(value, depth).map_err(|e| match e {
         CanonicalError::NonIntegerNumber { path } => refusal(
             op,
-            "float_not_allowed",
+            ErrorCode::FloatNotAllowed,
             format!("`{path}` is not an integer; send decimals as strings"),
         ),
         CanonicalError::TooDeep => refusal(
             op,
-            "too_deep",
+            ErrorCode::TooDeep,
             format!(
                 "nested more than {} levels deep (key path segments and nesting together)",
                 canonical::MAX_DEPTH
@@ -208,7 +221,7 @@ fn check_values_at(op: &Operation, value: &Value, depth: usize) -> Result<()> {
         ),
         CanonicalError::NulCharacter { path } => refusal(
             op,
-            "nul_not_allowed",
+            ErrorCode::NulNotAllowed,
             format!("`{}` holds a NUL character (U+0000)", path.replace('\0', "\\u0000")),
         ),
     })
