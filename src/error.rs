@@ -178,6 +178,9 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
+        // Every database error of a request passes here, so this is the one place that tells the pool a
+        // connection died (its idle connections are then pinged before reuse: `store::connect`). Done here,
+        // and not at each query, so no path can forget it; it only records a time, it never changes the error.
         crate::store::note_connection_failure(&err);
         match &err {
             // The pool could not hand out a connection, or the connection broke: PostgreSQL is unreachable

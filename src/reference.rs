@@ -15,7 +15,7 @@
 //!   after it arrived, one query shared by concurrent requests); if the head is still the remembered one,
 //!   nothing at all was committed in the scope since, so the dataset still has that hash.
 
-use crate::feed::heads::Heads;
+use crate::feed::hub::FeedHub;
 use crate::{
     cache::{keys, memory::Value as CacheValue, stats::CacheKind, Cache},
     domain::{canonical, collections, ScopeId},
@@ -25,7 +25,11 @@ use crate::{
 };
 use bytes::Bytes;
 use sqlx::PgPool;
-use std::io::Write;
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{Arc, Mutex},
+};
 
 /// The body's encoding, as negotiated by `Accept`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,92 +78,136 @@ pub enum Answer {
     Full(Representation),
 }
 
-/// Answers a snapshot request for `dataset` of `scope`.
-pub async fn snapshot(
-    cache: &Cache,
-    heads: &Heads,
-    db: &PgPool,
-    scope: &ScopeId,
-    wanted: Wanted<'_>,
-) -> Result<Answer> {
-    let Wanted {
-        dataset,
-        format,
-        coding,
-        if_none_match,
-    } = wanted;
-    let dataset = collections::find(dataset)
-        .filter(|c| c.reference)
-        .ok_or(Error::NotFound("dataset"))?
-        .name;
-    let namespace = cache.namespace(|| store::cache_namespace(db)).await;
-    let (hash, canonical) = match namespace {
-        None => build(db, scope, dataset).await?,
-        Some(ns) => {
-            let known = match heads.read(db, scope).await? {
-                Some(Some(head)) => cache.known_snapshot(scope, dataset, head.version),
-                _ => None,
-            };
-            let hash = match known {
-                Some(hash) => Some(hash),
-                None => {
-                    let (head, last) = store::reference::last_change(db, scope, dataset)
-                        .await?
-                        .ok_or(Error::NotFound("scope"))?;
-                    let hash = cached_hash(cache, ns, scope, dataset, last).await;
-                    if let Some(hash) = hash {
-                        cache.remember_snapshot(scope, dataset, head, hash);
-                    }
-                    hash
-                }
-            };
-            match hash {
-                Some(hash) if if_none_match.matches(&etag(&hash, format, Coding::Identity)) => {
-                    return Ok(Answer::NotModified {
-                        etag: etag(&hash, format, coding),
-                    })
-                }
-                Some(hash) => match cached_blob(cache, ns, scope, &hash).await {
-                    Some(bytes) => (hash, bytes),
-                    None => build_and_store(cache, ns, db, scope, dataset).await?,
-                },
-                None => build_and_store(cache, ns, db, scope, dataset).await?,
-            }
-        }
-    };
-    if if_none_match.matches(&etag(&hash, format, Coding::Identity)) {
-        return Ok(Answer::NotModified {
-            etag: etag(&hash, format, coding),
-        });
+/// Reference snapshots as the HTTP layer asks for them: one value in the state.
+pub struct References {
+    db: PgPool,
+    cache: Arc<Cache>,
+    /// For the scope's head (`feed::heads`), asked before anything else.
+    hub: Arc<FeedHub>,
+    known: KnownSnapshots,
+}
+
+impl References {
+    pub fn new(db: PgPool, cache: Arc<Cache>, hub: Arc<FeedHub>) -> Self {
+        let known = KnownSnapshots {
+            enabled: cache.memory_enabled(),
+            by_dataset: Mutex::new(HashMap::new()),
+        };
+        References { db, cache, hub, known }
     }
-    let body = match namespace {
-        Some(ns) => {
-            let key = keys::representation(ns, scope, &hash, &representation_name(format, coding));
-            match cache
-                .get_local(CacheKind::Representation, &key)
-                .and_then(CacheValue::into_bytes)
-            {
-                Some(body) => body,
-                None => {
-                    let body = encode(&canonical, format, coding)?;
-                    cache.put_local(
-                        CacheKind::Representation,
-                        &key,
-                        CacheValue::Bytes(body.clone()),
-                        body.len(),
-                    );
-                    body
+
+    /// Answers a snapshot request for `dataset` of `scope`.
+    pub async fn snapshot(&self, scope: &ScopeId, wanted: Wanted<'_>) -> Result<Answer> {
+        let (cache, heads, db) = (&*self.cache, &self.hub.heads, &self.db);
+        let Wanted {
+            dataset,
+            format,
+            coding,
+            if_none_match,
+        } = wanted;
+        let dataset = collections::find(dataset)
+            .filter(|c| c.reference)
+            .ok_or(Error::NotFound("dataset"))?
+            .name;
+        let namespace = cache.namespace(|| store::cache_namespace(db)).await;
+        let (hash, canonical) = match namespace {
+            None => build(db, scope, dataset).await?,
+            Some(ns) => {
+                let known = match heads.read(db, scope).await? {
+                    Some(Some(head)) => self.known.at(scope, dataset, head.version),
+                    _ => None,
+                };
+                let hash = match known {
+                    Some(hash) => Some(hash),
+                    None => {
+                        let (head, last) = store::reference::last_change(db, scope, dataset)
+                            .await?
+                            .ok_or(Error::NotFound("scope"))?;
+                        let hash = cached_hash(cache, ns, scope, dataset, last).await;
+                        if let Some(hash) = hash {
+                            self.known.remember(scope, dataset, head, hash);
+                        }
+                        hash
+                    }
+                };
+                match hash {
+                    Some(hash) if if_none_match.matches(&etag(&hash, format, Coding::Identity)) => {
+                        return Ok(Answer::NotModified {
+                            etag: etag(&hash, format, coding),
+                        })
+                    }
+                    Some(hash) => match cached_blob(cache, ns, scope, &hash).await {
+                        Some(bytes) => (hash, bytes),
+                        None => build_and_store(cache, ns, db, scope, dataset).await?,
+                    },
+                    None => build_and_store(cache, ns, db, scope, dataset).await?,
                 }
             }
+        };
+        if if_none_match.matches(&etag(&hash, format, Coding::Identity)) {
+            return Ok(Answer::NotModified {
+                etag: etag(&hash, format, coding),
+            });
         }
-        None => encode(&canonical, format, coding)?,
-    };
-    Ok(Answer::Full(Representation {
-        body,
-        etag: etag(&hash, format, coding),
-        format,
-        coding,
-    }))
+        let body = match namespace {
+            Some(ns) => {
+                let key = keys::representation(ns, scope, &hash, &representation_name(format, coding));
+                match cache
+                    .get_local(CacheKind::Representation, &key)
+                    .and_then(CacheValue::into_bytes)
+                {
+                    Some(body) => body,
+                    None => {
+                        let body = encode(&canonical, format, coding)?;
+                        cache.put_local(
+                            CacheKind::Representation,
+                            &key,
+                            CacheValue::Bytes(body.clone()),
+                            body.len(),
+                        );
+                        body
+                    }
+                }
+            }
+            None => encode(&canonical, format, coding)?,
+        };
+        Ok(Answer::Full(Representation {
+            body,
+            etag: etag(&hash, format, coding),
+            format,
+            coding,
+        }))
+    }
+}
+
+/// Per (scope, reference dataset): a head and the dataset's snapshot hash at that head (read in one snapshot).
+/// Bounded by scopes times datasets. Memory only: a hash is only trusted for the database this process talks to.
+struct KnownSnapshots {
+    /// `DUKASYNC_CACHE_MEMORY_BYTES=0`: nothing is kept in process.
+    enabled: bool,
+    by_dataset: Mutex<HashMap<(ScopeId, &'static str), SeenAt>>,
+}
+
+/// A head and the snapshot hash seen at it.
+type SeenAt = (i64, [u8; 32]);
+
+impl KnownSnapshots {
+    /// The snapshot hash of `dataset` if it was seen at exactly this `head`: with the head unchanged, nothing
+    /// was committed in the scope since, so the content is the same.
+    fn at(&self, scope: &ScopeId, dataset: &'static str, head: i64) -> Option<[u8; 32]> {
+        let known = self.by_dataset.lock().unwrap_or_else(|p| p.into_inner());
+        match known.get(&(scope.clone(), dataset)) {
+            Some(&(seen, hash)) if seen == head => Some(hash),
+            _ => None,
+        }
+    }
+
+    fn remember(&self, scope: &ScopeId, dataset: &'static str, head: i64, hash: [u8; 32]) {
+        if self.enabled {
+            let mut known = self.by_dataset.lock().unwrap_or_else(|p| p.into_inner());
+            known.insert((scope.clone(), dataset), (head, hash));
+        }
+    }
 }
 
 /// Builds the snapshot from PostgreSQL: (hash, canonical bytes), and the last change it reflects.

@@ -9,9 +9,12 @@ use crate::{
     feed::{
         hub::FeedHub,
         longpoll::{LongPollLimits, LongPolls},
+        windows::WindowCache,
+        Feed,
     },
     metrics,
     metrics::Metrics,
+    reference::References,
     replay::group_commit::GroupCommit,
     store,
 };
@@ -34,6 +37,10 @@ pub struct Inner {
     pub cache: Arc<Cache>,
     pub tokens: Arc<TokenCache>,
     pub hub: Arc<FeedHub>,
+    /// Pulls and checksums of the change feed.
+    pub feed: Feed,
+    /// Reference snapshots.
+    pub references: References,
     /// Replay pushes, grouped per scope into shared transactions.
     pub replays: Arc<GroupCommit>,
     pub metrics: Metrics,
@@ -63,18 +70,19 @@ impl AppState {
             .as_ref()
             .map(|url| Redis::with_timeout(url, config.cache.redis_timeout).map(Arc::new))
             .transpose()?;
-        let cache = Arc::new(Cache::new(
-            config.cache.memory_bytes,
-            config.cache.window,
-            redis.clone(),
-        ));
+        let cache = Arc::new(Cache::new(config.cache.memory_bytes, redis.clone()));
+        let hub = Arc::new(FeedHub::default());
+        let shutdown = CancellationToken::new();
+        let windows = WindowCache::new(cache.clone(), config.cache.window);
         Ok(AppState(Arc::new(Inner {
+            feed: Feed::new(db.clone(), windows, hub.clone(), shutdown.clone()),
+            references: References::new(db.clone(), cache.clone(), hub.clone()),
             tokens: Arc::new(TokenCache::new(config.token_cache_ttl)),
-            hub: Arc::new(FeedHub::default()),
+            hub,
             replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops)),
             metrics: Metrics::default(),
             listening: Arc::new(AtomicBool::new(false)),
-            shutdown: CancellationToken::new(),
+            shutdown,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
             longpolls: Arc::new(LongPolls::new(LongPollLimits {
                 total: config.limits.max_longpolls,
@@ -123,7 +131,7 @@ impl AppState {
         metrics::render_gauge(
             &mut out,
             "dukasync_db_pool_connections",
-            "PostgreSQL pool connections by self.",
+            "PostgreSQL pool connections by state.",
             &[
                 ("state=\"idle\"".into(), self.db.num_idle() as f64),
                 (

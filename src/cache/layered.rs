@@ -11,12 +11,8 @@ use super::{
     stats::{CacheKind, Stats},
     Redis,
 };
-use crate::domain::ScopeId;
 use bytes::Bytes;
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 pub struct Cache {
@@ -24,36 +20,22 @@ pub struct Cache {
     memory: MemoryCache,
     shared: Option<Arc<SharedCache>>,
     namespace: OnceCell<String>,
-    /// Versions per feed window (`DUKASYNC_CACHE_WINDOW`); 0 disables the window cache.
-    pub window_size: u32,
-    /// Last (head, floor) seen per scope: only a hint for which windows are worth looking up, never trusted
-    /// for correctness. Bounded by the number of scopes that exist.
-    feed_hints: Mutex<HashMap<ScopeId, (i64, i64)>>,
-    /// Per (scope, reference dataset): a head and the dataset's snapshot hash at that head (same snapshot).
-    /// Bounded by scopes times datasets.
-    known_snapshots: Mutex<HashMap<(ScopeId, &'static str), KnownSnapshot>>,
 }
 
-/// A head and the hash of a dataset's snapshot at that head.
-type KnownSnapshot = (i64, [u8; 32]);
-
 impl Cache {
-    pub fn new(memory_budget: usize, window_size: u32, redis: Option<Arc<Redis>>) -> Self {
+    pub fn new(memory_budget: usize, redis: Option<Arc<Redis>>) -> Self {
         let stats = Arc::new(Stats::default());
         Cache {
             memory: MemoryCache::new(memory_budget, stats.clone()),
             shared: redis.map(|r| Arc::new(SharedCache::new(r, stats.clone()))),
             namespace: OnceCell::new(),
-            window_size,
-            feed_hints: Mutex::new(HashMap::new()),
-            known_snapshots: Mutex::new(HashMap::new()),
             stats,
         }
     }
 
     /// No cache at all: every read goes to PostgreSQL.
     pub fn disabled() -> Self {
-        Self::new(0, 0, None)
+        Self::new(0, None)
     }
 
     pub fn enabled(&self) -> bool {
@@ -181,43 +163,9 @@ impl Cache {
         hit
     }
 
-    /// The (head, floor) last seen for `scope`, if any.
-    pub fn feed_hint(&self, scope: &ScopeId) -> Option<(i64, i64)> {
-        self.feed_hints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(scope)
-            .copied()
-    }
-
-    pub fn set_feed_hint(&self, scope: &ScopeId, head: i64, floor: i64) {
-        let mut hints = self.feed_hints.lock().unwrap_or_else(|p| p.into_inner());
-        match hints.get_mut(scope) {
-            Some(hint) => *hint = (head, floor),
-            None => {
-                hints.insert(scope.clone(), (head, floor));
-            }
-        }
-    }
-
-    /// The snapshot hash of `dataset` if it was seen at exactly this `head`: with the head unchanged, nothing
-    /// was committed in the scope since, so the content is the same.
-    pub fn known_snapshot(&self, scope: &ScopeId, dataset: &'static str, head: i64) -> Option<[u8; 32]> {
-        let known = self.known_snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        match known.get(&(scope.clone(), dataset)) {
-            Some(&(seen, hash)) if seen == head => Some(hash),
-            _ => None,
-        }
-    }
-
-    /// Remembers `hash` as the content of `dataset` at `head` (read in one snapshot). Memory only: a hash is
-    /// only trusted for the database this process talks to.
-    pub fn remember_snapshot(&self, scope: &ScopeId, dataset: &'static str, head: i64, hash: [u8; 32]) {
-        if !self.memory.enabled() {
-            return; // DUKASYNC_CACHE_MEMORY_BYTES=0: nothing is kept in process
-        }
-        let mut known = self.known_snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        known.insert((scope.clone(), dataset), (head, hash));
+    /// Whether anything is kept in this process's memory (`DUKASYNC_CACHE_MEMORY_BYTES` above 0).
+    pub fn memory_enabled(&self) -> bool {
+        self.memory.enabled()
     }
 
     /// Renders the `dukasync_cache_*` metric families.

@@ -317,7 +317,8 @@ async fn cache_warm(config: &Config, scope: Option<String>, windows: i64) -> any
         bail!("cannot reach Redis at DUKASYNC_REDIS_URL");
     }
     // No in-process layer: this process exits, only Redis keeps what it stores.
-    let cache = Cache::new(0, config.cache.window, Some(redis));
+    let cache = std::sync::Arc::new(Cache::new(0, Some(redis)));
+    let feed_windows = feed::windows::WindowCache::new(cache.clone(), config.cache.window);
     let scopes: Vec<ScopeId> = match scope {
         Some(raw) => vec![ScopeId::parse(&raw).context("not a scope id")?],
         None => store::scope_heads(&db)
@@ -330,7 +331,7 @@ async fn cache_warm(config: &Config, scope: Option<String>, windows: i64) -> any
         let snapshots = reference::warm(&cache, &db, &scope)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let stored = feed::windows::warm(&cache, &db, &scope, windows.max(0)).await?;
+        let stored = feed::windows::warm(&feed_windows, &db, &scope, windows.max(0)).await?;
         eprintln!("{scope}: {snapshots} reference snapshots and {stored} feed windows stored in Redis");
     }
     Ok(())

@@ -85,6 +85,49 @@ error_codes! {
     Internal => "internal",
 }
 
+/// Why an operation was rejected (`status: "rejected"`, protocol §10): the operation can never take effect, so it
+/// is recorded for review and the client's sequence moves on. Not an error answer: the push itself succeeded.
+/// Some share a name with an error code (`invalid_path`, `unknown_account`) when the same mistake is found
+/// before anything runs (a 400) or only against the stored rows (a rejection); the status tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectionCode {
+    RowNotFound,
+    InvalidPath,
+    SaleNotFound,
+    AlreadyVoided,
+    DuplicateKey,
+    UnknownAccount,
+    UnknownProduct,
+    UnknownPaymentMethod,
+}
+
+impl RejectionCode {
+    pub const ALL: &'static [RejectionCode] = &[
+        RejectionCode::RowNotFound,
+        RejectionCode::InvalidPath,
+        RejectionCode::SaleNotFound,
+        RejectionCode::AlreadyVoided,
+        RejectionCode::DuplicateKey,
+        RejectionCode::UnknownAccount,
+        RejectionCode::UnknownProduct,
+        RejectionCode::UnknownPaymentMethod,
+    ];
+
+    /// The code as it crosses the wire (`results[].code`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionCode::RowNotFound => "row_not_found",
+            RejectionCode::InvalidPath => "invalid_path",
+            RejectionCode::SaleNotFound => "sale_not_found",
+            RejectionCode::AlreadyVoided => "already_voided",
+            RejectionCode::DuplicateKey => "duplicate_key",
+            RejectionCode::UnknownAccount => "unknown_account",
+            RejectionCode::UnknownProduct => "unknown_product",
+            RejectionCode::UnknownPaymentMethod => "unknown_payment_method",
+        }
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -93,7 +136,7 @@ impl std::fmt::Display for ErrorCode {
 
 #[cfg(test)]
 mod tests {
-    use super::ErrorCode;
+    use super::{ErrorCode, RejectionCode};
     use std::collections::BTreeSet;
 
     /// The codes in the first column of the table of protocol §4.
@@ -121,5 +164,21 @@ mod tests {
             missing.is_empty(),
             "codes of protocol §4 the server does not know: {missing:?}"
         );
+    }
+
+    /// Every rejection code is named in protocol §10 (the rules of `rejected`, and §10.1 for commands).
+    #[test]
+    fn every_rejection_code_is_documented_in_protocol_section_10() {
+        let protocol = include_str!("../../protocol/README.md");
+        let start = protocol.find("## 10. Operation replay").expect("protocol §10");
+        let end = protocol.find("## 11.").expect("protocol §11");
+        let section = &protocol[start..end];
+        for code in RejectionCode::ALL {
+            let quoted = format!("`{}`", code.as_str());
+            assert!(
+                section.contains(&quoted),
+                "rejection code {quoted} is not in protocol §10"
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! One `watch` channel per scope holds the last head version announced by PostgreSQL NOTIFY. A waiting pull
 //! holds only a receiver: no thread, no database connection, no polling. To never miss a wake-up, a pull
-//! subscribes *before* it reads the feed, and waits for any announcement after that read (see `feed::pull`).
+//! subscribes *before* it reads the feed, and waits for any announcement after that read (see `feed::Feed::pull`).
 
 use crate::domain::ScopeId;
 use crate::feed::page::Slice;

@@ -19,7 +19,6 @@ pub mod windows;
 
 use crate::error::ErrorCode;
 use crate::{
-    cache::Cache,
     config::Limits,
     domain::{collections, ScopeId},
     error::{Error, ResetReason, Result},
@@ -35,6 +34,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+use windows::WindowCache;
 
 /// A validated pull request.
 #[derive(Debug, Clone)]
@@ -98,114 +98,176 @@ pub struct Waiter<'a> {
     pub on_park: &'a (dyn Fn() + Send + Sync),
 }
 
-/// Answers a pull; with `wait`, holds the request until a change commits in the scope (on any instance) or the
-/// wait runs out. Returns early with what it has when `shutdown` fires, when `waiter` finds no place to wait,
-/// or when a newer long-poll of the same device and scope replaces it. Closed windows may come from `cache`
-/// (see `windows`); the answer is the same as without it.
-pub async fn pull(
-    db: &PgPool,
-    cache: &Cache,
-    hub: &FeedHub,
-    scope: &ScopeId,
-    pull: &Pull,
-    waiter: &Waiter<'_>,
-    shutdown: &CancellationToken,
-) -> Result<FeedPage> {
-    crate::failpoint::panic_if(crate::failpoint::PULL_PANIC);
-    let deadline = Instant::now() + pull.wait;
-    // Subscribe before reading, so a commit between the read and the wait still wakes us.
-    let mut wake = hub.subscribe(scope);
-    let mut parked: Option<Parked> = None;
-    loop {
-        wake.borrow_and_update();
-        let slice = read(db, cache, hub, scope, pull).await?;
-        check_cursor(&pull.since, &slice)?;
-        if !slice.changes.is_empty() || Instant::now() >= deadline || shutdown.is_cancelled() {
-            return Ok(page(slice, pull.limit));
-        }
-        let ended = match &parked {
-            Some(place) => place.ended.clone(),
-            None => match waiter.polls.park(waiter.device, scope) {
-                Some(place) => {
-                    (waiter.on_park)();
-                    parked.insert(place).ended.clone()
-                }
-                // No place to wait: a page without waiting is a correct answer (protocol §7.5).
-                None => return Ok(page(slice, pull.limit)),
-            },
-        };
-        tokio::select! {
-            changed = wake.changed() => {
-                if changed.is_err() {
-                    // The hub dropped the channel (cannot happen while we hold a receiver); answer now.
-                    return Ok(page(slice, pull.limit));
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => return Ok(page(slice, pull.limit)),
-            _ = shutdown.cancelled() => return Ok(page(slice, pull.limit)),
-            _ = ended.cancelled() => return Ok(page(slice, pull.limit)),
-        }
-    }
+/// The change feed as the HTTP layer asks it: one value in the state, one method per question.
+pub struct Feed {
+    db: PgPool,
+    windows: WindowCache,
+    hub: Arc<FeedHub>,
+    /// Cancelled when shutdown begins: long-polls answer at once.
+    shutdown: CancellationToken,
 }
 
-/// One read of the feed for `pull`, equal to a plain read (`store::changes::read`) at a snapshot taken after
-/// this call began. Cheapest first:
-/// 1. every change of the page is in closed windows held in this process's memory: only the head is asked
-///    for, and that question is shared with concurrent pulls of the scope (`heads`);
-/// 2. the (shared) head says nothing is newer than `since`: the page is empty;
-/// 3. otherwise a read of PostgreSQL (with cached windows), shared by concurrent pulls asking exactly the same
-///    after seeing the same head: 1,000 long-polls woken by one commit make one read, not 1,000.
-async fn read(db: &PgPool, cache: &Cache, hub: &FeedHub, scope: &ScopeId, pull: &Pull) -> Result<Arc<Slice>> {
-    let since = pull.since.version;
-    let limit = i64::from(pull.limit) + 1;
-    let collections = pull.collections.as_deref();
-    let in_memory = windows::from_memory(cache, scope, since, limit, collections);
-    let head = hub.heads.read(db, scope).await?;
-    let head = match head {
-        Some(Some(head)) => head,
-        Some(None) => return Err(Error::NotFound("scope")),
-        // PostgreSQL did not answer the head: the plain read reports why.
-        None => {
-            let slice = windows::read(cache, db, scope, since, limit, collections).await?;
-            return slice.map(Arc::new).ok_or(Error::NotFound("scope"));
-        }
-    };
-    // Below the floor a plain read returns the compacted log, which memory does not hold.
-    if since >= head.floor && since <= head.version {
-        if let Some(memory) = in_memory {
-            return Ok(Arc::new(Slice {
-                head: head.version,
-                floor: head.floor,
-                since_tag: memory.since_tag,
-                head_tag: head.tag,
-                changes: memory.changes,
-            }));
-        }
-        if since == head.version {
-            // The change at the head is never compacted (it is at or above the floor): its tag is `since`'s.
-            return Ok(Arc::new(Slice {
-                head: head.version,
-                floor: head.floor,
-                since_tag: head.tag,
-                head_tag: head.tag,
-                changes: Changes::default(),
-            }));
+impl Feed {
+    pub fn new(db: PgPool, windows: WindowCache, hub: Arc<FeedHub>, shutdown: CancellationToken) -> Self {
+        Feed {
+            db,
+            windows,
+            hub,
+            shutdown,
         }
     }
-    let key = SharedRead {
-        scope: scope.clone(),
-        since,
-        limit,
-        collections: pull.collections.clone(),
-        seen_head: head.version,
-    };
-    hub.shared_reads
-        .run(key, || async {
-            windows::read(cache, db, scope, since, limit, collections)
-                .await?
-                .ok_or(Error::NotFound("scope"))
+
+    /// The cache of closed windows (also warmed by `dukasync cache warm`).
+    pub fn windows(&self) -> &WindowCache {
+        &self.windows
+    }
+
+    /// Answers a pull; with `wait`, holds the request until a change commits in the scope (on any instance) or the
+    /// wait runs out. Returns early with what it has when `shutdown` fires, when `waiter` finds no place to wait,
+    /// or when a newer long-poll of the same device and scope replaces it. Closed windows may come from `cache`
+    /// (see `windows`); the answer is the same as without it.
+    pub async fn pull(&self, scope: &ScopeId, pull: &Pull, waiter: &Waiter<'_>) -> Result<FeedPage> {
+        crate::failpoint::panic_if(crate::failpoint::PULL_PANIC);
+        let deadline = Instant::now() + pull.wait;
+        // Subscribe before reading, so a commit between the read and the wait still wakes us.
+        let mut wake = self.hub.subscribe(scope);
+        let mut parked: Option<Parked> = None;
+        loop {
+            wake.borrow_and_update();
+            let slice = self.read(scope, pull).await?;
+            check_cursor(&pull.since, &slice)?;
+            if !slice.changes.is_empty() || Instant::now() >= deadline || self.shutdown.is_cancelled() {
+                return Ok(page(slice, pull.limit));
+            }
+            let ended = match &parked {
+                Some(place) => place.ended.clone(),
+                None => match waiter.polls.park(waiter.device, scope) {
+                    Some(place) => {
+                        (waiter.on_park)();
+                        parked.insert(place).ended.clone()
+                    }
+                    // No place to wait: a page without waiting is a correct answer (protocol §7.5).
+                    None => return Ok(page(slice, pull.limit)),
+                },
+            };
+            tokio::select! {
+                changed = wake.changed() => {
+                    if changed.is_err() {
+                        // The hub dropped the channel (cannot happen while we hold a receiver); answer now.
+                        return Ok(page(slice, pull.limit));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Ok(page(slice, pull.limit)),
+                _ = self.shutdown.cancelled() => return Ok(page(slice, pull.limit)),
+                _ = ended.cancelled() => return Ok(page(slice, pull.limit)),
+            }
+        }
+    }
+
+    /// One read of the feed for `pull`, equal to a plain read (`store::changes::read`) at a snapshot taken after
+    /// this call began. Cheapest first:
+    /// 1. every change of the page is in closed windows held in this process's memory: only the head is asked
+    ///    for, and that question is shared with concurrent pulls of the scope (`heads`);
+    /// 2. the (shared) head says nothing is newer than `since`: the page is empty;
+    /// 3. otherwise a read of PostgreSQL (with cached windows), shared by concurrent pulls asking exactly the same
+    ///    after seeing the same head: 1,000 long-polls woken by one commit make one read, not 1,000.
+    async fn read(&self, scope: &ScopeId, pull: &Pull) -> Result<Arc<Slice>> {
+        let since = pull.since.version;
+        let limit = i64::from(pull.limit) + 1;
+        let collections = pull.collections.as_deref();
+        let in_memory = windows::from_memory(&self.windows, scope, since, limit, collections);
+        let head = self.hub.heads.read(&self.db, scope).await?;
+        let head = match head {
+            Some(Some(head)) => head,
+            Some(None) => return Err(Error::NotFound("scope")),
+            // PostgreSQL did not answer the head: the plain read reports why.
+            None => {
+                let slice = windows::read(&self.windows, &self.db, scope, since, limit, collections).await?;
+                return slice.map(Arc::new).ok_or(Error::NotFound("scope"));
+            }
+        };
+        // Below the floor a plain read returns the compacted log, which memory does not hold.
+        if since >= head.floor && since <= head.version {
+            if let Some(memory) = in_memory {
+                return Ok(Arc::new(Slice {
+                    head: head.version,
+                    floor: head.floor,
+                    since_tag: memory.since_tag,
+                    head_tag: head.tag,
+                    changes: memory.changes,
+                }));
+            }
+            if since == head.version {
+                // The change at the head is never compacted (it is at or above the floor): its tag is `since`'s.
+                return Ok(Arc::new(Slice {
+                    head: head.version,
+                    floor: head.floor,
+                    since_tag: head.tag,
+                    head_tag: head.tag,
+                    changes: Changes::default(),
+                }));
+            }
+        }
+        let key = SharedRead {
+            scope: scope.clone(),
+            since,
+            limit,
+            collections: pull.collections.clone(),
+            seen_head: head.version,
+        };
+        self.hub
+            .shared_reads
+            .run(key, || async {
+                windows::read(&self.windows, &self.db, scope, since, limit, collections)
+                    .await?
+                    .ok_or(Error::NotFound("scope"))
+            })
+            .await
+    }
+
+    /// The scope's checksum at `version` (default: head). Versions outside the retained history answer
+    /// `reset_required`, like cursors.
+    pub async fn checksum(&self, scope: &ScopeId, version: Option<i64>) -> Result<ChecksumReport> {
+        let db = &self.db;
+        let (head, floor) = store::changes::bounds(db, scope)
+            .await?
+            .ok_or(Error::NotFound("scope"))?;
+        let version = version.unwrap_or(head);
+        if version < 0 {
+            return Err(Error::bad_request(
+                ErrorCode::InvalidVersion,
+                "`version` must not be negative",
+            ));
+        }
+        if version > head {
+            return Err(Error::ResetRequired {
+                reason: ResetReason::AheadOfHead,
+                head,
+            });
+        }
+        if version < floor {
+            return Err(Error::ResetRequired {
+                reason: ResetReason::Expired,
+                head,
+            });
+        }
+        let rows = store::changes::checksums_at(db, scope, version).await?;
+        let collections: Vec<CollectionChecksum> = rows
+            .into_iter()
+            .filter(|(_, _, count)| *count > 0)
+            .map(|(collection, checksum, count)| CollectionChecksum {
+                collection,
+                checksum,
+                count,
+            })
+            .collect();
+        Ok(ChecksumReport {
+            version,
+            checksum: collections.iter().fold(0u32, |sum, c| sum.wrapping_add(c.checksum)),
+            count: collections.iter().map(|c| c.count).sum(),
+            collections,
         })
-        .await
+    }
 }
 
 fn check_cursor(since: &Cursor, slice: &Slice) -> Result<()> {
@@ -254,47 +316,4 @@ fn page(slice: Arc<Slice>, limit: u32) -> FeedPage {
         has_more,
         head,
     }
-}
-
-/// The scope's checksum at `version` (default: head). Versions outside the retained history answer
-/// `reset_required`, like cursors.
-pub async fn checksum(db: &PgPool, scope: &ScopeId, version: Option<i64>) -> Result<ChecksumReport> {
-    let (head, floor) = store::changes::bounds(db, scope)
-        .await?
-        .ok_or(Error::NotFound("scope"))?;
-    let version = version.unwrap_or(head);
-    if version < 0 {
-        return Err(Error::bad_request(
-            ErrorCode::InvalidVersion,
-            "`version` must not be negative",
-        ));
-    }
-    if version > head {
-        return Err(Error::ResetRequired {
-            reason: ResetReason::AheadOfHead,
-            head,
-        });
-    }
-    if version < floor {
-        return Err(Error::ResetRequired {
-            reason: ResetReason::Expired,
-            head,
-        });
-    }
-    let rows = store::changes::checksums_at(db, scope, version).await?;
-    let collections: Vec<CollectionChecksum> = rows
-        .into_iter()
-        .filter(|(_, _, count)| *count > 0)
-        .map(|(collection, checksum, count)| CollectionChecksum {
-            collection,
-            checksum,
-            count,
-        })
-        .collect();
-    Ok(ChecksumReport {
-        version,
-        checksum: collections.iter().fold(0u32, |sum, c| sum.wrapping_add(c.checksum)),
-        count: collections.iter().map(|c| c.count).sum(),
-        collections,
-    })
 }

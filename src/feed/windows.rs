@@ -27,7 +27,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
-use std::{collections::HashMap, ops::Range, sync::Arc};
+use std::{
+    collections::HashMap,
+    ops::Range,
+    sync::{Arc, Mutex},
+};
 
 /// Most windows one pull looks at; the rest of a page comes from PostgreSQL directly.
 pub const MAX_WINDOWS_PER_PULL: i64 = 32;
@@ -264,6 +268,41 @@ pub fn decode(bytes: &[u8], start: i64, size: i64) -> Option<Window> {
     Window::from_rows(start, size, changes).ok()
 }
 
+/// The feed's cache of closed windows: the byte cache it stores them in, the window size, and per scope the
+/// (head, floor) last seen, only a hint for which windows are worth looking up, never trusted for correctness
+/// (bounded by the number of scopes that exist).
+pub struct WindowCache {
+    pub cache: Arc<Cache>,
+    /// Versions per window (`DUKASYNC_CACHE_WINDOW`); 0 disables the window cache.
+    pub size: u32,
+    hints: Mutex<HashMap<ScopeId, (i64, i64)>>,
+}
+
+impl WindowCache {
+    pub fn new(cache: Arc<Cache>, size: u32) -> Self {
+        WindowCache {
+            cache,
+            size,
+            hints: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The (head, floor) last seen for `scope`, if any.
+    fn hint(&self, scope: &ScopeId) -> Option<(i64, i64)> {
+        self.hints.lock().unwrap_or_else(|p| p.into_inner()).get(scope).copied()
+    }
+
+    fn set_hint(&self, scope: &ScopeId, head: i64, floor: i64) {
+        let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        match hints.get_mut(scope) {
+            Some(hint) => *hint = (head, floor),
+            None => {
+                hints.insert(scope.clone(), (head, floor));
+            }
+        }
+    }
+}
+
 /// Changes found in windows held in this process's memory: see [`from_memory`].
 #[derive(Debug)]
 pub struct MemoryRead {
@@ -278,27 +317,27 @@ pub struct MemoryRead {
 /// these are exactly the rows a read of PostgreSQL would return *if* `since` is at or above the floor (below
 /// it, PostgreSQL holds the compacted log): the caller checks that against a fresh head.
 pub fn from_memory(
-    cache: &Cache,
+    windows: &WindowCache,
     scope: &ScopeId,
     since: i64,
     limit: i64,
     collections: Option<&[String]>,
 ) -> Option<MemoryRead> {
-    let size = i64::from(cache.window_size);
-    let namespace = cache.namespace_known()?;
+    let size = i64::from(windows.size);
+    let namespace = windows.cache.namespace_known()?;
     if size <= 0 || since < 0 || limit <= 0 {
         return None;
     }
     // Only windows the last seen head says are closed: the open one is never in memory, and looking for it
     // would only count misses.
-    let (known_head, _) = cache.feed_hint(scope)?;
+    let (known_head, _) = windows.hint(scope)?;
     let mut used = 0;
     let mut window = |index: i64| -> Option<Arc<Window>> {
         if (index + 1) * size > known_head {
             return None;
         }
-        let key = keys::window(namespace, scope, cache.window_size, index);
-        let w = cache.peek_local(&key)?.into_decoded::<Window>()?;
+        let key = keys::window(namespace, scope, windows.size, index);
+        let w = windows.cache.peek_local(&key)?.into_decoded::<Window>()?;
         used += 1;
         Some(w)
     };
@@ -316,7 +355,7 @@ pub fn from_memory(
         let taken = take_from(&w, since, collections, wanted_left, &mut changes);
         wanted_left -= taken;
         if wanted_left == 0 {
-            cache.count_local_hits(CacheKind::Window, used);
+            windows.cache.count_local_hits(CacheKind::Window, used);
             return Some(MemoryRead { since_tag, changes });
         }
     }
@@ -352,35 +391,36 @@ fn take_from(w: &Arc<Window>, since: i64, collections: Option<&[String]>, most: 
 
 /// Reads up to `limit` changes after `since` (like `store::changes::read`), using cached windows.
 pub async fn read(
-    cache: &Cache,
+    windows: &WindowCache,
     db: &PgPool,
     scope: &ScopeId,
     since: i64,
     limit: i64,
     collections: Option<&[String]>,
 ) -> Result<Option<Slice>, sqlx::Error> {
-    let size = i64::from(cache.window_size);
+    let size = i64::from(windows.size);
     let namespace = match size > 0 {
-        true => cache.namespace(|| store::cache_namespace(db)).await,
+        true => windows.cache.namespace(|| store::cache_namespace(db)).await,
         false => None,
     };
     let Some(namespace) = namespace else {
         return plain(db, scope, since, limit, collections).await;
     };
-    let starts = candidate_starts(cache.feed_hint(scope), since, limit, size);
+    let starts = candidate_starts(windows.hint(scope), since, limit, size);
     if starts.is_empty() {
         let slice = store::changes::read(db, scope, since, limit, collections).await?;
         if let Some(s) = &slice {
-            cache.set_feed_hint(scope, s.head, s.floor);
+            windows.set_hint(scope, s.head, s.floor);
         }
         return Ok(slice.map(Slice::from));
     }
 
     let cache_keys: Vec<String> = starts
         .iter()
-        .map(|start| keys::window(namespace, scope, cache.window_size, (start - 1) / size))
+        .map(|start| keys::window(namespace, scope, windows.size, (start - 1) / size))
         .collect();
-    let cached: Vec<Option<Arc<Window>>> = cache
+    let cached: Vec<Option<Arc<Window>>> = windows
+        .cache
         .get_many(CacheKind::Window, &cache_keys, |key, bytes: &Bytes| {
             let start = starts[cache_keys.iter().position(|k| k == key)?];
             decode(bytes, start, size).map(|w| CacheValue::Decoded(Arc::new(w)))
@@ -425,7 +465,7 @@ pub async fn read(
     else {
         return Ok(None);
     };
-    cache.set_feed_hint(scope, slice.head, slice.floor);
+    windows.set_hint(scope, slice.head, slice.floor);
     if slice.anomaly {
         tracing::warn!(%scope, "a closed window lacks its last change; reading the feed without windows");
         return plain(db, scope, since, limit, collections).await;
@@ -445,8 +485,8 @@ pub async fn read(
             None => match Window::from_rows(start, size, fetched.remove(&start).unwrap_or_default()) {
                 Ok(window) => {
                     let window = Arc::new(window);
-                    let key = keys::window(namespace, scope, cache.window_size, (start - 1) / size);
-                    cache.put(
+                    let key = keys::window(namespace, scope, windows.size, (start - 1) / size);
+                    windows.cache.put(
                         CacheKind::Window,
                         &key,
                         CacheValue::Decoded(window.clone()),
@@ -523,10 +563,10 @@ fn group_by_window(changes: Vec<LoggedChange>, size: i64) -> HashMap<i64, Vec<Lo
 
 /// Loads the last `count` closed windows of `scope` at or above its floor into Redis (for
 /// `dukasync cache warm`). Returns how many were stored.
-pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId, count: i64) -> Result<usize, sqlx::Error> {
-    let size = i64::from(cache.window_size);
+pub async fn warm(windows: &WindowCache, db: &PgPool, scope: &ScopeId, count: i64) -> Result<usize, sqlx::Error> {
+    let size = i64::from(windows.size);
     let Some(namespace) = (if size > 0 {
-        cache.namespace(|| store::cache_namespace(db)).await
+        windows.cache.namespace(|| store::cache_namespace(db)).await
     } else {
         None
     }) else {
@@ -559,9 +599,10 @@ pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId, count: i64) -> Re
     let mut stored = 0;
     for (start, _) in slice.covered {
         if let Ok(window) = Window::from_rows(start, size, fetched.remove(&start).unwrap_or_default()) {
-            let key = keys::window(namespace, scope, cache.window_size, (start - 1) / size);
+            let key = keys::window(namespace, scope, windows.size, (start - 1) / size);
             let encoded = encode(&window);
-            if cache
+            if windows
+                .cache
                 .put_and_wait(CacheKind::Window, &key, CacheValue::Decoded(Arc::new(window)), &encoded)
                 .await
             {

@@ -33,7 +33,7 @@ pub async fn get_cache(State(state): State<AppState>, Caller(principal): Caller,
         redis: redis.to_string(),
         memory_budget_bytes: cache.memory_budget() as u64,
         memory_bytes: caches.iter().map(|c| c.memory_bytes).sum(),
-        window_size: cache.window_size,
+        window_size: state.feed.windows().size,
         caches,
     };
     Ok(format.reply(StatusCode::OK, &report))

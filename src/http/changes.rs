@@ -7,7 +7,7 @@ use super::{
 };
 use crate::{
     error::Result,
-    feed::{self, Pull, Waiter},
+    feed::{Pull, Waiter},
     state::AppState,
     wire::{ChangesPage, ChangesQuery, ChecksumQuery, ChecksumReport, ErrorBody},
 };
@@ -45,16 +45,7 @@ pub async fn get_changes(
         query.collections.as_deref(),
         &state.config.limits,
     )?;
-    let page = feed::pull(
-        &state.db,
-        &state.cache,
-        &state.hub,
-        &access.scope,
-        &pull,
-        &waiter,
-        &state.shutdown,
-    )
-    .await?;
+    let page = state.feed.pull(&access.scope, &pull, &waiter).await?;
     Ok(match format {
         Format::Json => format.reply_parts(StatusCode::OK, page.json_parts()),
         Format::MessagePack => format.reply(StatusCode::OK, &page.to_wire()?),
@@ -74,6 +65,6 @@ pub async fn get_checksum(
     Query(query): Query<ChecksumQuery>,
     format: Format,
 ) -> Result<Response> {
-    let report = feed::checksum(&state.db, &access.scope, query.version).await?;
+    let report = state.feed.checksum(&access.scope, query.version).await?;
     Ok(format.reply(StatusCode::OK, &report))
 }

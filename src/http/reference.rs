@@ -3,7 +3,7 @@
 use super::{auth::ScopeAccess, encoding::Format, negotiate};
 use crate::{
     error::Result,
-    reference::{self, Answer, BodyFormat, Wanted},
+    reference::{Answer, BodyFormat, Wanted},
     state::AppState,
     wire::{ErrorBody, ReferenceSnapshot},
 };
@@ -48,7 +48,7 @@ pub async fn get_reference(
         coding: negotiate::coding(text(&headers.accept_encoding)),
         if_none_match: &seen,
     };
-    let answer = reference::snapshot(&state.cache, &state.hub.heads, &state.db, &access.scope, wanted).await?;
+    let answer = state.references.snapshot(&access.scope, wanted).await?;
     let (status, etag, body) = match answer {
         Answer::NotModified { etag } => (StatusCode::NOT_MODIFIED, etag, None),
         Answer::Full(rep) => (StatusCode::OK, rep.etag, Some((rep.body, rep.coding))),

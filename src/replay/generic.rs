@@ -15,7 +15,7 @@ use crate::replay::{
     op::{Change, Write},
 };
 use crate::{
-    domain::collections::ConflictPolicy,
+    domain::{codes::RejectionCode, collections::ConflictPolicy},
     error::Result,
     store::{
         changes::RowWrite,
@@ -37,7 +37,7 @@ pub enum Outcome {
         conflict_id: Uuid,
     },
     Rejected {
-        code: &'static str,
+        code: RejectionCode,
         message: String,
         conflict_id: Uuid,
     },
@@ -78,7 +78,7 @@ pub async fn apply(batch: &mut Batch<'_>, op: &Operation, write: &Write, origin:
                     batch,
                     op,
                     origin,
-                    "row_not_found",
+                    RejectionCode::RowNotFound,
                     "update of a row that does not exist",
                 )
                 .await;
@@ -92,7 +92,7 @@ pub async fn apply(batch: &mut Batch<'_>, op: &Operation, write: &Write, origin:
                             batch,
                             op,
                             origin,
-                            "invalid_path",
+                            RejectionCode::InvalidPath,
                             "a key path runs through a value that is not an object",
                         )
                         .await
@@ -276,7 +276,7 @@ pub(super) fn reject_in(
     op: &Operation,
     origin: Origin,
     collection: &str,
-    code: &'static str,
+    code: RejectionCode,
     message: &str,
 ) -> Result<Outcome> {
     let conflict_id = batch.add_conflict(
@@ -289,7 +289,7 @@ pub(super) fn reject_in(
             base: None,
             server: None,
             client: serde_json::to_value(op).ok(),
-            detail: json!({ "code": code, "message": message }),
+            detail: json!({ "code": code.as_str(), "message": message }),
             row_version: None,
         },
     );
@@ -304,7 +304,7 @@ async fn reject(
     batch: &mut Batch<'_>,
     op: &Operation,
     origin: Origin,
-    code: &'static str,
+    code: RejectionCode,
     message: &str,
 ) -> Result<Outcome> {
     reject_in(batch, op, origin, &op.collection, code, message)

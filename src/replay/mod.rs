@@ -319,7 +319,7 @@ fn to_result(op: &Operation, outcome: Outcome) -> OpResult {
             conflict_id,
         } => OpResult {
             status: OpStatus::Rejected,
-            code: Some(code.to_string()),
+            code: Some(code.as_str().to_string()),
             message: Some(message),
             conflict_id: Some(conflict_id),
             ..base

@@ -7,7 +7,10 @@ use dukasync::{
     cache::{stats::CacheKind, Cache, Redis},
     config::Secret,
     domain::ScopeId,
-    feed::{page::Slice, windows},
+    feed::{
+        page::Slice,
+        windows::{self, WindowCache},
+    },
     store,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -75,7 +78,7 @@ async fn random_writes(db: &PgPool, rng: &mut StdRng, n: usize) {
 }
 
 /// Compares the windowed read with the plain read for many cursors, limits and filters.
-async fn assert_equivalent(cache: &Cache, db: &PgPool, label: &str) {
+async fn assert_equivalent(cache: &WindowCache, db: &PgPool, label: &str) {
     let scope = ScopeId::parse("water").unwrap();
     let (head, _) = store::changes::bounds(db, &scope).await.unwrap().unwrap();
     let w = i64::from(WINDOW);
@@ -103,7 +106,7 @@ async fn assert_equivalent(cache: &Cache, db: &PgPool, label: &str) {
     }
 }
 
-async fn assert_same(cache: &Cache, db: &PgPool, since: i64, limit: i64, filter: Option<&[String]>, label: &str) {
+async fn assert_same(cache: &WindowCache, db: &PgPool, since: i64, limit: i64, filter: Option<&[String]>, label: &str) {
     let scope = ScopeId::parse("water").unwrap();
     let plain: Slice = store::changes::read(db, &scope, since, limit, filter)
         .await
@@ -128,8 +131,9 @@ async fn compact(db: &PgPool, below: i64) {
     tx.commit().await.unwrap();
 }
 
-fn window_hits(cache: &Cache) -> u64 {
+fn window_hits(cache: &WindowCache) -> u64 {
     let f = cache
+        .cache
         .stats
         .snapshot()
         .into_iter()
@@ -141,7 +145,7 @@ fn window_hits(cache: &Cache) -> u64 {
 #[tokio::test]
 async fn windowed_reads_equal_plain_reads_before_and_after_compaction() {
     let db = fresh_pool().await;
-    let cache = Cache::new(32 * 1024 * 1024, WINDOW, None);
+    let cache = WindowCache::new(Arc::new(Cache::new(32 * 1024 * 1024, None)), WINDOW);
     let mut rng = StdRng::seed_from_u64(5);
     random_writes(&db, &mut rng, 120).await;
     assert_equivalent(&cache, &db, "in memory").await;
@@ -162,7 +166,7 @@ async fn a_cached_window_below_a_new_floor_is_never_served_even_with_a_stale_hin
     // One window whose first change is later superseded and compacted away while its last change stays: the
     // cached copy still carries the right end tag, so only the floor can tell it is no longer the log.
     let db = fresh_pool().await;
-    let cache = Cache::new(32 * 1024 * 1024, WINDOW, None);
+    let cache = WindowCache::new(Arc::new(Cache::new(32 * 1024 * 1024, None)), WINDOW);
     let scope = ScopeId::parse("water").unwrap();
     let w = i64::from(WINDOW);
     let (head, _) = store::changes::bounds(&db, &scope).await.unwrap().unwrap();
@@ -181,6 +185,7 @@ async fn a_cached_window_below_a_new_floor_is_never_served_even_with_a_stale_hin
     .await;
     assert_same(&cache, &db, start - 1, w, None, "warming the window").await;
     let f = cache
+        .cache
         .stats
         .snapshot()
         .into_iter()
@@ -206,7 +211,7 @@ async fn windows_cached_from_another_history_are_never_used() {
     // (same namespace, so same keys) filled from the first must not serve the second.
     let first = fresh_pool().await;
     let second = fresh_pool().await;
-    let cache = Cache::new(32 * 1024 * 1024, WINDOW, None);
+    let cache = WindowCache::new(Arc::new(Cache::new(32 * 1024 * 1024, None)), WINDOW);
     random_writes(&first, &mut StdRng::seed_from_u64(1), 80).await;
     random_writes(&second, &mut StdRng::seed_from_u64(2), 80).await;
     assert_equivalent(&cache, &first, "first history").await;
@@ -224,7 +229,7 @@ async fn windows_from_redis_equal_plain_reads_and_garbage_is_a_miss() {
     let redis_server = RedisProcess::start();
     let redis = Arc::new(Redis::new(&Secret::new(redis_server.url())).unwrap());
     // No memory layer: every window comes from Redis.
-    let cache = Cache::new(0, WINDOW, Some(redis));
+    let cache = WindowCache::new(Arc::new(Cache::new(0, Some(redis))), WINDOW);
     random_writes(&db, &mut StdRng::seed_from_u64(3), 100).await;
     // Fill Redis and wait until the background writes landed (observable: the keys exist).
     assert_equivalent(&cache, &db, "filling redis").await;
@@ -236,6 +241,7 @@ async fn windows_from_redis_equal_plain_reads_and_garbage_is_a_miss() {
     let keys: Vec<String> = wait_for_keys(&mut conn, "dks:v1:*:w:*", 100 / WINDOW as usize).await;
     assert_equivalent(&cache, &db, "from redis").await;
     let hits = cache
+        .cache
         .stats
         .snapshot()
         .into_iter()
@@ -261,6 +267,7 @@ async fn windows_from_redis_equal_plain_reads_and_garbage_is_a_miss() {
     }
     assert_equivalent(&cache, &db, "corrupted redis").await;
     let after = cache
+        .cache
         .stats
         .snapshot()
         .into_iter()

@@ -1,7 +1,11 @@
 //! `record_expense`: money paid out, against an expense account.
 
 use super::{credit, debit, payment_json, write, Effects, Run};
-use crate::{domain::commands, error::Result, replay::generic::Outcome};
+use crate::{
+    domain::{codes::RejectionCode, commands},
+    error::Result,
+    replay::generic::Outcome,
+};
 use serde_json::json;
 
 impl Run<'_, '_> {
@@ -12,7 +16,7 @@ impl Run<'_, '_> {
         let account = self.row("accounts", &e.account).await?;
         if account.as_ref().map(|a| &a["type"]) != Some(&json!("expense")) {
             let message = format!("`{}` is not an expense account of this business", e.account);
-            return self.reject("unknown_account", &message, "expenses").await;
+            return self.reject(RejectionCode::UnknownAccount, &message, "expenses").await;
         }
         let method_account = match self.payment_accounts(&[&e.payment], "expenses").await? {
             Ok(mut paid) => paid.remove(0).0,

@@ -3,6 +3,7 @@
 use super::{entry_json, movement_json, write, Effects, Flag, Product, Run};
 use crate::{
     domain::{
+        codes::RejectionCode,
         commands::Payment,
         money::{self, accounts, PaymentMethod},
     },
@@ -48,7 +49,9 @@ impl Run<'_, '_> {
             return Ok(None);
         }
         let message = format!("`{collection}/{key}` already exists (made by another operation)");
-        Ok(Some(self.reject("duplicate_key", &message, collection).await?))
+        Ok(Some(
+            self.reject(RejectionCode::DuplicateKey, &message, collection).await?,
+        ))
     }
 
     pub(super) fn entry(
@@ -134,7 +137,11 @@ impl Run<'_, '_> {
         for p in payments {
             match self.method_account(&p.method).await? {
                 Ok(account) => out.push((account, p.amount)),
-                Err(message) => return Ok(Err(self.reject("unknown_payment_method", &message, collection).await?)),
+                Err(message) => {
+                    return Ok(Err(self
+                        .reject(RejectionCode::UnknownPaymentMethod, &message, collection)
+                        .await?))
+                }
             }
         }
         Ok(Ok(out))
@@ -172,7 +179,9 @@ impl Run<'_, '_> {
         for id in products {
             if !self.product(id).await?.is_some_and(|p| p.track_stock) {
                 let message = format!("`{id}` is not a stock-tracked product of this business");
-                return Ok(Some(self.reject("unknown_product", &message, collection).await?));
+                return Ok(Some(
+                    self.reject(RejectionCode::UnknownProduct, &message, collection).await?,
+                ));
             }
         }
         Ok(None)
@@ -250,7 +259,7 @@ impl Run<'_, '_> {
 
     pub(super) async fn reject(
         &mut self,
-        code: &'static str,
+        code: RejectionCode,
         message: &str,
         collection: &'static str,
     ) -> Result<Outcome> {

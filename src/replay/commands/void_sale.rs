@@ -2,6 +2,7 @@
 
 use super::{write, Effects, Run};
 use crate::{
+    domain::codes::RejectionCode,
     error::{Error, Result},
     replay::generic::Outcome,
     store::ledger::Line,
@@ -14,12 +15,12 @@ impl Run<'_, '_> {
         let key = self.key();
         let Some(mut sale) = self.row("sales", &key).await? else {
             return self
-                .reject("sale_not_found", "there is no such sale to void", "sales")
+                .reject(RejectionCode::SaleNotFound, "there is no such sale to void", "sales")
                 .await;
         };
         if sale["status"] == "voided" {
             return self
-                .reject("already_voided", "the sale was already voided", "sales")
+                .reject(RejectionCode::AlreadyVoided, "the sale was already voided", "sales")
                 .await;
         }
         let Some((original, lines)) = self.batch.open_entry_for("sale", "sales", &key).await? else {
