@@ -91,9 +91,9 @@ test('a token revoked twice in the middle of the outbox: refreshed each time, ev
     await revoke(source.issued.at(-1));
   };
   a.net.offline = false;
-  a.client.start(); // pushes and long-polls at once, so both meet the dead token
-  await eventually('the outbox drained', async () => (await a.db.local_outbox.count()) === 0, 60000);
-  await a.client.stop();
+  // push() alone, not the live loop: a pull meeting the dead token first would refresh it before any push met it.
+  // Concurrent 401s are the next test's.
+  await a.client.push();
 
   assert.deepEqual(revokeAfter, [], 'both revocations happened mid-outbox');
   assert.equal(source.issued.length, 3, 'one token at start, one per revocation (single flight)');
@@ -111,7 +111,8 @@ test('a token revoked twice in the middle of the outbox: refreshed each time, ev
     assert.ok(i >= newest, `a request with token #${i} after token #${newest} was in use`);
     newest = i;
   }
-  assert.ok(a.net.sent.some((r) => r.status === 401), 'the dead token was met');
+  assert.equal(a.net.sent.filter((r) => r.method === 'POST' && r.status === 401).length, 2, 'each dead token met by a push');
+  assert.equal(await a.db.local_outbox.count(), 0);
   await a.client.close();
 });
 
@@ -131,6 +132,10 @@ test('concurrent requests that meet a 401 share one refresh', async () => {
   await a.client.create('customers', { id: 'flight-1', name: 'Flight', credit_limit: '0.00' });
   await revoke(issued[0]);
   const refused = () => a.net.sent.filter((r) => r.status === 401).length;
+  // No 401 reaches the client before all three requests went out with the dead token: each of them meets it.
+  const dead = issued[0].token;
+  const sentBefore = a.net.sent.filter((r) => r.token === dead).length;
+  a.net.beforeAnswer = (req) => req.status === 401 && eventually('three sent', () => a.net.sent.filter((r) => r.token === dead).length >= 3 + sentBefore);
   const all = Promise.all([a.client.pushOnce(), a.client.pullOnce(), a.client.reference('products')]);
   await eventually('three requests refused', () => refused() === 3);
   release();
