@@ -1,5 +1,10 @@
 // HTTP transport for the dukasync protocol: bearer auth, JSON or MessagePack, and errors turned into ApiError with
 // the stable `code` and a `retryable` flag (protocol/README.md §4 "Retrying").
+//
+// With a `fetchCredentials` callback (src/credentials.js), a 401 gets one fresh token and the request is sent once
+// more with it; a second 401 is the caller's error. Every request reads the token just before it is sent, so no
+// request leaves with a token older than the last refresh.
+import { Credentials } from './credentials.js';
 import { msgpackDecode, msgpackEncode } from './vendor.js';
 
 const MSGPACK = 'application/msgpack';
@@ -27,33 +32,38 @@ export class Api {
   /**
    * @param {object} o
    * @param {string} [o.baseUrl] origin of the server ('' for the page's own origin, as behind the demo proxy)
-   * @param {string} o.token a device token (`dks_...`)
+   * @param {string} [o.token] a fixed token (`dks_...`); with `fetchCredentials`, only the first one
+   * @param {import('./credentials.js').FetchCredentials} [o.fetchCredentials] the app's token source, see credentials.js
+   * @param {Credentials} [o.credentials] a token source shared with other Api instances (instead of the two above)
    * @param {'json'|'msgpack'} [o.encoding] body encoding of requests and responses
    * @param {typeof fetch} [o.fetch] injectable for tests (offline, lost answers)
    */
-  constructor({ baseUrl = '', token, encoding = 'json', fetch: fetchFn } = {}) {
+  constructor({ baseUrl = '', token, fetchCredentials, credentials, encoding = 'json', fetch: fetchFn } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, '');
-    this.token = token;
+    this.credentials = credentials ?? new Credentials({ token, fetchCredentials });
     this.encoding = encoding;
     this.fetch = fetchFn ?? ((...args) => globalThis.fetch(...args));
   }
 
   async request(method, path, { body, signal, headers = {}, timeoutMs = 30000 } = {}) {
-    const h = { Authorization: `Bearer ${this.token}`, ...headers };
     let payload;
+    const h = { ...headers };
     if (this.encoding === 'msgpack') h.Accept = MSGPACK;
     if (body !== undefined) {
       h['Content-Type'] = this.encoding === 'msgpack' ? MSGPACK : 'application/json';
       payload = this.encoding === 'msgpack' ? msgpackEncode(body) : JSON.stringify(body);
     }
-    const signals = [AbortSignal.timeout(timeoutMs)];
-    if (signal) signals.push(signal);
-    let res;
-    try {
-      res = await this.fetch(this.baseUrl + path, { method, headers: h, body: payload, signal: AbortSignal.any(signals) });
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      throw new ApiError(0, 'network', `no answer: ${err.message ?? err}`);
+    const creds = this.credentials;
+    await creds.ready();
+    let sent = creds.token;
+    let res = await this.#send(method, path, h, payload, sent, signal, timeoutMs);
+    if (res.status === 401 && creds.refreshable) {
+      await res.arrayBuffer().catch(() => {}); // frees the connection; the body is the server's 401, not needed
+      // Throws credentials_unavailable (401) if the callback fails: the caller keeps its queue as for any 401.
+      await creds.refresh(sent);
+      sent = creds.token;
+      res = await this.#send(method, path, h, payload, sent, signal, timeoutMs);
+      if (res.status === 401) creds.reject(sent);
     }
     if (res.status === 304) return { status: 304, headers: res.headers, body: null };
     const parsed = await decodeBody(res);
@@ -62,6 +72,18 @@ export class Api {
       throw new ApiError(res.status, e.code ?? 'http_' + res.status, e.message ?? res.statusText, e.details);
     }
     return { status: res.status, headers: res.headers, body: parsed };
+  }
+
+  async #send(method, path, headers, body, token, signal, timeoutMs) {
+    const h = token === null ? headers : { Authorization: `Bearer ${token}`, ...headers };
+    const signals = [AbortSignal.timeout(timeoutMs)];
+    if (signal) signals.push(signal);
+    try {
+      return await this.fetch(this.baseUrl + path, { method, headers: h, body, signal: AbortSignal.any(signals) });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new ApiError(0, 'network', `no answer: ${err.message ?? err}`);
+    }
   }
 
   scopes(opts) {

@@ -47,16 +47,34 @@ export class SyncClient extends EventTarget {
   #running = null;
 
   /**
-   * Opens the scope's database and a client for it. The token and server are stored with the data, so the
-   * service worker can replay the outbox with no page open; pass them on first use (or to replace them).
+   * Opens the scope's database and a client for it.
+   *
+   * With a fixed `token`, the token and server are stored with the data, so the service worker can replay the
+   * outbox with no page open; pass them on first use (or to replace them).
+   *
+   * With `fetchCredentials` (an async callback returning `{token, expiresAt?}`, see src/credentials.js), tokens are
+   * kept in memory only and never stored: the callback is asked when there is no token, after a 401 (the request
+   * is then sent once more) and shortly before `expiresAt`. A service worker passes its own callback.
+   *
+   * @param {object} o
+   * @param {string} o.scope
+   * @param {string} [o.token]
+   * @param {import('./credentials.js').FetchCredentials} [o.fetchCredentials]
+   * @param {string} [o.baseUrl] the server; with `fetchCredentials`, the stored one when absent
    */
-  static async open({ scope, token, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, ...options }) {
+  static async open({ scope, token, fetchCredentials, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, ...options }) {
     const db = openScopeDb(scope, { indexedDB, IDBKeyRange, namespace });
     await db.open();
-    if (token) await db.local_sync.put({ key: 'auth', token, baseUrl: baseUrl ?? '' });
-    const auth = await db.local_sync.get('auth');
-    if (!auth) throw new Error(`no token stored for scope ${scope}`);
-    const api = new Api({ baseUrl: auth.baseUrl, token: auth.token, encoding, fetch });
+    let api;
+    if (fetchCredentials) {
+      const stored = baseUrl ?? (await db.local_sync.get('auth'))?.baseUrl ?? '';
+      api = new Api({ baseUrl: stored, fetchCredentials, encoding, fetch });
+    } else {
+      if (token) await db.local_sync.put({ key: 'auth', token, baseUrl: baseUrl ?? '' });
+      const auth = await db.local_sync.get('auth');
+      if (!auth) throw new Error(`no token stored for scope ${scope}`);
+      api = new Api({ baseUrl: auth.baseUrl, token: auth.token, encoding, fetch });
+    }
     const client = new SyncClient({ scope, db, api, ...options });
     client.state.outbox = await db.local_outbox.count();
     return client;
@@ -216,8 +234,9 @@ export class SyncClient extends EventTarget {
   }
 
   async #refused(err, batch) {
-    // Retrying later may help (no answer, 503), or only a person can help (401, an outbox bound to another device,
-    // sequences missing locally): either way the queue stays as it is.
+    // Retrying later may help (no answer, 503), or only a person or a new token can help (401, also when
+    // fetchCredentials failed or its fresh token was refused too; an outbox bound to another device; sequences
+    // missing locally): either way the queue stays as it is.
     const keep = err.retryable || err.status === 401 || err.code === 'client_id_taken' || err.code === 'sequence_gap';
     if (keep) {
       this.#setState({ error: err.retryable ? null : { code: err.code, message: err.message } });

@@ -8,7 +8,10 @@
 // changes reuses them, so the server answers `duplicate` instead of applying twice.
 //
 // Usage: registerDukasyncProtocol(Dexie); db.syncable.connect('dukasync', serverUrl, {scope, token}).
+// With the app's token source: registerDukasyncProtocol(Dexie, {fetchCredentials}) and connect without `token`
+// (Syncable stores connect options, so a function cannot go there; the tokens stay in memory).
 import { Api, ApiError } from './api.js';
+import { Credentials } from './credentials.js';
 
 const CREATE = 1;
 const UPDATE = 2;
@@ -16,12 +19,21 @@ const DELETE = 3;
 
 /**
  * Registers the protocol `dukasync` on the Dexie class that has Dexie.Syncable loaded.
- * @param {object} [o] `fetch` (injectable), `pollMs` (how often to sync again, default 2000), `encoding`.
+ * @param {object} [o] `fetch` (injectable), `pollMs` (how often to sync again, default 2000), `encoding`,
+ *   `fetchCredentials` (the app's token source, used when the connect options have no `token`).
  */
-export function registerDukasyncProtocol(Dexie, { fetch, pollMs = 2000, encoding } = {}) {
+export function registerDukasyncProtocol(Dexie, { fetch, pollMs = 2000, encoding, fetchCredentials } = {}) {
+  // One token source per server and scope, kept across sync calls: a fresh token is not fetched on every poll.
+  const sources = new Map();
+  const credentialsFor = (url, scope) => {
+    const id = `${url}\n${scope}`;
+    if (!sources.has(id)) sources.set(id, new Credentials({ fetchCredentials }));
+    return sources.get(id);
+  };
   Dexie.Syncable.registerSyncProtocol('dukasync', {
     sync(context, url, options, baseRevision, syncedRevision, changes, partial, applyRemoteChanges, onChangesAccepted, onSuccess, onError) {
-      const api = new Api({ baseUrl: url, token: options.token, fetch, encoding });
+      const auth = options.token || !fetchCredentials ? { token: options.token } : { credentials: credentialsFor(url, options.scope) };
+      const api = new Api({ baseUrl: url, ...auth, fetch, encoding });
       const tables = new Set(options.tables ?? []);
       syncOnce({ context, api, scope: options.scope, tables, changes, cursor: syncedRevision ?? '0', applyRemoteChanges })
         .then(() => {

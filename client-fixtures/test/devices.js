@@ -11,10 +11,18 @@ export function network() {
     posts: 0,
     /** When each long-poll (a GET with a non-zero `wait`) was sent, in milliseconds. */
     longPolls: [],
+    /** Every request in the order it was sent: method, URL, the bearer token, and the answer's status once known. */
+    sent: [],
+    /** Runs (request, response) before an answer reaches the client (e.g. to revoke a token between batches). */
+    beforeAnswer: null,
     async fetch(url, init = {}) {
       if (net.offline) throw new TypeError('fetch failed: offline');
       if ((init.method ?? 'GET') === 'GET' && /[?&]wait=[1-9]/.test(String(url))) net.longPolls.push(Date.now());
+      const request = { method: init.method ?? 'GET', url: String(url), token: bearer(init.headers), status: null };
+      net.sent.push(request);
       const res = await fetch(url, init);
+      request.status = res.status;
+      if (net.beforeAnswer) await net.beforeAnswer(request, res.clone());
       if (init.method === 'POST') {
         net.posts += 1;
         if (net.loseAnswers > 0) {
@@ -27,6 +35,10 @@ export function network() {
     },
   };
   return net;
+}
+
+function bearer(headers = {}) {
+  return /^Bearer (.*)$/.exec(headers.Authorization ?? '')?.[1] ?? null;
 }
 
 /** A device of `scope` with its own IndexedDB and network. */
