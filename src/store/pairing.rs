@@ -57,6 +57,9 @@ pub struct Redeemed {
     pub roles: Vec<(String, String)>,
 }
 
+/// A live code being redeemed: id, scope, email, name of a new user, role, suggested device name.
+type CodeRow = (Uuid, String, String, Option<String>, String, Option<String>);
+
 /// Redeems the code with hash `code` in one transaction: marks it used, creates the user if new, sets their
 /// role in the code's scope, creates the device if new and stores the token `token` for it.
 /// `None` when no live, unused code has that hash.
@@ -71,7 +74,7 @@ pub async fn redeem(
     lifetime: Duration,
 ) -> Result<Option<Redeemed>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let row: Option<(Uuid, String, String, Option<String>, String, Option<String>)> = sqlx::query_as(
+    let row: Option<CodeRow> = sqlx::query_as(
         r#"UPDATE pairing_codes SET used_at = now()
            WHERE code_hash = $1 AND used_at IS NULL AND expires_at > now()
            RETURNING id, scope_id, email, display_name, role, device_name"#,
