@@ -105,6 +105,24 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub limits: Limits,
     pub cache: CacheSettings,
+    pub enrollment: Enrollment,
+}
+
+/// Pairing codes, device-token lifetimes and rotation (protocol §3.3).
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    /// `DUKASYNC_PAIRING_CODE_SECS`: how long a pairing code can be redeemed (default 600).
+    pub code_ttl: Duration,
+    /// `DUKASYNC_DEVICE_TOKEN_DAYS`: lifetime of paired and rotated device tokens (default 90).
+    pub token_lifetime: Duration,
+    /// `DUKASYNC_ROTATION_GRACE_SECS`: how long a rotated token keeps working (default 300).
+    pub rotation_grace: Duration,
+    /// `DUKASYNC_PAIR_ATTEMPTS_PER_IP`: redemptions allowed per client address per minute (default 10).
+    pub attempts_per_ip: u32,
+    /// `DUKASYNC_PAIR_ATTEMPTS_TOTAL`: redemptions allowed per minute in total, per instance (default 60).
+    pub attempts_total: u32,
+    /// `DUKASYNC_PUBLIC_URL`: the base URL phones reach the server at, for the pairing URL (none by default).
+    pub public_url: Option<String>,
 }
 
 /// A configuration problem, phrased as the one line start-up prints.
@@ -163,8 +181,24 @@ impl Config {
                 window: env.parse_or("DUKASYNC_CACHE_WINDOW", 256, 0..=10_000)?,
                 redis_timeout: Duration::from_millis(env.parse_or("DUKASYNC_REDIS_TIMEOUT_MS", 250, 10..=10_000)?),
             },
+            enrollment: enrollment(&env)?,
         })
     }
+}
+
+fn enrollment<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Enrollment, ConfigError> {
+    let public_url = env.optional_string("DUKASYNC_PUBLIC_URL");
+    if let Some(url) = &public_url {
+        check_url("DUKASYNC_PUBLIC_URL", url, &["http", "https"])?;
+    }
+    Ok(Enrollment {
+        code_ttl: Duration::from_secs(env.parse_or("DUKASYNC_PAIRING_CODE_SECS", 600, 1..=86_400)?),
+        token_lifetime: Duration::from_secs(86_400 * env.parse_or("DUKASYNC_DEVICE_TOKEN_DAYS", 90u64, 1..=3650)?),
+        rotation_grace: Duration::from_secs(env.parse_or("DUKASYNC_ROTATION_GRACE_SECS", 300, 0..=86_400)?),
+        attempts_per_ip: env.parse_or("DUKASYNC_PAIR_ATTEMPTS_PER_IP", 10, 1..=10_000)?,
+        attempts_total: env.parse_or("DUKASYNC_PAIR_ATTEMPTS_TOTAL", 60, 1..=100_000)?,
+        public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+    })
 }
 
 fn check_url(variable: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {

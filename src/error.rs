@@ -71,6 +71,9 @@ pub enum Error {
     RouteNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Too many pairing attempts from this address or in total (protocol §3.3); answered with `Retry-After`.
+    #[error("too many pairing attempts; retry after {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("the server is busy; retry later")]
     Overloaded,
     /// A dependency (PostgreSQL) is unreachable: nothing was done, the client should retry.
@@ -118,6 +121,7 @@ impl Error {
             Error::PayloadMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Overloaded | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -131,6 +135,7 @@ impl Error {
             Error::NotFound("scope") => ErrorCode::ScopeNotFound,
             Error::NotFound("dataset") => ErrorCode::DatasetNotFound,
             Error::NotFound("conflict") => ErrorCode::ConflictNotFound,
+            Error::NotFound("token") => ErrorCode::TokenNotFound,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::BadRequest { code, .. } | Error::InvalidOperation { code, .. } => *code,
             Error::ResetRequired { .. } => ErrorCode::ResetRequired,
@@ -144,6 +149,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Error::RouteNotFound => ErrorCode::RouteNotFound,
             Error::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Error::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
             Error::Overloaded => ErrorCode::Overloaded,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
@@ -156,6 +162,9 @@ impl Error {
             Error::ResetRequired { reason, head } => Some(serde_json::json!({ "reason": reason, "head": head })),
             Error::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit_bytes": limit })),
             Error::BatchTooLarge { limit } => Some(serde_json::json!({ "limit_ops": limit })),
+            Error::TooManyAttempts { retry_after_secs } => {
+                Some(serde_json::json!({ "retry_after_secs": retry_after_secs }))
+            }
             Error::SequenceGap { expected } => Some(serde_json::json!({ "expected_seq": expected })),
             Error::PayloadMismatch { seq, .. } => Some(serde_json::json!({ "seq": seq })),
             Error::InvalidOperation { seq, index, .. } => Some(serde_json::json!({ "seq": seq, "index": index })),

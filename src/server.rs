@@ -47,9 +47,9 @@ pub struct ConnectionLimits {
 pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, stop: CancellationToken) {
     let graceful = GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     accept_failed(err).await;
                     continue;
@@ -69,9 +69,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
         });
         let service = {
             let (router, activity) = (router.clone(), activity.clone());
-            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 let in_progress = InProgress::start(&activity);
                 let router = router.clone();
+                // The peer's address, for the bounds on pairing attempts (`http::pairing`).
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 async move {
                     let response = router
                         .oneshot(request.map(Body::new))

@@ -2,7 +2,7 @@
 //! Built without touching the network (PostgreSQL and Redis connect on first use); cheap to clone.
 
 use crate::{
-    auth::TokenCache,
+    auth::{attempts::AttemptLimiter, TokenCache},
     cache::{Cache, Redis},
     config::Config,
     feed::longpoll::Early,
@@ -36,6 +36,8 @@ pub struct Inner {
     /// Snapshots and feed windows: in-process, in front of Redis when configured.
     pub cache: Arc<Cache>,
     pub tokens: Arc<TokenCache>,
+    /// Bounds on pairing-code redemptions (protocol §3.3).
+    pub pairing_attempts: Arc<AttemptLimiter>,
     pub hub: Arc<FeedHub>,
     /// Pulls and checksums of the change feed.
     pub feed: Feed,
@@ -78,6 +80,10 @@ impl AppState {
             feed: Feed::new(db.clone(), windows, hub.clone(), shutdown.clone()),
             references: References::new(db.clone(), cache.clone(), hub.clone()),
             tokens: Arc::new(TokenCache::new(config.token_cache_ttl)),
+            pairing_attempts: Arc::new(AttemptLimiter::new(
+                config.enrollment.attempts_per_ip,
+                config.enrollment.attempts_total,
+            )),
             hub,
             replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops)),
             metrics: Metrics::default(),

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+mod enroll;
+pub use enroll::*;
+
 /// The body of every 4xx and 5xx answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {

@@ -10,6 +10,7 @@
 import { Api, ApiError } from './api.js';
 import { protocolSafe, rowHash, sum32 } from './checksum.js';
 import { COLLECTIONS, SYNCED, openScopeDb } from './schema.js';
+import { pair } from './pair.js';
 
 const rowId = (collection, key) => `${collection}\x1f${key}`;
 const GENERIC = new Set(['create', 'put', 'update', 'delete']);
@@ -45,6 +46,11 @@ export class SyncClient extends EventTarget {
   #kick;
   #abort = null;
   #running = null;
+
+  /** Exchanges a pairing code for a device token (protocol §3.3); then `open({ scope, token, baseUrl })`. */
+  static pair(options) {
+    return pair(options);
+  }
 
   /**
    * Opens the scope's database and a client for it.

@@ -28,6 +28,9 @@ const MAX_ENTRIES: usize = 10_000;
 struct Entry {
     principal: Option<Principal>,
     checked_at: Instant,
+    /// When the token expires, if it does: the entry is not trusted past it, however long `ttl` is (a rotated
+    /// token's grace period may be shorter than `ttl`).
+    expires: Option<Instant>,
 }
 
 pub struct TokenCache {
@@ -63,8 +66,13 @@ impl TokenCache {
         let principal = self
             .checks
             .run((generation, hash), || async {
-                let principal = store::tokens::principal_for(db, &hash).await?;
-                self.insert(generation, hash, principal.clone());
+                let checked = store::tokens::check(db, &hash).await?;
+                let expires = checked
+                    .as_ref()
+                    .and_then(|(_, left)| *left)
+                    .map(|left| Instant::now() + left);
+                let principal = checked.map(|(principal, _)| principal);
+                self.insert(generation, hash, principal.clone(), expires);
                 Ok::<_, sqlx::Error>(principal)
             })
             .await?;
@@ -82,12 +90,13 @@ impl TokenCache {
     fn fresh(&self, hash: &TokenHash) -> Option<Option<Principal>> {
         let entries = self.lock();
         let entry = entries.get(hash)?;
-        (entry.checked_at.elapsed() < self.ttl).then(|| entry.principal.clone())
+        let expired = entry.expires.is_some_and(|at| Instant::now() >= at);
+        (entry.checked_at.elapsed() < self.ttl && !expired).then(|| entry.principal.clone())
     }
 
     /// Keeps a check's answer, unless the cache was cleared since the check began (`generation`): the answer
     /// may predate a revocation.
-    fn insert(&self, generation: u64, hash: TokenHash, principal: Option<Principal>) {
+    fn insert(&self, generation: u64, hash: TokenHash, principal: Option<Principal>, expires: Option<Instant>) {
         let mut entries = self.lock();
         // Read under the lock `clear` bumps it under: a clear either happened before (and is seen here) or
         // happens after this insert (and removes it).
@@ -106,6 +115,7 @@ impl TokenCache {
             Entry {
                 principal,
                 checked_at: Instant::now(),
+                expires,
             },
         );
     }

@@ -5,7 +5,10 @@
 //! does not reveal usable tokens. A token belongs to a device, the device to a user, and the user has one role
 //! per scope; a token sees exactly those scopes.
 
+pub mod attempts;
 mod cache;
+pub mod lifecycle;
+pub mod pairing;
 
 pub use cache::TokenCache;
 

@@ -12,7 +12,7 @@ use crate::{
     feed, reference, setup,
     state::AppState,
     store::{self, accounts, tokens},
-    wire::{NewAccount, NewPaymentMethod},
+    wire::{NewAccount, NewPairingCode, NewPaymentMethod},
 };
 mod conflicts;
 
@@ -85,6 +85,22 @@ enum Command {
         #[arg(long)]
         role: String,
     },
+    /// Create a one-time pairing code for a user (new users need --name) and a role in a scope; a phone
+    /// exchanges it for a device token at POST /v1/pair (protocol §3.3).
+    PairingCode {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        email: String,
+        /// owner, manager or cashier
+        #[arg(long)]
+        role: String,
+        /// The name of a new user.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        device_name: Option<String>,
+    },
     /// Cache operations (Redis).
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -128,6 +144,9 @@ enum TokenCommand {
         device: String,
         #[arg(long, default_value = "")]
         label: String,
+        /// Make the token expire after this many days (default: it never expires).
+        #[arg(long)]
+        expires_days: Option<u32>,
     },
     /// Revoke a token by its id (see `token list`). Takes effect on every server within seconds.
     Revoke { id: Uuid },
@@ -197,14 +216,28 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             eprintln!("demo data loaded");
             Ok(())
         }
-        Command::Token(TokenCommand::Issue { email, device, label }) => {
+        Command::Token(TokenCommand::Issue {
+            email,
+            device,
+            label,
+            expires_days,
+        }) => {
             let db = connect(&config).await?;
             let user = accounts::user_by_email(&db, &email)
                 .await?
                 .with_context(|| format!("no user with email {email}"))?;
             let device_id = accounts::ensure_device(&db, user, &device).await?;
             let token = NewToken::generate();
-            let id = tokens::insert(&db, device_id, &token.hash, &label).await?;
+            let id = match expires_days {
+                None => tokens::insert(&db, device_id, &token.hash, &label).await?,
+                Some(days) => {
+                    let lifetime = std::time::Duration::from_secs(86_400 * u64::from(days));
+                    let (id, expires_at) =
+                        store::token_admin::insert_expiring(&db, device_id, &token.hash, &label, lifetime).await?;
+                    eprintln!("the token expires at {}", expires_at.to_rfc3339());
+                    id
+                }
+            };
             eprintln!("issued token {id} for {email} on device {device:?}; it is shown once:");
             println!("{}", token.plaintext);
             Ok(())
@@ -282,6 +315,36 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             let user = accounts::ensure_user(&db, &email, &name).await?;
             accounts::set_role(&db, user, &scope, role).await?;
             eprintln!("{email} is {} of {scope}", role.as_str());
+            Ok(())
+        }
+        Command::PairingCode {
+            scope,
+            email,
+            role,
+            name,
+            device_name,
+        } => {
+            let db = connect(&config).await?;
+            let scope = ScopeId::parse(&scope).context("not a scope id")?;
+            let new = NewPairingCode {
+                email,
+                name,
+                role,
+                device_name,
+            };
+            let code = crate::auth::pairing::create(&db, &config.enrollment, &scope, None, &new)
+                .await
+                .map_err(cli_error)?;
+            eprintln!(
+                "pairing code for {} as {} of {scope}, valid until {}; it is shown once:",
+                code.email,
+                code.role.as_str(),
+                code.expires_at.to_rfc3339()
+            );
+            println!("{}", code.code);
+            if let Some(url) = code.url {
+                println!("{url}");
+            }
             Ok(())
         }
         Command::Cache(CacheCommand::Warm { scope, windows }) => cache_warm(&config, scope, windows).await,

@@ -19,7 +19,7 @@ use axum::{
 
 /// An owner or manager of the `{scope}` of the path. An extractor, so that the role is checked (403) before the
 /// body is read (400), in the order of protocol §3.
-pub struct ScopeAdmin(ScopeAccess);
+pub struct ScopeAdmin(pub(super) ScopeAccess);
 
 impl FromRequestParts<AppState> for ScopeAdmin {
     type Rejection = crate::error::Error;

@@ -14,10 +14,12 @@ mod error;
 pub mod negotiate;
 mod observe;
 mod ops;
+mod pairing;
 mod reference;
 mod scopes;
 mod summary;
 mod system;
+mod tokens;
 
 use crate::{error::Error, state::AppState};
 use axum::http::StatusCode;
@@ -74,6 +76,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(conflicts::resolve_conflict))
         .routes(routes!(chart::add_account))
         .routes(routes!(chart::add_payment_method))
+        .routes(routes!(pairing::create_pairing_code))
+        .routes(routes!(pairing::pair))
+        .routes(routes!(tokens::rotate_token))
+        .routes(routes!(tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
         .split_for_parts();
     common_v1_responses(&mut doc);
     (router, doc)

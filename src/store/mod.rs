@@ -8,10 +8,12 @@ pub mod batch;
 pub mod changes;
 pub mod conflicts;
 pub mod ledger;
+pub mod pairing;
 mod params;
 pub mod reference;
 pub mod replay;
 pub mod summary;
+pub mod token_admin;
 pub mod tokens;
 pub mod windows;
 

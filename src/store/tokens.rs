@@ -5,7 +5,7 @@ use crate::{
     domain::{Role, ScopeId},
 };
 use sqlx::{PgPool, Row};
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 use uuid::Uuid;
 
 /// Channel on which revocations are announced, so every instance drops its cached tokens at once.
@@ -19,17 +19,23 @@ pub const AUTH_CHANNEL: &str = "dukasync_auth";
 /// at no cost, and every request of the token waits for this check. Waiting for the flush put the disk's latency
 /// in front of those requests every time the token's cache entry expired (tests/token_check_flush.rs).
 pub async fn principal_for(db: &PgPool, hash: &TokenHash) -> Result<Option<Principal>, sqlx::Error> {
+    Ok(check(db, hash).await?.map(|(principal, _)| principal))
+}
+
+/// As [`principal_for`], with how long the token has left to live (`None`: it does not expire), measured by
+/// PostgreSQL's clock, which set the expiry, so a cache can stop trusting the token exactly then.
+pub async fn check(db: &PgPool, hash: &TokenHash) -> Result<Option<(Principal, Option<Duration>)>, sqlx::Error> {
     let rows = sqlx::query(
         r#"
         WITH t AS (
             UPDATE device_tokens SET last_seen_at = now()
             WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-            RETURNING id, device_id
+            RETURNING id, device_id, EXTRACT(EPOCH FROM (expires_at - now()))::float8 AS expires_in
         ), d AS (
             UPDATE devices SET last_seen_at = now() FROM t WHERE devices.id = t.device_id
             RETURNING devices.id, devices.user_id
         )
-        SELECT t.id AS token_id, d.id AS device_id, d.user_id, m.scope_id, m.role,
+        SELECT t.id AS token_id, t.expires_in, d.id AS device_id, d.user_id, m.scope_id, m.role,
                set_config('synchronous_commit', 'off', true) AS commit_without_flush
         FROM t JOIN d ON d.id = t.device_id
         LEFT JOIN memberships m ON m.user_id = d.user_id
@@ -53,12 +59,17 @@ pub async fn principal_for(db: &PgPool, hash: &TokenHash) -> Result<Option<Princ
             roles.insert(scope, role);
         }
     }
-    Ok(Some(Principal {
+    let expires_in: Option<f64> = first.try_get("expires_in")?;
+    let principal = Principal {
         token_id: first.try_get("token_id")?,
         device_id: first.try_get("device_id")?,
         user_id: first.try_get("user_id")?,
         roles: Arc::new(roles),
-    }))
+    };
+    Ok(Some((
+        principal,
+        expires_in.map(|secs| Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)),
+    )))
 }
 
 /// Stores a new token for `device_id`; returns its id.

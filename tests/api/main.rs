@@ -8,6 +8,9 @@ mod common;
 // Authentication, the Authorization scheme, error bodies, readiness, metrics, start-up and shutdown.
 mod bearer_scheme;
 mod foundation;
+// Enrollment by pairing code; device tokens' expiry, rotation and revocation.
+mod pairing;
+mod tokens;
 // The pull side: pages, resets, long-polls and their admission.
 mod feed;
 mod longpoll_admission;
