@@ -2,7 +2,7 @@
 //! Built without touching the network (PostgreSQL and Redis connect on first use); cheap to clone.
 
 use crate::{
-    auth::TokenCache,
+    auth::{jwt::JwtVerifier, TokenCache},
     cache::{Cache, Redis},
     config::Config,
     feed::longpoll::Early,
@@ -33,6 +33,8 @@ pub struct Inner {
     /// Snapshots and feed windows: in-process, in front of Redis when configured.
     pub cache: Arc<Cache>,
     pub tokens: Arc<TokenCache>,
+    /// Verifies JWTs of the ERP's backend; `None` when `DUKASYNC_JWT_*` is not configured (JWTs refused).
+    pub jwt: Option<Arc<JwtVerifier>>,
     pub hub: Arc<FeedHub>,
     /// Replay pushes, grouped per scope into shared transactions.
     pub replays: Arc<GroupCommit>,
@@ -70,6 +72,7 @@ impl AppState {
         ));
         Ok(AppState(Arc::new(Inner {
             tokens: Arc::new(TokenCache::new(config.token_cache_ttl)),
+            jwt: config.jwt.as_ref().map(|settings| Arc::new(JwtVerifier::new(settings))),
             hub: Arc::new(FeedHub::default()),
             replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops)),
             metrics: Metrics::default(),

@@ -5,9 +5,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-// Authentication, the Authorization scheme, error bodies, readiness, metrics, start-up and shutdown.
+// Authentication (device tokens and JWTs of the ERP backend), the Authorization scheme, error bodies, readiness,
+// metrics, start-up and shutdown.
 mod bearer_scheme;
 mod foundation;
+mod jwt;
+mod jwt_vectors;
 // The pull side: pages, resets, long-polls and their admission.
 mod feed;
 mod longpoll_admission;
