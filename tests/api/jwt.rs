@@ -373,3 +373,39 @@ async fn without_jwt_configuration_jwts_are_refused_and_device_tokens_work() {
     let device_token = app.token(OWNER, "phone").await;
     assert_eq!(status(&app, &device_token).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_user_linked_by_the_cli_signs_in_with_its_roles_here() {
+    let f = setup().await;
+    let (ok, _, err) = cli(
+        &f.app,
+        &[
+            "user-add",
+            "--email",
+            "erp.cashier@duka.test",
+            "--name",
+            "Baraka",
+            "--scope",
+            "water",
+            "--role",
+            "cashier",
+            "--external-id",
+            "erp-user-9",
+        ],
+    );
+    assert!(ok, "{err}");
+    let mut c = claims();
+    c["sub"] = json!("erp-user-9");
+    let resp = f
+        .app
+        .get("/v1/scopes", Some(&sign_hs256(SECRET.as_bytes(), None, &c)))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let list: ScopeList = resp.json().await.unwrap();
+    let seen: Vec<(String, String)> = list
+        .scopes
+        .iter()
+        .map(|s| (s.id.clone(), s.role.as_str().to_string()))
+        .collect();
+    assert_eq!(seen, vec![("water".to_string(), "cashier".to_string())]);
+}
