@@ -409,3 +409,58 @@ async fn a_user_linked_by_the_cli_signs_in_with_its_roles_here() {
         .collect();
     assert_eq!(seen, vec![("water".to_string(), "cashier".to_string())]);
 }
+
+#[tokio::test]
+async fn a_cached_jwt_is_not_kept_past_its_exp() {
+    // No leeway and a long token cache: only the bound by `exp` can refuse the token once it expired.
+    let jwks = JwksServer::start(&[ed()]).await;
+    let app = TestApp::start_with(&[
+        ("DUKASYNC_JWT_JWKS_URL", &jwks.url),
+        ("DUKASYNC_JWT_AUDIENCE", AUDIENCE),
+        ("DUKASYNC_JWT_LEEWAY_SECS", "0"),
+        ("DUKASYNC_TOKEN_CACHE_SECS", "300"),
+    ])
+    .await;
+    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
+        .bind(OWNER_SUB)
+        .bind(OWNER)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut c = claims();
+    c["exp"] = json!(now() + 2);
+    let token = sign(ed(), &c);
+    assert_eq!(status(&app, &token).await, StatusCode::OK);
+    // Ask until the token is refused (the clock passing its exp), within a deadline far below the cache's 300 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while status(&app, &token).await == StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "an expired JWT was still served from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(now() >= c["exp"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn a_jwks_file_works_like_a_url() {
+    let dir = std::env::temp_dir().join(format!("dukasync-jwks-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, json!({"keys": [KEYS[1].jwk.clone()]}).to_string()).unwrap();
+    let app = TestApp::start_with(&[
+        ("DUKASYNC_JWT_JWKS_FILE", path.to_str().unwrap()),
+        ("DUKASYNC_JWT_AUDIENCE", AUDIENCE),
+    ])
+    .await;
+    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
+        .bind(OWNER_SUB)
+        .bind(OWNER)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(status(&app, &sign(&KEYS[1], &claims())).await, StatusCode::OK);
+    assert_eq!(status(&app, &sign(ed(), &claims())).await, StatusCode::UNAUTHORIZED);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
