@@ -464,3 +464,30 @@ async fn a_jwks_file_works_like_a_url() {
     assert_eq!(status(&app, &sign(ed(), &claims())).await, StatusCode::UNAUTHORIZED);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_client_id_stays_bound_to_the_device_of_the_jwt() {
+    let f = setup().await;
+    let device = |token: String, client_id| Device {
+        app: &f.app,
+        token,
+        client_id,
+        scope: "water",
+    };
+    let phone = device(sign(ed(), &claims()), uuid::Uuid::new_v4());
+    phone.push(&[put_customer(1, "c-1")]).await;
+    // A later token of the same device (another iat, another key) goes on with the same client_id.
+    let mut later = claims();
+    later["iat"] = json!(now() - 5);
+    let again = device(sign(&KEYS[1], &later), phone.client_id);
+    again.push(&[put_customer(2, "c-2")]).await;
+    // Another device of the same user may not use it.
+    let mut other = claims();
+    other["device"] = json!("phone-2");
+    let thief = device(sign(ed(), &other), phone.client_id);
+    let (status, body) = thief.push_error(&[put_customer(3, "c-3")]).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::CONFLICT, "client_id_taken")
+    );
+}
