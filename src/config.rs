@@ -4,6 +4,8 @@
 //! start-up with one line naming the variable. Secrets (the database and Redis URLs may carry passwords) are
 //! wrapped in [`Secret`] so that neither `Debug` nor logs can print them.
 
+pub mod jwt;
+
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 /// A value that must never appear in logs or `Debug` output.
@@ -105,6 +107,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub limits: Limits,
     pub cache: CacheSettings,
+    /// `DUKASYNC_JWT_*` (see `config::jwt`): tokens signed by the ERP's backend; `None` refuses every JWT.
+    pub jwt: Option<jwt::JwtSettings>,
     pub enrollment: Enrollment,
 }
 
@@ -182,6 +186,7 @@ impl Config {
                 redis_timeout: Duration::from_millis(env.parse_or("DUKASYNC_REDIS_TIMEOUT_MS", 250, 10..=10_000)?),
             },
             enrollment: enrollment(&env)?,
+            jwt: jwt::read(&env)?,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! Built without touching the network (PostgreSQL and Redis connect on first use); cheap to clone.
 
 use crate::{
-    auth::{attempts::AttemptLimiter, TokenCache},
+    auth::{attempts::AttemptLimiter, jwt::JwtVerifier, TokenCache},
     cache::{Cache, Redis},
     config::Config,
     feed::longpoll::Early,
@@ -38,6 +38,8 @@ pub struct Inner {
     pub tokens: Arc<TokenCache>,
     /// Bounds on pairing-code redemptions (protocol §3.3).
     pub pairing_attempts: Arc<AttemptLimiter>,
+    /// Verifies JWTs of the ERP's backend; `None` when `DUKASYNC_JWT_*` is not configured (JWTs refused).
+    pub jwt: Option<Arc<JwtVerifier>>,
     pub hub: Arc<FeedHub>,
     /// Pulls and checksums of the change feed.
     pub feed: Feed,
@@ -84,6 +86,7 @@ impl AppState {
                 config.enrollment.attempts_per_ip,
                 config.enrollment.attempts_total,
             )),
+            jwt: config.jwt.as_ref().map(|settings| Arc::new(JwtVerifier::new(settings))),
             hub,
             replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops)),
             metrics: Metrics::default(),

@@ -10,8 +10,12 @@
 //!
 //! A check that was running when the cache was cleared answers the requests that were already waiting for it
 //! (they arrived before the revocation was heard) but is not kept: later requests check again.
+//!
+//! JWTs (`authenticate_jwt`) share the cache, keyed by the blake3 hash of the whole token like device tokens,
+//! and an entry is never kept past the token's own `exp`. Only accepted JWTs are kept: a refused one may become
+//! valid (its `kid` appears in the JWKS, its `sub` gets a user), and refusing one costs no database query.
 
-use super::{hash_token, Principal, TokenHash};
+use super::{hash_token, jwt::JwtVerifier, Principal, TokenHash};
 use crate::{concurrency::single_flight::SingleFlight, error::Result, store};
 use sqlx::PgPool;
 use std::{
@@ -27,10 +31,9 @@ const MAX_ENTRIES: usize = 10_000;
 
 struct Entry {
     principal: Option<Principal>,
-    checked_at: Instant,
-    /// When the token expires, if it does: the entry is not trusted past it, however long `ttl` is (a rotated
-    /// token's grace period may be shorter than `ttl`).
-    expires: Option<Instant>,
+    /// `ttl` after the check, or earlier when the token itself expires earlier (JWTs; a device token's expiry,
+    /// including a rotated token's grace period, which may be shorter than `ttl`).
+    valid_until: Instant,
 }
 
 pub struct TokenCache {
@@ -67,12 +70,55 @@ impl TokenCache {
             .checks
             .run((generation, hash), || async {
                 let checked = store::tokens::check(db, &hash).await?;
-                let expires = checked
+                let keep = checked
                     .as_ref()
                     .and_then(|(_, left)| *left)
-                    .map(|left| Instant::now() + left);
+                    .map_or(self.ttl, |left| self.ttl.min(left));
                 let principal = checked.map(|(principal, _)| principal);
-                self.insert(generation, hash, principal.clone(), expires);
+                self.insert(generation, hash, principal.clone(), keep);
+                Ok::<_, sqlx::Error>(principal)
+            })
+            .await?;
+        Ok(principal.as_ref().clone())
+    }
+
+    /// The principal of a JWT signed by the ERP's backend, or `None` when it is refused (by `verifier`, or
+    /// because no user has its `sub`) or JWTs are not configured.
+    pub async fn authenticate_jwt(
+        &self,
+        db: &PgPool,
+        verifier: Option<&JwtVerifier>,
+        token: &str,
+    ) -> Result<Option<Principal>> {
+        let Some(verifier) = verifier else {
+            return Ok(None);
+        };
+        let hash = hash_token(token);
+        if let Some(hit) = self.fresh(&hash) {
+            return Ok(hit);
+        }
+        let verified = match verifier.verify(token).await {
+            Ok(verified) => verified,
+            Err(refusal) => {
+                // The reason helps whoever configures the backend; the token itself is never logged.
+                tracing::debug!(reason = refusal.as_str(), "auth.jwt_refused");
+                return Ok(None);
+            }
+        };
+        let lookup = || store::backend_users::principal_for(db, &verified.subject, &verified.device, &hash);
+        let left = verified.expires_at.saturating_sub(chrono::Utc::now().timestamp());
+        let keep = self.ttl.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
+        if keep.is_zero() {
+            return Ok(lookup().await?);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let principal = self
+            .checks
+            .run((generation, hash), || async {
+                let principal = lookup().await?;
+                if principal.is_some() {
+                    self.insert(generation, hash, principal.clone(), keep);
+                }
                 Ok::<_, sqlx::Error>(principal)
             })
             .await?;
@@ -90,13 +136,12 @@ impl TokenCache {
     fn fresh(&self, hash: &TokenHash) -> Option<Option<Principal>> {
         let entries = self.lock();
         let entry = entries.get(hash)?;
-        let expired = entry.expires.is_some_and(|at| Instant::now() >= at);
-        (entry.checked_at.elapsed() < self.ttl && !expired).then(|| entry.principal.clone())
+        (Instant::now() < entry.valid_until).then(|| entry.principal.clone())
     }
 
     /// Keeps a check's answer, unless the cache was cleared since the check began (`generation`): the answer
     /// may predate a revocation.
-    fn insert(&self, generation: u64, hash: TokenHash, principal: Option<Principal>, expires: Option<Instant>) {
+    fn insert(&self, generation: u64, hash: TokenHash, principal: Option<Principal>, keep: Duration) {
         let mut entries = self.lock();
         // Read under the lock `clear` bumps it under: a clear either happened before (and is seen here) or
         // happens after this insert (and removes it).
@@ -104,8 +149,8 @@ impl TokenCache {
             return;
         }
         if entries.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.checked_at.elapsed() < ttl);
+            let now = Instant::now();
+            entries.retain(|_, e| now < e.valid_until);
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
@@ -114,8 +159,7 @@ impl TokenCache {
             hash,
             Entry {
                 principal,
-                checked_at: Instant::now(),
-                expires,
+                valid_until: Instant::now() + keep,
             },
         );
     }

@@ -4,11 +4,16 @@
 //! high-entropy random values, so a fast hash is enough (no password stretching needed), and a leaked table
 //! does not reveal usable tokens. A token belongs to a device, the device to a user, and the user has one role
 //! per scope; a token sees exactly those scopes.
+//!
+//! Beside them, JWTs signed by the ERP's backend (`jwt`, `jwks`; protocol §3.2) name a user by its
+//! `external_id` and a device of that user; the user's memberships here give the roles, as for device tokens.
 
 pub mod attempts;
 mod cache;
 pub mod lifecycle;
 pub mod pairing;
+pub mod jwks;
+pub mod jwt;
 
 pub use cache::TokenCache;
 

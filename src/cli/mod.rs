@@ -84,6 +84,9 @@ enum Command {
         /// owner, manager or cashier
         #[arg(long)]
         role: String,
+        /// The user's id in the ERP (the `sub` of the JWTs its backend signs, protocol §3.2).
+        #[arg(long)]
+        external_id: Option<String>,
     },
     /// Create a one-time pairing code for a user (new users need --name) and a role in a scope; a phone
     /// exchanges it for a device token at POST /v1/pair (protocol §3.3).
@@ -308,12 +311,18 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             name,
             scope,
             role,
+            external_id,
         } => {
             let db = connect(&config).await?;
             let scope = ScopeId::parse(&scope).context("not a scope id")?;
             let role = Role::parse(&role).context("role must be owner, manager or cashier")?;
             let user = accounts::ensure_user(&db, &email, &name).await?;
             accounts::set_role(&db, user, &scope, role).await?;
+            if let Some(external_id) = external_id {
+                store::backend_users::set_external_id(&db, user, &external_id)
+                    .await
+                    .context("external id taken by another user, or longer than 255 characters")?;
+            }
             eprintln!("{email} is {} of {scope}", role.as_str());
             Ok(())
         }

@@ -2,10 +2,13 @@
 //!
 //! Missing or bad token: 401. A scope the token does not belong to: 404, exactly as for a scope that does not
 //! exist, so a token cannot learn which scopes exist. A role that may not do the thing: 403.
+//!
+//! The bearer is either a device token (`dks_...`) or a JWT of the ERP's backend (protocol §3.2); both give a
+//! `Principal` the same way, so everything past this extractor is the same for both.
 
 use super::observe::DeviceSlot;
 use crate::{
-    auth::{looks_like_token, Principal},
+    auth::{jwt::looks_like_jwt, looks_like_token, Principal},
     domain::{Role, ScopeId},
     error::Error,
     state::AppState,
@@ -27,11 +30,13 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .ok_or(Error::Unauthorized)?;
-        let principal = state
-            .tokens
-            .authenticate(&state.db, token)
-            .await?
-            .ok_or(Error::Unauthorized)?;
+        let principal = if looks_like_token(token) {
+            state.tokens.authenticate(&state.db, token).await?
+        } else {
+            let verifier = state.jwt.as_deref();
+            state.tokens.authenticate_jwt(&state.db, verifier, token).await?
+        }
+        .ok_or(Error::Unauthorized)?;
         if let Some(slot) = parts.extensions.get::<DeviceSlot>() {
             slot.set(principal.device_id);
         }
@@ -41,15 +46,15 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The token of an `Authorization` value, read as RFC 7235 §2.1 and RFC 6750 §2.1 say: the scheme `Bearer` in
 /// any case, one or more spaces (SP, not tabs), the token; trailing spaces or tabs (optional whitespace around
-/// a header value) are ignored. `None` for anything else, including a value that is not token-shaped, so a
-/// malformed token is refused without a database lookup.
+/// a header value) are ignored. `None` for anything else, including a value shaped neither as a device token
+/// nor as a JWT, so a malformed token is refused without a database lookup.
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
     let token = rest.trim_start_matches(' ').trim_end_matches([' ', '\t']);
-    looks_like_token(token).then_some(token)
+    (looks_like_token(token) || looks_like_jwt(token)).then_some(token)
 }
 
 /// A caller with access to the `{scope}` of the path.

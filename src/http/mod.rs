@@ -50,7 +50,15 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A device token (`dks_` and 64 hex digits, protocol §3) or a JWT signed by the ERP's backend \
+                         (EdDSA, ES256, RS256 or HS256; protocol §3.2).",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

@@ -4,6 +4,7 @@
 //! commits together (for example an operation's effects and the client's sequence number).
 
 pub mod accounts;
+pub mod backend_users;
 pub mod batch;
 pub mod changes;
 pub mod conflicts;

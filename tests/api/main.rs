@@ -5,12 +5,16 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-// Authentication, the Authorization scheme, error bodies, readiness, metrics, start-up and shutdown.
+// Authentication (device tokens and JWTs of the ERP backend), the Authorization scheme, error bodies, readiness,
+// metrics, start-up and shutdown.
 mod bearer_scheme;
 mod foundation;
 // Enrollment by pairing code; device tokens' expiry, rotation and revocation.
 mod pairing;
 mod tokens;
+// Backend tokens (JWT) and their protocol vectors.
+mod jwt;
+mod jwt_vectors;
 // The pull side: pages, resets, long-polls and their admission.
 mod feed;
 mod longpoll_admission;
