@@ -27,6 +27,7 @@ macro_rules! error_codes {
 error_codes! {
     Unauthorized => "unauthorized",
     Forbidden => "forbidden",
+    ForbiddenWrite => "forbidden_write",
     ScopeNotFound => "scope_not_found",
     DatasetNotFound => "dataset_not_found",
     RouteNotFound => "route_not_found",

@@ -29,3 +29,5 @@ mod cache;
 // The written contract: the OpenAPI description and the protocol vectors.
 mod openapi;
 mod vectors;
+// Who may write what.
+mod write_rights;
