@@ -4,6 +4,8 @@
 //! start-up with one line naming the variable. Secrets (the database and Redis URLs may carry passwords) are
 //! wrapped in [`Secret`] so that neither `Debug` nor logs can print them.
 
+mod cors;
+
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 /// A value that must never appear in logs or `Debug` output.
@@ -105,6 +107,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub limits: Limits,
     pub cache: CacheSettings,
+    /// `DUKASYNC_CORS_ORIGINS`: comma-separated exact origins (`https://erp.example.com`) whose pages may call
+    /// `/v1` from a browser; empty (the default) sends no CORS headers. Checked at start-up (`config::cors`).
+    pub cors_origins: Vec<String>,
 }
 
 /// A configuration problem, phrased as the one line start-up prints.
@@ -163,6 +168,7 @@ impl Config {
                 window: env.parse_or("DUKASYNC_CACHE_WINDOW", 256, 0..=10_000)?,
                 redis_timeout: Duration::from_millis(env.parse_or("DUKASYNC_REDIS_TIMEOUT_MS", 250, 10..=10_000)?),
             },
+            cors_origins: cors::parse_origins(env.optional_string("DUKASYNC_CORS_ORIGINS").as_deref())?,
         })
     }
 }

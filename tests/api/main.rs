@@ -5,8 +5,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-// Authentication, the Authorization scheme, error bodies, readiness, metrics, start-up and shutdown.
+// Authentication, the Authorization scheme, CORS, error bodies, readiness, metrics, start-up and shutdown.
 mod bearer_scheme;
+mod cors;
 mod foundation;
 // The pull side: pages, resets, long-polls and their admission.
 mod feed;
