@@ -4,6 +4,7 @@
 //! start-up with one line naming the variable. Secrets (the database and Redis URLs may carry passwords) are
 //! wrapped in [`Secret`] so that neither `Debug` nor logs can print them.
 
+mod cors;
 pub mod jwt;
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
@@ -107,6 +108,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub limits: Limits,
     pub cache: CacheSettings,
+    /// `DUKASYNC_CORS_ORIGINS`: comma-separated exact origins (`https://erp.example.com`) whose pages may call
+    /// `/v1` from a browser; empty (the default) sends no CORS headers. Checked at start-up (`config::cors`).
+    pub cors_origins: Vec<String>,
     /// `DUKASYNC_JWT_*` (see `config::jwt`): tokens signed by the ERP's backend; `None` refuses every JWT.
     pub jwt: Option<jwt::JwtSettings>,
     pub enrollment: Enrollment,
@@ -187,6 +191,7 @@ impl Config {
             },
             enrollment: enrollment(&env)?,
             jwt: jwt::read(&env)?,
+            cors_origins: cors::parse_origins(env.optional_string("DUKASYNC_CORS_ORIGINS").as_deref())?,
         })
     }
 }

@@ -105,6 +105,7 @@ pub enum RejectionCode {
     UnknownAccount,
     UnknownProduct,
     UnknownPaymentMethod,
+    ForbiddenWrite,
 }
 
 impl RejectionCode {
@@ -117,6 +118,7 @@ impl RejectionCode {
         RejectionCode::UnknownAccount,
         RejectionCode::UnknownProduct,
         RejectionCode::UnknownPaymentMethod,
+        RejectionCode::ForbiddenWrite,
     ];
 
     /// The code as it crosses the wire (`results[].code`).
@@ -130,6 +132,7 @@ impl RejectionCode {
             RejectionCode::UnknownAccount => "unknown_account",
             RejectionCode::UnknownProduct => "unknown_product",
             RejectionCode::UnknownPaymentMethod => "unknown_payment_method",
+            RejectionCode::ForbiddenWrite => "forbidden_write",
         }
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod changes;
 mod chart;
 mod conflicts;
+mod cors;
 pub mod encoding;
 mod error;
 pub mod negotiate;
@@ -184,7 +185,9 @@ pub fn router(state: AppState) -> Router {
     // Layers run outside-in in the reverse order of these calls: the request id is set first, then the request
     // is observed (span, metrics, admission and error bodies: span and metrics see every final answer,
     // rejections by the layers below included), then a panic is caught, then the timeout and the body limit.
-    routes
+    // CORS, when configured, is outermost of all (`http::cors` says why).
+    let cors = cors::layer(&state.config.cors_origins);
+    let router = routes
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::disable())
@@ -197,7 +200,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// A handler that panicked answers the documented 500 `internal` (logged with the panic's message, which the

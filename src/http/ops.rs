@@ -34,6 +34,7 @@ pub async fn post_ops(
     let who = Replayer {
         device_id: access.principal.device_id,
         user_id: access.principal.user_id,
+        role: access.role,
     };
     let push = Push::new(who, batch, state.config.limits.max_batch_ops)?;
     let response = state.replays.replay(&state.db, &access.scope, push).await?;

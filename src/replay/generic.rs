@@ -9,13 +9,22 @@
 //! log. Fields only the device changed are applied, fields only the server changed are kept, and fields both
 //! changed follow the collection's policy (`server_wins`, `client_wins`, or `manual`, which keeps the server's
 //! value). Every such case is recorded in `conflicts` with base, server and client values.
+//!
+//! Rights: the collection declares which roles may create, update and delete (`Collection::rights`). The check
+//! needs the current row (a `create`/`put` of an existing row replaces it: an update), so it runs here, first;
+//! a forbidden operation is rejected (`forbidden_write`) like any operation that can never take effect, never
+//! applied, and the queue moves on.
 
 use crate::replay::{
     batch::{Batch, Seen},
     op::{Change, Write},
 };
 use crate::{
-    domain::{codes::RejectionCode, collections::ConflictPolicy},
+    domain::{
+        codes::RejectionCode,
+        collections::{ConflictPolicy, WriteKind},
+        Role,
+    },
     error::Result,
     store::{
         changes::RowWrite,
@@ -44,10 +53,30 @@ pub enum Outcome {
 }
 
 /// Applies a generic operation (`write`, parsed from `op`) to the batch (which holds the scope lock), after the
-/// batch's earlier operations.
-pub async fn apply(batch: &mut Batch<'_>, op: &Operation, write: &Write, origin: Origin) -> Result<Outcome> {
+/// batch's earlier operations, if `role` may write it.
+pub async fn apply(
+    batch: &mut Batch<'_>,
+    op: &Operation,
+    write: &Write,
+    origin: Origin,
+    role: Role,
+) -> Result<Outcome> {
     let policy = write.collection.conflict_policy;
     let current = batch.row(&op.collection, &op.key).await?;
+    let kind = match (&write.change, &current) {
+        (Change::Whole(_), None) => WriteKind::Create,
+        (Change::Whole(_), Some(_)) | (Change::Update(_), _) => WriteKind::Update,
+        (Change::Delete, _) => WriteKind::Delete,
+    };
+    if !write.collection.rights.allows(role, kind) {
+        let message = format!(
+            "the {} role may not {} rows of `{}`",
+            role.as_str(),
+            kind.as_str(),
+            op.collection
+        );
+        return reject(batch, op, origin, RejectionCode::ForbiddenWrite, &message).await;
+    }
     let stale_base = match (&current, write.base_version) {
         (Some((_, version)), Some(base)) if base < *version => Some(base),
         _ => None,

@@ -200,6 +200,7 @@ mod tests {
         let who = Replayer {
             device_id: Uuid::new_v4(),
             user_id: Uuid::new_v4(),
+            role: crate::domain::Role::Cashier,
         };
         let push = Push::new(who, OpsRequest { client_id: client, ops }, 500).unwrap();
         (push, oneshot::channel().0)

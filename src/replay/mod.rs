@@ -24,7 +24,7 @@ pub mod op;
 
 use crate::error::ErrorCode;
 use crate::{
-    domain::{canonical, ScopeId},
+    domain::{canonical, Role, ScopeId},
     error::{Error, Result},
     failpoint,
     store::{self, conflicts::Origin},
@@ -42,6 +42,9 @@ use uuid::Uuid;
 pub struct Replayer {
     pub device_id: Uuid,
     pub user_id: Uuid,
+    /// The user's role in the scope, when the push arrived: what its generic operations may write
+    /// (`Collection::rights`).
+    pub role: Role,
 }
 
 /// One request's batch, checked for shape and each operation parsed: nothing about it depends on the database
@@ -185,7 +188,7 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
                     device_id: push.who.device_id,
                     user_id: push.who.user_id,
                 };
-                let result = to_result(wire, apply(&mut applying, *pushed, origin).await?);
+                let result = to_result(wire, apply(&mut applying, *pushed, origin, push.who.role).await?);
                 let stored = serde_json::to_value(&result).map_err(|e| Error::Internal(e.into()))?;
                 applying.add_result(push.client_id(), wire.seq, wire.id, *pushed.fingerprint, stored);
                 answer.results.push(result);
@@ -207,9 +210,9 @@ fn first_repeated(ids: &[Uuid]) -> Option<Uuid> {
 }
 
 /// Applies one operation to the batch: a generic write or a command.
-async fn apply(batch: &mut Batch<'_>, pushed: Pushed<'_>, origin: Origin) -> Result<Outcome> {
+async fn apply(batch: &mut Batch<'_>, pushed: Pushed<'_>, origin: Origin, role: Role) -> Result<Outcome> {
     match pushed.op {
-        Op::Write(write) => generic::apply(batch, pushed.wire, write, origin).await,
+        Op::Write(write) => generic::apply(batch, pushed.wire, write, origin, role).await,
         Op::Command(command) => commands::execute(batch, pushed.wire, command, origin).await,
     }
 }

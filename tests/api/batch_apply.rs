@@ -196,7 +196,8 @@ async fn a_batch_mixing_commands_and_generic_ops_on_the_same_rows_sees_each_effe
         // The sale's key is taken by s-1 already.
         sale(11, "s-1", &[(lpg, "1", "3000.00")], "cash", "3000.00"),
     ];
-    let results = batched_equals_one_by_one(SHOP_CASHIER, "retail", ops).await;
+    // A manager: prices and stock tracking are not a cashier's to change (protocol §9).
+    let results = batched_equals_one_by_one(MANAGER, "retail", ops).await;
     let statuses: Vec<(OpStatus, Option<&str>)> = results.iter().map(|r| (r.status, r.code.as_deref())).collect();
     use OpStatus::*;
     assert_eq!(

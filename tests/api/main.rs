@@ -5,9 +5,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-// Authentication (device tokens and JWTs of the ERP backend), the Authorization scheme, error bodies, readiness,
-// metrics, start-up and shutdown.
+// Authentication (device tokens and JWTs of the ERP backend), the Authorization scheme, CORS, error bodies,
+// readiness, metrics, start-up and shutdown.
 mod bearer_scheme;
+mod cors;
 mod foundation;
 // Enrollment by pairing code; device tokens' expiry, rotation and revocation.
 mod pairing;
@@ -36,3 +37,5 @@ mod cache;
 // The written contract: the OpenAPI description and the protocol vectors.
 mod openapi;
 mod vectors;
+// Who may write what.
+mod write_rights;

@@ -314,7 +314,8 @@ async fn accounts_and_methods_added_by_api_or_cli_are_usable_by_commands_at_once
 #[tokio::test]
 async fn a_method_the_business_does_not_have_is_rejected_and_recorded() {
     let app = TestApp::start().await;
-    let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
+    // The owner: writing payment methods is for owners and managers (protocol §9).
+    let device = Device::new(&app, OWNER, "owner-phone", "water").await;
     let sale = |seq: i64, key: &str, method: &str| {
         command(
             seq,

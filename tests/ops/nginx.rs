@@ -508,3 +508,44 @@ async fn a_stopped_instance_is_skipped_and_with_none_left_nginx_answers_503_unav
         (503, Some("unavailable"))
     );
 }
+
+#[tokio::test]
+async fn cors_preflights_and_headers_pass_through_unchanged() {
+    let origin = "https://erp.duka.test";
+    let settings = [("DUKASYNC_CORS_ORIGINS", origin)];
+    let app = TestApp::start_with(&settings).await;
+    let nginx = Nginx::start(&[&app], &[], |s| s);
+    // The preflight reaches the server (nginx neither answers nor swallows OPTIONS) and needs no token.
+    let preflight = nginx
+        .curl(
+            "/v1/scopes/retail/ops",
+            &[
+                "-X",
+                "OPTIONS",
+                "-H",
+                &format!("Origin: {origin}"),
+                "-H",
+                "Access-Control-Request-Method: POST",
+                "-H",
+                "Access-Control-Request-Headers: authorization,content-type",
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status, 200, "{}", preflight.headers);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some(origin));
+    assert_eq!(preflight.header("access-control-max-age"), Some("600"));
+    let token = app.token(OWNER, "owner-phone").await;
+    let scopes = nginx
+        .curl(
+            "/v1/scopes",
+            &["-H", &bearer(&token), "-H", &format!("Origin: {origin}")],
+        )
+        .await;
+    assert_eq!(scopes.status, 200);
+    assert_eq!(scopes.header("access-control-allow-origin"), Some(origin));
+    assert_eq!(
+        scopes.headers.matches("access-control-allow-origin:").count(),
+        1,
+        "nginx adds no CORS header of its own"
+    );
+}
