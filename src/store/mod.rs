@@ -5,8 +5,10 @@
 
 pub mod accounts;
 pub mod batch;
+pub mod capture;
 pub mod changes;
 pub mod conflicts;
+pub mod inbox;
 pub mod ledger;
 mod params;
 pub mod reference;

@@ -29,3 +29,5 @@ mod cache;
 // The written contract: the OpenAPI description and the protocol vectors.
 mod openapi;
 mod vectors;
+// Writes of the backend through SQL, and capture triggers on its own tables.
+mod backend_writes;
