@@ -4,7 +4,7 @@
 
 use crate::{
     config::redact_url,
-    http, notify,
+    http, inbox, notify,
     server::{self, ConnectionLimits},
     state::AppState,
 };
@@ -30,7 +30,13 @@ pub async fn serve(
         state.db.clone(),
         state.hub.clone(),
         state.tokens.clone(),
+        state.inbox.clone(),
         state.listening.clone(),
+        state.shutdown.clone(),
+    ));
+    let applier = tokio::spawn(inbox::run(
+        state.db.clone(),
+        state.inbox.clone(),
         state.shutdown.clone(),
     ));
     let shutdown = state.shutdown.clone();
@@ -63,6 +69,7 @@ pub async fn serve(
     };
     shutdown.cancel();
     let _ = background.await;
+    let _ = applier.await;
     state.db.close().await;
     result
 }

@@ -6,7 +6,7 @@
 //! - HTTP: `http` (routing and handlers: extract, call one feature, encode), `server` (connections);
 //! - `state`: what every request shares;
 //! - features: `feed` (the pull side), `replay` (the push side), `conflicts`, `reference`, `summary`, `setup`,
-//!   `auth`, `notify` (the LISTEN connection);
+//!   `auth`, `notify` (the LISTEN connection), `inbox` (backend writes queued through SQL);
 //! - contracts: `error` (one error type, one status table), `wire` (what crosses the wire);
 //! - infrastructure: `store` (SQL), `cache` (bytes in process and in Redis), `concurrency`;
 //! - base: `domain` (the types everything shares), `config`, `metrics`, `failpoint`.
@@ -26,6 +26,7 @@ pub mod error;
 pub mod failpoint;
 pub mod feed;
 pub mod http;
+pub mod inbox;
 pub mod metrics;
 pub mod notify;
 pub mod reference;

@@ -12,6 +12,7 @@ use crate::{
         windows::WindowCache,
         Feed,
     },
+    inbox::Inbox,
     metrics,
     metrics::Metrics,
     reference::References,
@@ -47,6 +48,8 @@ pub struct Inner {
     pub references: References,
     /// Replay pushes, grouped per scope into shared transactions.
     pub replays: Arc<GroupCommit>,
+    /// Wakes the applier of backend writes (`inbox`).
+    pub inbox: Arc<Inbox>,
     pub metrics: Metrics,
     /// Whether the LISTEN connection is up (reported by `/metrics` as `dukasync_listener_connected`).
     pub listening: Arc<AtomicBool>,
@@ -89,6 +92,7 @@ impl AppState {
             jwt: config.jwt.as_ref().map(|settings| Arc::new(JwtVerifier::new(settings))),
             hub,
             replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops)),
+            inbox: Arc::new(Inbox::default()),
             metrics: Metrics::default(),
             listening: Arc::new(AtomicBool::new(false)),
             shutdown,

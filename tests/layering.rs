@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "summary",
             "setup",
             "notify",
+            "inbox",
         ],
     ),
     ("state", &["state"]),

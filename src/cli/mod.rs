@@ -14,6 +14,7 @@ use crate::{
     store::{self, accounts, tokens},
     wire::{NewAccount, NewPairingCode, NewPaymentMethod},
 };
+mod capture;
 mod conflicts;
 
 use anyhow::{bail, Context};
@@ -122,6 +123,9 @@ enum Command {
     /// List, show and resolve recorded conflicts (as /v1/admin/conflicts).
     #[command(subcommand)]
     Conflicts(conflicts::ConflictsCommand),
+    /// Install, remove and list capture triggers on the backend's own tables (docs/backend-sql.md).
+    #[command(subcommand)]
+    Capture(capture::CaptureCommand),
 }
 
 #[derive(Subcommand)]
@@ -375,6 +379,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Conflicts(command) => conflicts::execute(&connect(&config).await?, command).await,
+        Command::Capture(command) => capture::execute(&connect(&config).await?, command).await,
     }
 }
 

@@ -41,13 +41,14 @@ pub const MAX_LIMIT: u32 = 200;
 pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// Every kind replay records.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "field_conflict",
     "rejected_operation",
     "oversold_stock",
     "stale_price",
     "unknown_product",
     "implausible_time",
+    "rejected_backend_write",
 ];
 
 /// Who is asking: a user (for the audit record) and their role in each scope.

@@ -13,6 +13,21 @@ pub struct Origin {
     pub user_id: Uuid,
 }
 
+impl Origin {
+    /// A write the backend queued in `dukasync_api.pending_writes` (docs/backend-sql.md): no client, device or
+    /// user (the nil UUID); `seq` is the queued write's id, and `op_id` is made from it, so a conflict names
+    /// the write it came from.
+    pub fn backend(pending_id: i64) -> Origin {
+        Origin {
+            client_id: Uuid::nil(),
+            op_id: Uuid::from_u64_pair(0, pending_id as u64),
+            seq: pending_id,
+            device_id: Uuid::nil(),
+            user_id: Uuid::nil(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewConflict<'a> {
     pub kind: &'static str,

@@ -6,8 +6,10 @@
 pub mod accounts;
 pub mod backend_users;
 pub mod batch;
+pub mod capture;
 pub mod changes;
 pub mod conflicts;
+pub mod inbox;
 pub mod ledger;
 pub mod pairing;
 mod params;

@@ -39,3 +39,5 @@ mod openapi;
 mod vectors;
 // Who may write what.
 mod write_rights;
+// Writes of the backend through SQL, and capture triggers on its own tables.
+mod backend_writes;
