@@ -10,11 +10,12 @@ import sys
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dukasync import Client, Outbox
 from dukasync.client import Change
-from dukasync.django.feed import mirror_into
+from dukasync.django.feed import CursorMoved, mirror_into
 from tests.erpapp.models import MirroredChange, MirroredSale
 from tests.erpapp.sync import mirror
 
@@ -98,3 +99,26 @@ def test_a_consumer_killed_mid_page_and_rerun_mirrors_each_change_once(
     assert rerun.returncode == 0, rerun.stderr
     with Client(server_url, owner_token) as client:
         assert_mirrored_once(client, key)
+
+
+@pytest.mark.usefixtures("clean_mirror")
+def test_two_runs_of_one_consumer_at_once_never_mirror_a_page_twice(server_url: str, owner_token: str) -> None:
+    class RacedClient(Client):
+        """Pulls a page, and before the caller stores it, another run of the same consumer catches up."""
+
+        raced = False
+
+        def changes(self, *args: Any, **kwargs: Any) -> Any:
+            page = super().changes(*args, **kwargs)
+            if not self.raced:
+                self.raced = True
+                with Client(server_url, owner_token) as other:
+                    mirror_into(other, "water", "erp", mirror, limit=5)
+            return page
+
+    with RacedClient(server_url, owner_token) as client:
+        with pytest.raises(CursorMoved):
+            mirror_into(client, "water", "erp", mirror, limit=5)
+        head = client.changes("water", "0", limit=1)["head"]
+    versions = sorted(MirroredChange.objects.filter(scope="water").values_list("version", flat=True))
+    assert versions == list(range(1, head + 1))

@@ -25,6 +25,11 @@ from dukasync.django.models import FeedCursor
 Handler = Callable[[str, Change], None]
 
 
+class CursorMoved(Exception):
+    """Another run of the same consumer stored a cursor since this run loaded its own: this run's page is
+    dropped (its transaction rolls back) instead of being mirrored a second time."""
+
+
 def load_cursor(name: str, scope: str, using: str | None = None) -> str | None:
     row = FeedCursor.objects.using(using or database()).filter(name=name, scope=scope).first()
     return row.cursor if row else None
@@ -45,22 +50,34 @@ def mirror_into(
     """Mirrors the feed of `scope` through `handle_change(scope, change)`; `name` names this consumer's cursor.
 
     Each page runs in one transaction: the handler's writes for every change of the page and the new cursor
-    commit together, or not at all. Returns the number of changes handled.
+    commit together, or not at all. The cursor row is locked and compared with the one the page was pulled
+    from, so two runs of one consumer at once cannot both mirror a page: the second raises `CursorMoved` (or,
+    for the very first page, an IntegrityError of the cursor's unique constraint). Returns the changes handled.
     """
     alias = using or database()
+    pulled_from: list[str | None] = [None]
+
+    def load() -> str | None:
+        pulled_from[0] = load_cursor(name, scope, alias)
+        return pulled_from[0]
 
     def handle_page(page: Page) -> None:
         with transaction.atomic(using=alias):
+            row = FeedCursor.objects.using(alias).select_for_update().filter(name=name, scope=scope).first()
+            if (row.cursor if row else None) != pulled_from[0]:
+                raise CursorMoved(f"consumer {name!r} of {scope!r} moved on while this run pulled a page")
             for change in page["changes"]:
                 handle_change(scope, change)
-            FeedCursor.objects.using(alias).update_or_create(
-                name=name, scope=scope, defaults={"cursor": page["cursor"]}
-            )
+            if row is None:
+                FeedCursor.objects.using(alias).create(name=name, scope=scope, cursor=page["cursor"])
+            else:
+                row.cursor = page["cursor"]
+                row.save(using=alias, update_fields=["cursor", "updated_at"])
 
     return consume(
         client,
         scope,
-        lambda: load_cursor(name, scope, alias),
+        load,
         handle_page,
         collections=collections,
         limit=limit,
