@@ -54,7 +54,9 @@ def _call(function: str, *args: str, using: str | None) -> int:
         cause = error.__cause__
         sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         if isinstance(sqlstate, str) and sqlstate.startswith("ZD"):
-            raise RowWriteError(sqlstate, str(cause).strip()) from error
+            # The primary message only: psycopg's str() appends the PL/pgSQL context lines.
+            primary = getattr(getattr(cause, "diag", None), "message_primary", None)
+            raise RowWriteError(sqlstate, str(primary or cause).strip()) from error
         raise
     return int(row[0]) if row and row[0] is not None else 0
 
