@@ -20,3 +20,5 @@ mod heads;
 mod windows;
 // Token checks shared between concurrent requests.
 mod token_cache;
+// The backend read views (dukasync_read) against their documentation.
+mod read_views;

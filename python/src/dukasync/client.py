@@ -1,0 +1,230 @@
+"""A small typed client for the dukasync HTTP API (protocol §6-§12).
+
+One `Client` per server and token. Every call is one HTTP request; errors raise `DukasyncError` (or
+`ResetRequired` for 410) carrying the stable `code` and the server's request id. Nothing is retried here:
+the caller decides (a 503/408 is safe to retry, protocol §10).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict, cast
+
+import httpx
+
+from dukasync.errors import DukasyncError, ResetRequired
+
+JSON = dict[str, Any]
+
+
+class Change(TypedDict, total=False):
+    """One change of the feed (protocol §7.4). `data` is the row's full new state; absent for a delete."""
+
+    version: int
+    collection: str
+    key: str
+    op: Literal["upsert", "delete"]
+    data: JSON
+
+
+class Page(TypedDict):
+    """A page of the feed (protocol §7.2). Store `cursor` in the same transaction as what you did with `changes`."""
+
+    changes: list[Change]
+    cursor: str
+    has_more: bool
+    head: int
+
+
+class OpResult(TypedDict, total=False):
+    """The answer to one operation (protocol §10): `status` is applied, conflict, rejected or duplicate."""
+
+    seq: int
+    id: str
+    status: str
+    versions: list[int]
+    conflict_id: str
+    code: str
+    message: str
+    original: str
+
+
+class PushResult(TypedDict):
+    results: list[OpResult]
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A reference dataset (protocol §12) and the ETag to revalidate it with."""
+
+    etag: str
+    body: JSON
+
+    @property
+    def rows(self) -> list[JSON]:
+        return cast(list[JSON], self.body["rows"])
+
+
+@dataclass(frozen=True)
+class NotModified:
+    """304: the snapshot whose ETag was sent is still current."""
+
+    etag: str
+
+
+class Client:
+    """The HTTP API with one bearer token (a device token or a JWT, protocol §3).
+
+    `wait` of a long-poll is added to `timeout` for that request, as protocol §7.5 asks.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests ---------------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: JSON | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        response = self._http.request(
+            method, path, params=params, json=json, headers=headers, timeout=timeout or self._timeout
+        )
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    def scopes(self) -> list[JSON]:
+        """`GET /v1/scopes`: the scopes this token sees, with role and head."""
+        return cast(list[JSON], self._request("GET", "/v1/scopes").json()["scopes"])
+
+    def collections(self) -> list[JSON]:
+        """`GET /v1/collections`: the declared collections (protocol §9)."""
+        return cast(list[JSON], self._request("GET", "/v1/collections").json()["collections"])
+
+    def changes(
+        self,
+        scope: str,
+        since: str = "0",
+        *,
+        limit: int | None = None,
+        wait: int = 0,
+        collections: list[str] | None = None,
+    ) -> Page:
+        """`GET /v1/scopes/{scope}/changes` (protocol §7): one page after cursor `since` (opaque; "0" = start).
+
+        `wait` > 0 long-polls up to that many seconds when nothing is newer. Raises `ResetRequired` on 410.
+        """
+        params = {"since": since, "wait": str(wait)}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if collections:
+            params["collections"] = ",".join(collections)
+        response = self._request(
+            "GET", f"/v1/scopes/{scope}/changes", params=params, timeout=self._timeout + wait
+        )
+        return cast(Page, response.json())
+
+    def push(self, scope: str, client_id: str | uuid.UUID, ops: list[JSON]) -> PushResult:
+        """`POST /v1/scopes/{scope}/ops` (protocol §10): a run of one outbox, consecutive `seq`s.
+
+        Resending the same operations (after a timeout, a 503) is harmless: applied ones answer `duplicate`.
+        """
+        body = {"client_id": str(client_id), "ops": ops}
+        return cast(PushResult, self._request("POST", f"/v1/scopes/{scope}/ops", json=body).json())
+
+    def reference(self, scope: str, dataset: str, etag: str | None = None) -> Snapshot | NotModified:
+        """`GET /v1/scopes/{scope}/reference/{dataset}` (protocol §12), revalidated with `etag` if given."""
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._http.get(f"/v1/scopes/{scope}/reference/{dataset}", headers=headers)
+        if response.status_code == 304:
+            return NotModified(response.headers["etag"])
+        if response.status_code >= 400:
+            raise _error(response)
+        return Snapshot(etag=response.headers["etag"], body=response.json())
+
+
+@dataclass
+class Outbox:
+    """Numbers operations for one `client_id` in one scope (protocol §10): seq 1, 2, 3, ... with no gaps, an id
+    per operation that stays the same across resends. Operations leave only once the server's `last_seq`
+    covers them.
+
+    This one lives in memory: a process that must survive a crash stores `client_id`, `next_seq` and `pending`
+    in its database, in the transaction that creates the operation.
+    """
+
+    scope: str
+    client_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    next_seq: int = 1
+    pending: list[JSON] = field(default_factory=list)
+
+    def _add(self, op: JSON) -> JSON:
+        op = {"seq": self.next_seq, "id": str(uuid.uuid4()), **op}
+        self.next_seq += 1
+        self.pending.append(op)
+        return op
+
+    def put(self, collection: str, key: str, data: JSON) -> JSON:
+        return self._add({"type": "put", "collection": collection, "key": key, "data": {**data, "id": key}})
+
+    def update(self, collection: str, key: str, mods: JSON, base_version: int | None = None) -> JSON:
+        op: JSON = {"type": "update", "collection": collection, "key": key, "mods": mods}
+        if base_version is not None:
+            op["base_version"] = base_version
+        return self._add(op)
+
+    def delete(self, collection: str, key: str) -> JSON:
+        return self._add({"type": "delete", "collection": collection, "key": key})
+
+    def command(self, command: str, key: str, args: JSON) -> JSON:
+        """A named command (protocol §10.1); every decimal in `args` is a string."""
+        return self._add({"type": "command", "command": command, "key": key, "args": args})
+
+    def send(self, client: Client) -> PushResult:
+        """Pushes what is pending and drops what the answer's `last_seq` acknowledged."""
+        result = client.push(self.scope, self.client_id, self.pending)
+        self.pending = [op for op in self.pending if op["seq"] > result["last_seq"]]
+        return result
+
+
+def _error(response: httpx.Response) -> DukasyncError:
+    request_id = response.headers.get("x-request-id")
+    try:
+        body = response.json()["error"]
+        code, message, details = str(body["code"]), str(body.get("message", "")), body.get("details")
+    except (ValueError, KeyError, TypeError):
+        # Not our error shape (a proxy in between): keep the status, name the code after it.
+        code, message, details = f"http_{response.status_code}", response.text[:200], None
+    kind = ResetRequired if response.status_code == 410 else DukasyncError
+    return kind(response.status_code, code, message, details, request_id)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ErpAppConfig(AppConfig):
+    name = "tests.erpapp"
+    label = "erpapp"
