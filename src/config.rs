@@ -93,6 +93,9 @@ pub struct CacheSettings {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `DUKASYNC_COLLECTIONS_FILE` (optional): a collections file (protocol §9) instead of the built-in
+    /// `deploy/collections.toml`. Read and checked once at start-up, before anything else runs.
+    pub collections_file: Option<std::path::PathBuf>,
     /// `DUKASYNC_DATABASE_URL` (required): PostgreSQL URL.
     pub database_url: Secret,
     /// `DUKASYNC_REDIS_URL` (optional): Redis for the shared cache; absent means in-process cache only.
@@ -177,6 +180,7 @@ impl Config {
             });
         }
         Ok(Config {
+            collections_file: env.optional_string("DUKASYNC_COLLECTIONS_FILE").map(Into::into),
             database_url: Secret::new(database_url),
             redis_url: redis_url.map(Secret::new),
             listen: env.parse_or_default("DUKASYNC_LISTEN", "127.0.0.1:8080".parse().expect("literal"))?,

@@ -263,7 +263,7 @@ pub async fn warm(cache: &Cache, db: &PgPool, scope: &ScopeId) -> Result<usize> 
         return Ok(0);
     };
     let mut stored = 0;
-    for dataset in collections::COLLECTIONS.iter().filter(|c| c.reference) {
+    for dataset in collections::all().iter().filter(|c| c.reference) {
         let (hash, bytes, last) = build_snapshot(db, scope, dataset.name).await?;
         let mut ok = true;
         if let Some(last) = last {

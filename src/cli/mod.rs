@@ -8,7 +8,7 @@ use crate::{
     cache::{Cache, Redis},
     config::Config,
     demo,
-    domain::{Role, ScopeId},
+    domain::{collections, Role, ScopeId},
     feed, reference, setup,
     state::AppState,
     store::{self, accounts, tokens},
@@ -170,6 +170,26 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Every command reads the collections (serve, capture, conflicts): a bad file stops them all, with every
+    // mistake listed.
+    let set = match collections::file::load(config.collections_file.as_deref()) {
+        Ok(set) => set,
+        Err(mistakes) => {
+            let source = config
+                .collections_file
+                .as_ref()
+                .map_or("the built-in file".into(), |p| p.display().to_string());
+            eprintln!("dukasync: {source}: {} mistake(s) in the collections:", mistakes.len());
+            for line in mistakes {
+                eprintln!("  {line}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = collections::install(set) {
+        eprintln!("dukasync: {err}");
+        return ExitCode::FAILURE;
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -1,13 +1,17 @@
 //! The declared collections: what devices sync, who may write each, and how conflicts are settled.
 //!
-//! Adding a collection is one line in [`COLLECTIONS`]; the feed, replay and snapshots read this table.
+//! They are data, read once at start-up from a TOML file ([`file`]; `deploy/collections.toml` is built in as
+//! the default, `DUKASYNC_COLLECTIONS_FILE` names another) into a process-wide registry. The rest of the code
+//! reads them through [`find`] and [`all`] only. A process that never installs a set (the API tests, which
+//! start many servers in one process) gets the built-in one.
 //! Every row's key lives in its `id` field (Dexie's primary key path).
-//!
-//! Who may write is data too ([`WriteRights`], roles per kind of write), not code branches, so the table can
-//! later be read from a file without touching replay.
+
+pub mod file;
 
 use super::Role;
 use serde::Serialize;
+use serde_json::Value;
+use std::sync::OnceLock;
 
 /// Who may write rows of a collection directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -15,6 +19,8 @@ use serde::Serialize;
 pub enum Writer {
     /// Devices may create, update and delete rows through generic operations.
     Device,
+    /// Only the ERP backend writes rows (through SQL or HTTP, protocol §14); devices read them.
+    Backend,
     /// Only the server writes rows, as the effect of named commands (sales, journal entries, ...).
     Server,
 }
@@ -32,12 +38,52 @@ pub enum ConflictPolicy {
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Collection {
     pub name: &'static str,
+    /// The row field holding its key: always [`KEY_FIELD`] for now.
+    pub key: &'static str,
     pub writer: Writer,
     pub conflict_policy: ConflictPolicy,
     /// Reference data is also served whole as a snapshot with an ETag.
     pub reference: bool,
     /// The roles that may write rows through generic operations (empty for `server` collections).
     pub rights: WriteRights,
+    /// The Dexie indexes a client keeps besides the key (`name`, `[a+b]`).
+    #[schema(value_type = Vec<String>)]
+    pub indexes: &'static [&'static str],
+    /// A JSON Schema (draft 2020-12) every row devices or the backend write must satisfy.
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<&'static RowSchema>,
+}
+
+/// A row's JSON Schema, compiled once when the file is read.
+pub struct RowSchema {
+    pub json: Value,
+    validator: jsonschema::Validator,
+}
+
+impl RowSchema {
+    /// Compiles `json` as a draft 2020-12 schema.
+    pub fn compile(json: Value) -> Result<RowSchema, String> {
+        let validator = jsonschema::draft202012::new(&json).map_err(|e| e.to_string())?;
+        Ok(RowSchema { json, validator })
+    }
+
+    /// The first violation of `row`: its instance path (a JSON pointer, `""` for the row itself) and why.
+    pub fn violation(&self, row: &Value) -> Option<(String, String)> {
+        let err = self.validator.iter_errors(row).next()?;
+        Some((err.instance_path.to_string(), err.to_string()))
+    }
+}
+
+impl Serialize for RowSchema {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
+    }
+}
+
+impl std::fmt::Debug for RowSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RowSchema({})", self.json)
+    }
 }
 
 /// What a generic operation does to a row, as far as rights go. A `create` or `put` of a row that exists
@@ -89,80 +135,22 @@ impl WriteRights {
     }
 }
 
-const EVERYONE: &[Role] = &[Role::Owner, Role::Manager, Role::Cashier];
-const ADMINS: &[Role] = &[Role::Owner, Role::Manager];
+/// The set this process uses, installed once at start-up.
+static REGISTRY: OnceLock<&'static [Collection]> = OnceLock::new();
 
-/// Prices, products, tax rates, payment methods: what a sale is computed from, so only those who run the
-/// business change them (a cashier could otherwise lower a price or switch off stock tracking before a sale).
-const ADMINS_ONLY: WriteRights = WriteRights {
-    create: ADMINS,
-    update: ADMINS,
-    delete: ADMINS,
-};
-
-/// Everyday records every role keeps: cashiers sign customers up and take laundry orders at the till. A
-/// customer delete stays open to them too: receivables live in the journal, not on the customer row, so a
-/// delete hides no debt (and the log keeps the row).
-const EVERYONE_WRITES: WriteRights = WriteRights {
-    create: EVERYONE,
-    update: EVERYONE,
-    delete: EVERYONE,
-};
-
-const fn device(
-    name: &'static str,
-    conflict_policy: ConflictPolicy,
-    reference: bool,
-    rights: WriteRights,
-) -> Collection {
-    Collection {
-        name,
-        writer: Writer::Device,
-        conflict_policy,
-        reference,
-        rights,
-    }
+/// Makes `set` the process's collections. Only the first call wins (start-up); a later one is refused, so
+/// no request ever sees the set change under it.
+pub fn install(set: &'static [Collection]) -> Result<(), &'static str> {
+    REGISTRY.set(set).map_err(|_| "the collections were already set")
 }
 
-const fn server(name: &'static str, reference: bool) -> Collection {
-    Collection {
-        name,
-        writer: Writer::Server,
-        conflict_policy: ConflictPolicy::ServerWins,
-        reference,
-        rights: WriteRights::NONE,
-    }
+/// Every declared collection, in the file's order.
+pub fn all() -> &'static [Collection] {
+    REGISTRY.get_or_init(file::built_in)
 }
-
-use ConflictPolicy::{ClientWins, Manual, ServerWins};
-
-/// Every collection of the ERP, in one place.
-pub const COLLECTIONS: &[Collection] = &[
-    // Reference data, edited by managers from a device and served as snapshots.
-    device("products", ServerWins, true, ADMINS_ONLY),
-    device("price_lists", Manual, true, ADMINS_ONLY),
-    device("payment_methods", ServerWins, true, ADMINS_ONLY),
-    device("tax_rates", ServerWins, true, ADMINS_ONLY),
-    server("accounts", true),
-    // Everyday records that devices edit directly.
-    device("customers", ClientWins, false, EVERYONE_WRITES),
-    device("laundry_orders", ServerWins, false, EVERYONE_WRITES),
-    // Effects of named commands: only the server writes them.
-    server("sales", false),
-    server("payments", false),
-    server("expenses", false),
-    server("stock_movements", false),
-    server("stock_levels", false),
-    server("stock_adjustments", false),
-    server("production_batches", false),
-    server("cylinder_exchanges", false),
-    server("journal_entries", false),
-    // Conflicts and their resolutions flow to devices like any other change.
-    server("conflicts", false),
-];
 
 pub fn find(name: &str) -> Option<&'static Collection> {
-    COLLECTIONS.iter().find(|c| c.name == name)
+    all().iter().find(|c| c.name == name)
 }
 
 /// Longest key a row may have.
@@ -179,7 +167,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_lowercase() {
         let mut seen = HashSet::new();
-        for c in COLLECTIONS {
+        for c in all() {
             assert!(seen.insert(c.name), "{} declared twice", c.name);
             assert!(
                 c.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
@@ -199,7 +187,7 @@ mod tests {
 
     #[test]
     fn owners_write_every_device_collection_and_nobody_a_server_one() {
-        for c in COLLECTIONS {
+        for c in all() {
             for kind in [WriteKind::Create, WriteKind::Update, WriteKind::Delete] {
                 let owner = c.rights.allows(Role::Owner, kind);
                 assert_eq!(owner, c.writer == Writer::Device, "{} {kind:?}", c.name);

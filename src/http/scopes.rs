@@ -5,7 +5,7 @@ use super::{
     encoding::Format,
 };
 use crate::{
-    domain::{collections::COLLECTIONS, Role, ScopeId},
+    domain::{collections, Role, ScopeId},
     error::Result,
     state::AppState,
     store::accounts,
@@ -36,7 +36,7 @@ pub async fn list_collections(_caller: Caller, format: Format) -> Response {
     format.reply(
         StatusCode::OK,
         &CollectionList {
-            collections: COLLECTIONS.to_vec(),
+            collections: collections::all().to_vec(),
         },
     )
 }

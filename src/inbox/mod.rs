@@ -52,10 +52,10 @@ const ROUND: i64 = 500;
 /// The conflict kind of a write that could not apply.
 pub const REJECTED_KIND: &str = "rejected_backend_write";
 
-/// Whether the backend may write a collection's rows: those of generic rows. Collections written only as the
+/// Whether the backend may write a collection's rows: those devices write and those declared for the backend alone. Collections written only as the
 /// effect of commands (sales, journal entries, stock) stay the commands' own, so the ledger stays balanced.
 pub fn backend_may_write(collection: &Collection) -> bool {
-    collection.writer == Writer::Device
+    matches!(collection.writer, Writer::Device | Writer::Backend)
 }
 
 /// The applier's wake-up: notifications and the periodic sweep both end in [`Inbox::kick`].
@@ -93,7 +93,7 @@ pub async fn run(db: PgPool, inbox: Arc<Inbox>, shutdown: CancellationToken) {
 
 /// The collection definitions the queueing functions check against (`dukasync_api.collections`).
 pub fn definitions() -> Vec<Published> {
-    collections::COLLECTIONS
+    collections::all()
         .iter()
         .map(|c| Published {
             name: c.name,

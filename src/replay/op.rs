@@ -108,8 +108,13 @@ fn parse_write(op: &Operation, change: fn(&Operation) -> Result<Change>) -> Resu
         let message = format!("unknown collection `{}`", op.collection);
         return Err(refusal(op, ErrorCode::UnknownCollection, message));
     };
-    if collection.writer == Writer::Server {
-        let message = format!("`{}` is written only by the server", op.collection);
+    if collection.writer != Writer::Device {
+        let by = if collection.writer == Writer::Backend {
+            "the ERP backend"
+        } else {
+            "the server"
+        };
+        let message = format!("`{}` is written only by {by}", op.collection);
         return Err(refusal(op, ErrorCode::ServerOnlyCollection, message));
     }
     if op.base_version.is_some_and(|v| v < 0) {

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use dukasync::{
-    domain::collections::{Writer, COLLECTIONS},
+    domain::collections::{self, Writer},
     wire::{OpResult, OpStatus},
 };
 use reqwest::StatusCode;
@@ -98,7 +98,7 @@ async fn rows(app: &TestApp, token: &str) -> HashMap<(String, String), Value> {
 #[tokio::test]
 async fn every_role_against_every_device_collection_and_write_kind() {
     let app = TestApp::start().await;
-    let device_collections: HashSet<&str> = COLLECTIONS
+    let device_collections: HashSet<&str> = collections::all()
         .iter()
         .filter(|c| c.writer == Writer::Device)
         .map(|c| c.name)
