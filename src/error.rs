@@ -54,7 +54,13 @@ pub enum Error {
         message: String,
         seq: i64,
         index: usize,
+        /// For `schema_violation`: the JSON pointer of the failing part of the row.
+        path: Option<String>,
     },
+    /// A row a device sent does not satisfy its collection's JSON Schema (protocol §9); `path` points at the
+    /// failing part. Raised while parsing an operation, so [`Error::at_operation`] gives it its place.
+    #[error("{message}")]
+    SchemaViolation { message: String, path: String },
     #[error("this client id belongs to another device")]
     ClientTaken,
     /// The conflict was already resolved; `current` is its detail now.
@@ -100,6 +106,14 @@ impl Error {
                 message,
                 seq,
                 index,
+                path: None,
+            },
+            Error::SchemaViolation { message, path } => Error::InvalidOperation {
+                code: ErrorCode::SchemaViolation,
+                message,
+                seq,
+                index,
+                path: Some(path),
             },
             other => other,
         }
@@ -111,7 +125,9 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) | Error::RouteNotFound => StatusCode::NOT_FOUND,
-            Error::BadRequest { .. } | Error::InvalidOperation { .. } => StatusCode::BAD_REQUEST,
+            Error::BadRequest { .. } | Error::InvalidOperation { .. } | Error::SchemaViolation { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::ResetRequired { .. } => StatusCode::GONE,
             Error::PayloadTooLarge { .. } | Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::SequenceGap { .. }
@@ -138,6 +154,7 @@ impl Error {
             Error::NotFound("token") => ErrorCode::TokenNotFound,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::BadRequest { code, .. } | Error::InvalidOperation { code, .. } => *code,
+            Error::SchemaViolation { .. } => ErrorCode::SchemaViolation,
             Error::ResetRequired { .. } => ErrorCode::ResetRequired,
             Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Error::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
@@ -167,6 +184,12 @@ impl Error {
             }
             Error::SequenceGap { expected } => Some(serde_json::json!({ "expected_seq": expected })),
             Error::PayloadMismatch { seq, .. } => Some(serde_json::json!({ "seq": seq })),
+            Error::InvalidOperation {
+                seq,
+                index,
+                path: Some(path),
+                ..
+            } => Some(serde_json::json!({ "seq": seq, "index": index, "path": path })),
             Error::InvalidOperation { seq, index, .. } => Some(serde_json::json!({ "seq": seq, "index": index })),
             Error::AlreadyResolved { current } | Error::RowMovedOn { current } => {
                 Some(serde_json::json!({ "conflict": current }))

@@ -90,6 +90,11 @@ export class Api {
     return this.request('GET', '/v1/scopes', opts).then((r) => r.body.scopes);
   }
 
+  /** The collection definitions (§9): name, writer, rights, indexes, schema, ... */
+  collections(opts) {
+    return this.request('GET', '/v1/collections', opts).then((r) => r.body.collections);
+  }
+
   /** One page of the change feed (§7). `wait` long-polls; the HTTP timeout is set above it. */
   changes(scope, since, { wait = 0, limit, signal } = {}) {
     const q = new URLSearchParams({ since, wait: String(wait) });

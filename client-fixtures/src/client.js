@@ -9,7 +9,7 @@
 // - A reset (410, or a checksum mismatch) discards synced rows and keeps the outbox.
 import { Api, ApiError } from './api.js';
 import { protocolSafe, rowHash, sum32 } from './checksum.js';
-import { COLLECTIONS, SYNCED, openScopeDb } from './schema.js';
+import { openScopeDb, readStored } from './schema.js';
 import { pair } from './pair.js';
 
 const rowId = (collection, key) => `${collection}\x1f${key}`;
@@ -22,17 +22,22 @@ export class SyncClient extends EventTarget {
    * @param {object} o
    * @param {string} o.scope
    * @param {import('./vendor.js').Dexie} o.db from openScopeDb()
+   * @param {Array<object>} o.collections the definitions `db` was opened for (`GET /v1/collections`)
    * @param {Api} o.api
    * @param {number} [o.batchSize] most operations per push
    * @param {number} [o.pageSize] most changes per pull page (the server's default when absent)
    * @param {number} [o.longPollSecs] `wait` of the live loop once caught up
    * @param {{baseMs: number, maxMs: number}} [o.backoff] exponential backoff with full jitter
    */
-  constructor({ scope, db, api, batchSize = 100, pageSize, longPollSecs = 25, backoff = { baseMs: 500, maxMs: 30000 } }) {
+  constructor({ scope, db, api, collections, batchSize = 100, pageSize, longPollSecs = 25, backoff = { baseMs: 500, maxMs: 30000 } }) {
     super();
     this.scope = scope;
     this.db = db;
     this.api = api;
+    /** name → definition of every synced collection (protocol §9). */
+    this.collections = new Map(collections.map((c) => [c.name, c]));
+    /** The synced tables' names. */
+    this.synced = [...this.collections.keys()];
     this.batchSize = batchSize;
     this.pageSize = pageSize;
     this.longPollSecs = longPollSecs;
@@ -67,21 +72,31 @@ export class SyncClient extends EventTarget {
    * @param {string} [o.token]
    * @param {import('./credentials.js').FetchCredentials} [o.fetchCredentials]
    * @param {string} [o.baseUrl] the server; with `fetchCredentials`, the stored one when absent
+   * @param {Array<object>} [o.collections] the collection definitions to use instead of asking the server for
+   *   them (`GET /v1/collections`, or the stored ones when it cannot answer): for tests and for apps that ship them
    */
-  static async open({ scope, token, fetchCredentials, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, ...options }) {
-    const db = openScopeDb(scope, { indexedDB, IDBKeyRange, namespace });
-    await db.open();
+  static async open({ scope, token, fetchCredentials, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, collections: given, ...options }) {
+    const idb = { indexedDB, IDBKeyRange, namespace };
+    const stored = await readStored(scope, idb);
     let api;
+    let auth = null;
     if (fetchCredentials) {
-      const stored = baseUrl ?? (await db.local_sync.get('auth'))?.baseUrl ?? '';
-      api = new Api({ baseUrl: stored, fetchCredentials, encoding, fetch });
+      api = new Api({ baseUrl: baseUrl ?? stored.auth?.baseUrl ?? '', fetchCredentials, encoding, fetch });
     } else {
-      if (token) await db.local_sync.put({ key: 'auth', token, baseUrl: baseUrl ?? '' });
-      const auth = await db.local_sync.get('auth');
+      auth = token ? { key: 'auth', token, baseUrl: baseUrl ?? '' } : stored.auth;
       if (!auth) throw new Error(`no token stored for scope ${scope}`);
       api = new Api({ baseUrl: auth.baseUrl, token: auth.token, encoding, fetch });
     }
-    const client = new SyncClient({ scope, db, api, ...options });
+    const collections = given ?? (await currentCollections(api, stored));
+    const db = await openScopeDb(scope, { collections, stored, ...idb });
+    if (auth && auth !== stored.auth) await db.local_sync.put(auth);
+    const client = new SyncClient({ scope, db, api, collections, ...options });
+    // A collection this device did not know may have had changes that its pulls skipped (§1): pull all again.
+    const known = new Set((stored.collections ?? []).map((c) => c.name));
+    const cursor = (await db.local_sync.get('cursor'))?.value ?? '0';
+    if (stored.collections && cursor !== '0' && client.synced.some((name) => !known.has(name))) {
+      await client.reset('collections_changed');
+    }
     client.state.outbox = await db.local_outbox.count();
     return client;
   }
@@ -140,7 +155,7 @@ export class SyncClient extends EventTarget {
   }
 
   #checkWritable(collection) {
-    const meta = COLLECTIONS[collection];
+    const meta = this.collections.get(collection);
     if (!meta) throw new TypeError(`unknown collection ${collection}`);
     if (meta.writer !== 'device') throw new TypeError(`${collection} is written by the server only`);
   }
@@ -324,13 +339,13 @@ export class SyncClient extends EventTarget {
 
   async #applyPage(page, since) {
     const { db } = this;
-    return db.transaction('rw', [...SYNCED.map((t) => db.table(t)), db.local_sync, db.local_versions, db.local_outbox], async () => {
+    return db.transaction('rw', [...this.synced.map((t) => db.table(t)), db.local_sync, db.local_versions, db.local_outbox], async () => {
       // Another pull of this client committed meanwhile: this page is not the continuation of the stored cursor.
       if (((await db.local_sync.get('cursor'))?.value ?? '0') !== since) return false;
       // Fold the page: the last change of a row wins (a page may hold several versions of one row).
       const last = new Map();
       for (const c of page.changes) {
-        if (COLLECTIONS[c.collection]) last.set(rowId(c.collection, c.key), c); // unknown collections are skipped (§1)
+        if (this.collections.has(c.collection)) last.set(rowId(c.collection, c.key), c); // unknown collections are skipped (§1)
       }
       const puts = new Map();
       const deletes = new Map();
@@ -353,8 +368,8 @@ export class SyncClient extends EventTarget {
   /** Discards every synced row and the cursor, keeps the outbox (whose pending writes are re-applied). §7.6 */
   async reset(reason) {
     const { db } = this;
-    await db.transaction('rw', [...SYNCED.map((t) => db.table(t)), db.local_sync, db.local_versions, db.local_outbox], async () => {
-      for (const t of SYNCED) await db.table(t).clear();
+    await db.transaction('rw', [...this.synced.map((t) => db.table(t)), db.local_sync, db.local_versions, db.local_outbox], async () => {
+      for (const t of this.synced) await db.table(t).clear();
       await db.local_versions.clear();
       await db.local_sync.put({ key: 'cursor', value: '0', head: null });
       await rebase(db, null);
@@ -367,7 +382,7 @@ export class SyncClient extends EventTarget {
   /** The local checksum of each synced collection: { name: {checksum, count} }. */
   async localChecksums() {
     const sums = {};
-    for (const name of SYNCED) {
+    for (const name of this.synced) {
       const hashes = [];
       await this.db.table(name).each((row) => hashes.push(rowHash(name, row.id, row)));
       sums[name] = { checksum: sum32(hashes), count: hashes.length };
@@ -382,7 +397,7 @@ export class SyncClient extends EventTarget {
    */
   async verify(version) {
     const { db } = this;
-    const local = await db.transaction('r', [...SYNCED.map((t) => db.table(t)), db.local_sync, db.local_outbox], async () => {
+    const local = await db.transaction('r', [...this.synced.map((t) => db.table(t)), db.local_sync, db.local_outbox], async () => {
       const cursor = await db.local_sync.get('cursor');
       if (cursor?.head !== version) return { skipped: 'not caught up at this version' };
       if (await db.local_outbox.count()) return { skipped: 'local writes pending' };
@@ -392,7 +407,7 @@ export class SyncClient extends EventTarget {
     if (local.skipped) return local;
     const report = await this.api.checksum(this.scope, version);
     const server = new Map(report.collections.map((c) => [c.collection, c]));
-    const mismatched = SYNCED.filter((name) => {
+    const mismatched = this.synced.filter((name) => {
       const s = server.get(name) ?? { checksum: 0, count: 0 };
       return s.checksum !== local.sums[name].checksum || s.count !== local.sums[name].count;
     });
@@ -518,6 +533,19 @@ export class SyncClient extends EventTarget {
 }
 
 /** Applies a generic operation to the local table, as Dexie would have. */
+/**
+ * The server's collection definitions, or the stored ones when the server cannot answer now (offline, or a
+ * slow network at start: the stored copy is used after 5 s). With none stored, the server must answer.
+ */
+async function currentCollections(api, stored) {
+  try {
+    return await api.collections({ timeoutMs: stored.collections ? 5000 : 30000 });
+  } catch (err) {
+    if (stored.collections) return stored.collections;
+    throw err;
+  }
+}
+
 async function applyLocally(db, op) {
   const table = db.table(op.collection);
   if (op.type === 'create' || op.type === 'put') await table.put(op.data);

@@ -1,34 +1,18 @@
 // The local database: one Dexie database per scope (keys are unique only within a scope, §7.4). Synced tables hold
 // rows exactly as the feed delivered them (the checksum hashes them as received); the client's own bookkeeping
 // lives in tables named `local_*` and is never hashed. (Dexie reserves some `_` names, e.g. `_versions`.)
+//
+// The synced tables are not written here: they are the server's collection definitions (`GET /v1/collections`,
+// protocol §9), kept in `local_sync` under `collections` so a device that opens offline (or a service worker)
+// uses the last ones it saw. When the definitions change, the Dexie version goes up by one and the tables and
+// indexes follow them (protocol §1, "Changed definitions").
 import { Dexie } from './vendor.js';
-
-/** Synced collections (protocol/README.md §9): who may write them, and the Dexie indexes the app queries by. */
-export const COLLECTIONS = {
-  products: { writer: 'device', indexes: 'id, active' },
-  price_lists: { writer: 'device', indexes: 'id' },
-  payment_methods: { writer: 'device', indexes: 'id' },
-  tax_rates: { writer: 'device', indexes: 'id' },
-  accounts: { writer: 'server', indexes: 'id' },
-  customers: { writer: 'device', indexes: 'id, name' },
-  laundry_orders: { writer: 'device', indexes: 'id' },
-  sales: { writer: 'server', indexes: 'id, sold_at' },
-  payments: { writer: 'server', indexes: 'id' },
-  expenses: { writer: 'server', indexes: 'id' },
-  stock_movements: { writer: 'server', indexes: 'id, product_id' },
-  stock_levels: { writer: 'server', indexes: 'id, product_id' },
-  production_batches: { writer: 'server', indexes: 'id' },
-  cylinder_exchanges: { writer: 'server', indexes: 'id' },
-  journal_entries: { writer: 'server', indexes: 'id' },
-  conflicts: { writer: 'server', indexes: 'id' },
-};
-
-export const SYNCED = Object.keys(COLLECTIONS);
 
 /** The client's bookkeeping tables. */
 const INTERNAL = {
   // key/value: `cursor` {value, head}, `client` {value: uuid}, `seq` {value: next sequence}, `auth` {token, baseUrl},
-  // `acked` {value: highest feed version our acknowledged operations produced}
+  // `acked` {value: highest feed version our acknowledged operations produced},
+  // `collections` {value: the definitions, stores: the Dexie stores they gave}
   local_sync: 'key',
   // one entry per local write, in order: {seq, op} where op is the wire operation without its seq
   local_outbox: 'seq',
@@ -50,14 +34,67 @@ export function databaseName(scope, namespace = 'dukasync') {
 }
 
 /**
- * Opens (creating if needed) the scope's Dexie database.
- * @param {object} [o] `indexedDB` and `IDBKeyRange` to use another IndexedDB (fake-indexeddb in tests); `namespace`.
+ * The Dexie stores for a set of definitions: the key path `id`, then the collection's indexes.
+ * @param {Array<{name: string, indexes?: string[]}>} collections as served by `GET /v1/collections`
  */
-export function openScopeDb(scope, { indexedDB, IDBKeyRange, namespace } = {}) {
+export function storesFor(collections) {
+  const stores = { ...INTERNAL };
+  for (const c of collections) {
+    if (c.name in stores) throw new Error(`collection ${c.name} clashes with a table of the client`);
+    stores[c.name] = ['id', ...(c.indexes ?? [])].join(', ');
+  }
+  return stores;
+}
+
+/**
+ * What is stored of a scope's database without changing it: its Dexie version (0 when it does not exist), the
+ * stored credentials, and the collection definitions with the stores they gave.
+ */
+export async function readStored(scope, { indexedDB, IDBKeyRange, namespace } = {}) {
+  const options = indexedDB ? { indexedDB, IDBKeyRange } : undefined;
+  const probe = new Dexie(databaseName(scope, namespace), options); // no version: Dexie's dynamic mode
+  try {
+    await probe.open();
+  } catch (err) {
+    if (err?.name === 'NoSuchDatabaseError') return { verno: 0, auth: null, collections: null, stores: null };
+    throw err;
+  }
+  try {
+    if (!probe.tables.some((t) => t.name === 'local_sync')) return { verno: probe.verno, auth: null, collections: null, stores: null };
+    const [auth, defs] = await Promise.all([probe.table('local_sync').get('auth'), probe.table('local_sync').get('collections')]);
+    return { verno: probe.verno, auth: auth ?? null, collections: defs?.value ?? null, stores: defs?.stores ?? null };
+  } finally {
+    probe.close();
+  }
+}
+
+/**
+ * Opens (creating or upgrading if needed) the scope's Dexie database for `collections`, or for the stored
+ * definitions when none are given. A change of definitions is a new Dexie version: new tables and indexes are
+ * made, tables of collections no longer declared are dropped. Resolves to the open database.
+ *
+ * @param {string} scope
+ * @param {object} [o]
+ * @param {Array<object>} [o.collections] definitions from `GET /v1/collections`
+ * @param {object} [o.stored] the result of `readStored()`, when the caller already read it
+ * @param {IDBFactory} [o.indexedDB] another IndexedDB (fake-indexeddb in tests), with `o.IDBKeyRange`
+ * @param {string} [o.namespace]
+ */
+export async function openScopeDb(scope, { collections, stored, indexedDB, IDBKeyRange, namespace } = {}) {
+  const before = stored ?? (await readStored(scope, { indexedDB, IDBKeyRange, namespace }));
+  const defs = collections ?? before.collections;
+  if (!defs) throw new Error(`the collections of scope ${scope} are unknown here: connect to the server once`);
+  const stores = storesFor(defs);
+  const same = before.stores !== null && JSON.stringify(before.stores) === JSON.stringify(stores);
   const options = indexedDB ? { indexedDB, IDBKeyRange } : undefined;
   const db = new Dexie(databaseName(scope, namespace), options);
-  const stores = { ...INTERNAL };
-  for (const [name, c] of Object.entries(COLLECTIONS)) stores[name] = c.indexes;
-  db.version(1).stores(stores);
+  if (same) {
+    db.version(before.verno).stores(stores);
+  } else {
+    const dropped = Object.keys(before.stores ?? {}).filter((name) => !(name in stores));
+    db.version(before.verno + 1).stores({ ...stores, ...Object.fromEntries(dropped.map((name) => [name, null])) });
+  }
+  await db.open();
+  if (!same) await db.local_sync.put({ key: 'collections', value: defs, stores });
   return db;
 }

@@ -156,8 +156,7 @@ test('offline sales survive a browser restart, reach the server by Background Sy
   await page.goto(`${proxy.url}/app/`);
   const replay = await page.evaluate(async () => {
     const { openScopeDb } = await import('/src/schema.js');
-    const db = openScopeDb('retail');
-    await db.open();
+    const db = await openScopeDb('retail');
     return db.local_sync.get('lastReplay');
   });
   assert.equal(replay?.by, 'background-sync');

@@ -41,10 +41,25 @@ function bearer(headers = {}) {
   return /^Bearer (.*)$/.exec(headers.Authorization ?? '')?.[1] ?? null;
 }
 
+const definitions = new Map();
+/**
+ * The server's collection definitions, asked once per server, so that opening a test device sends nothing on its
+ * own network: tests that count requests count only what they drive. collections.test.js covers the fetch itself.
+ */
+async function collectionsOf(server) {
+  if (!definitions.has(server.url)) {
+    const res = await fetch(`${server.url}/v1/collections`, { headers: { Authorization: `Bearer ${server.token()}` } });
+    if (!res.ok) throw new Error(`GET /v1/collections answered ${res.status}`);
+    definitions.set(server.url, (await res.json()).collections);
+  }
+  return definitions.get(server.url);
+}
+
 /** A device of `scope` with its own IndexedDB and network. */
 export async function device(server, token, { scope = 'retail', encoding, ...options } = {}) {
   const net = network();
   const client = await SyncClient.open({
+    collections: await collectionsOf(server),
     scope,
     token,
     baseUrl: server.url,

@@ -94,37 +94,12 @@ export async function startServer(extraEnv = {}) {
   const bin = binary();
   const cli = (...args) => execFileSync(bin, args, { env: childEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   let child;
+  let url;
   try {
     cli('migrate');
     cli('demo-data');
-    child = spawn(bin, ['serve'], { env: childEnv, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
-    // The server is detached (its own process group); if this test process ends without stop(), take it along.
-    const orphanGuard = () => {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    };
-    process.once('exit', orphanGuard);
-    child.once('exit', () => process.off('exit', orphanGuard));
-    const log = [];
-    const address = await new Promise((resolve, reject) => {
-      const lines = createInterface({ input: child.stderr });
-      lines.on('line', (line) => {
-        log.push(line);
-        if (log.length > 200) log.shift();
-        try {
-          const rec = JSON.parse(line);
-          if (rec.fields?.message === 'dukasync listening') resolve(rec.fields.address);
-        } catch {
-          // not a JSON line
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${log.join('\n')}`)));
-    });
-    const url = `http://${address}`;
-    await waitUntilReady(url);
+    let log;
+    ({ child, log, url } = await serve(bin, childEnv));
     const server = {
       url,
       dbName,
@@ -135,6 +110,15 @@ export async function startServer(extraEnv = {}) {
       /** Runs SQL on this server's database and returns psql's unaligned output. */
       sql: (query) => psql({ ...env, DUKASYNC_DATABASE_URL: childEnv.DUKASYNC_DATABASE_URL }, query),
       log,
+      /** Stops the server and starts it again on the same database, with `moreEnv` added to its settings. */
+      async restart(moreEnv = {}) {
+        await stopChild(child);
+        Object.assign(childEnv, moreEnv);
+        let log;
+        ({ child, log, url } = await serve(bin, childEnv));
+        server.url = url;
+        server.log = log;
+      },
       async stop() {
         await stopChild(child);
         await dropDatabase(env, dbName);
@@ -146,6 +130,39 @@ export async function startServer(extraEnv = {}) {
     await dropDatabase(env, dbName);
     throw err;
   }
+}
+
+/** Starts `dukasync serve` and resolves once it answers /readyz: {child, log, url}. */
+async function serve(bin, childEnv) {
+  const child = spawn(bin, ['serve'], { env: childEnv, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  // The server is detached (its own process group); if this test process ends without stop(), take it along.
+  const orphanGuard = () => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', orphanGuard);
+  child.once('exit', () => process.off('exit', orphanGuard));
+  const log = [];
+  const address = await new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stderr });
+    lines.on('line', (line) => {
+      log.push(line);
+      if (log.length > 200) log.shift();
+      try {
+        const rec = JSON.parse(line);
+        if (rec.fields?.message === 'dukasync listening') resolve(rec.fields.address);
+      } catch {
+        // not a JSON line
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${log.join('\n')}`)));
+  });
+  const url = `http://${address}`;
+  await waitUntilReady(url);
+  return { child, log, url };
 }
 
 async function waitUntilReady(url) {

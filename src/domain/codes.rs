@@ -60,6 +60,7 @@ error_codes! {
     FloatNotAllowed => "float_not_allowed",
     UnknownCollection => "unknown_collection",
     ServerOnlyCollection => "server_only_collection",
+    SchemaViolation => "schema_violation",
     KeyMismatch => "key_mismatch",
     InvalidOperation => "invalid_operation",
     InvalidPath => "invalid_path",
@@ -106,6 +107,7 @@ pub enum RejectionCode {
     UnknownProduct,
     UnknownPaymentMethod,
     ForbiddenWrite,
+    SchemaViolation,
 }
 
 impl RejectionCode {
@@ -119,6 +121,7 @@ impl RejectionCode {
         RejectionCode::UnknownProduct,
         RejectionCode::UnknownPaymentMethod,
         RejectionCode::ForbiddenWrite,
+        RejectionCode::SchemaViolation,
     ];
 
     /// The code as it crosses the wire (`results[].code`).
@@ -133,6 +136,7 @@ impl RejectionCode {
             RejectionCode::UnknownProduct => "unknown_product",
             RejectionCode::UnknownPaymentMethod => "unknown_payment_method",
             RejectionCode::ForbiddenWrite => "forbidden_write",
+            RejectionCode::SchemaViolation => "schema_violation",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The declared collections: what devices sync, who may write each, and how conflicts are settled.
 //!
-//! They are data, read once at start-up from a TOML file ([`file`]; `deploy/collections.toml` is built in as
+//! They are data, read once at start-up from a TOML file ([`mod@file`]; `deploy/collections.toml` is built in as
 //! the default, `DUKASYNC_COLLECTIONS_FILE` names another) into a process-wide registry. The rest of the code
 //! reads them through [`find`] and [`all`] only. A process that never installs a set (the API tests, which
 //! start many servers in one process) gets the built-in one.

@@ -187,6 +187,14 @@ async fn apply(batch: &mut Batch<'_>, write: &Pending) -> Result<()> {
             Some(Value::Object(row))
         }
     };
+    // The row as it would be stored must satisfy the collection's schema, patch merged in (protocol §9).
+    let schema = collections::find(&write.collection).and_then(|c| c.schema);
+    if let (Some(schema), Some(row)) = (schema, &new_row) {
+        if let Some((path, why)) = schema.violation(row) {
+            reject(batch, write, format!("schema_violation at `{path}`: {why}"));
+            return Ok(());
+        }
+    }
     let current = batch.row(&write.collection, &write.key).await?.map(|(row, _)| row);
     // An unchanged row is no change: a capture trigger fires on every UPDATE, mapped columns changed or not.
     if current != new_row {

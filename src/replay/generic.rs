@@ -143,6 +143,16 @@ pub async fn apply(
             },
         },
     };
+    // The row as it would be stored: an update (or a merge against a stale base) shows it only now.
+    if let (Some(schema), Some(row), true) = (write.collection.schema, &plan.write, plan.changes_row) {
+        if let Some((path, why)) = schema.violation(row) {
+            let message = format!(
+                "the merged row does not satisfy the `{}` schema at `{path}`: {why}",
+                op.collection
+            );
+            return reject(batch, op, origin, RejectionCode::SchemaViolation, &message).await;
+        }
+    }
     let server_value = current.as_ref().map(|(d, _)| d.clone());
     let versions = if plan.changes_row && plan.write.as_ref() != server_value.as_ref() {
         let write = RowWrite {

@@ -121,9 +121,23 @@ fn parse_write(op: &Operation, change: fn(&Operation) -> Result<Change>) -> Resu
         let message = "base_version must not be negative";
         return Err(refusal(op, ErrorCode::InvalidBaseVersion, message.into()));
     }
+    let change = change(op)?;
+    // A whole row is checked here, before anything applies: the batch is refused, like any malformed
+    // operation. An update's row exists only once merged with the stored one (`replay::generic`).
+    if let (Change::Whole(data), Some(schema)) = (&change, collection.schema) {
+        if let Some((path, why)) = schema.violation(&Value::Object(data.clone())) {
+            return Err(Error::SchemaViolation {
+                message: format!(
+                    "operation {}: the row does not satisfy the `{}` schema at `{path}`: {why}",
+                    op.seq, op.collection
+                ),
+                path,
+            });
+        }
+    }
     Ok(Write {
         collection,
-        change: change(op)?,
+        change,
         base_version: op.base_version,
     })
 }

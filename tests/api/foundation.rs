@@ -358,6 +358,43 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
     assert!(err.contains("DUKASYNC_LISTEN") && !err.contains("pw"), "{err}");
 }
 
+/// A collections file with mistakes stops every command before it touches anything, listing each mistake on
+/// its own line, so whoever edits the file fixes it in one round.
+#[tokio::test]
+async fn a_bad_collections_file_stops_start_up_listing_every_mistake() {
+    let path = std::env::temp_dir().join(format!("dukasync-collections-{}.toml", uuid::Uuid::new_v4()));
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/collections.toml")).unwrap();
+    let bad = format!(
+        "{shipped}\n[[collection]]\nname = \"Deliveries\"\nwriter = \"phone\"\nconflict_policy = \"server_wins\"\n"
+    );
+    std::fs::write(&path, bad).unwrap();
+    let file = path.to_str().unwrap();
+    let (code, err) = run_binary(
+        &["serve"],
+        &[
+            ("DUKASYNC_DATABASE_URL", "postgres://u:pw@127.0.0.1:1/x"),
+            ("DUKASYNC_COLLECTIONS_FILE", file),
+        ],
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    let lines: Vec<&str> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 3, "a header and one line per mistake: {err}");
+    assert!(lines[0].contains(file) && lines[0].contains("2 mistake(s)"), "{err}");
+    assert!(lines[1].contains("`Deliveries`") && lines[1].contains("name"), "{err}");
+    assert!(lines[2].contains("`writer` must be one of"), "{err}");
+
+    // The shipped file under the same variable is accepted: the mistakes, not the variable, were refused.
+    std::fs::write(&path, &shipped).unwrap();
+    let url = fresh_database().await;
+    let (code, err) = run_binary(
+        &["migrate"],
+        &[("DUKASYNC_DATABASE_URL", &url), ("DUKASYNC_COLLECTIONS_FILE", file)],
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, Some(0), "{err}");
+}
+
 #[tokio::test]
 async fn the_binary_serves_hides_secrets_and_stops_on_sigterm() {
     use tokio::io::{AsyncBufReadExt, BufReader};

@@ -38,6 +38,7 @@ mod cache;
 mod openapi;
 mod vectors;
 // Who may write what.
+mod schemas;
 mod write_rights;
 // Writes of the backend through SQL, and capture triggers on its own tables.
 mod backend_writes;
