@@ -298,6 +298,63 @@ async fn a_write_that_cannot_apply_is_a_conflict_and_blocks_nothing() {
     assert_eq!(conflict.status, "open");
 }
 
+/// A backend write whose row (a patch merged with the stored row) violates the collection's JSON Schema (§9) is
+/// recorded as a rejected backend write, like any that cannot apply, and changes nothing.
+#[tokio::test]
+async fn a_write_against_the_row_schema_is_recorded_and_changes_nothing() {
+    let app = TestApp::start().await;
+    until_published(&app.db).await;
+    let token = app.token(OWNER, "owner-phone").await;
+    let mut cursor = head_cursor(&app, &token, "water").await;
+    let mut tx = app.db.begin().await.unwrap();
+    call(
+        &mut tx,
+        "put",
+        ("water", "products", "p-schema", Some(product("p-schema", "3"))),
+    )
+    .await;
+    // A decimal comma: the built-in schema wants `^-?[0-9]+(\.[0-9]+)?$`.
+    call(
+        &mut tx,
+        "patch",
+        ("water", "products", "p-schema", Some(json!({"price": "3,50"}))),
+    )
+    .await;
+    call(
+        &mut tx,
+        "put",
+        ("water", "products", "p-next", Some(product("p-next", "4"))),
+    )
+    .await;
+    tx.commit().await.unwrap();
+
+    let seen = until_change(&app, &token, "water", &mut cursor, "p-next").await;
+    let prices: Vec<_> = seen
+        .iter()
+        .filter(|c| c.key == "p-schema")
+        .map(|c| c.data.as_ref().unwrap()["price"].clone())
+        .collect();
+    assert_eq!(prices, [json!("3")], "only the valid put of p-schema reached the feed");
+    until_applied(&app.db).await;
+    let list: ConflictList = app
+        .get("/v1/admin/conflicts?kind=rejected_backend_write", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let [conflict] = &list.conflicts[..] else {
+        panic!("{list:?}")
+    };
+    assert_eq!(conflict.key, "p-schema");
+    let detail: Value = app
+        .get(&format!("/v1/admin/conflicts/{}", conflict.id), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(detail.to_string().contains("schema_violation at `/price`"), "{detail}");
+}
+
 #[tokio::test]
 async fn queued_writes_survive_a_restart_and_apply_once() {
     let first = TestApp::start().await;
