@@ -10,10 +10,10 @@
 
 pub mod attempts;
 mod cache;
-pub mod lifecycle;
-pub mod pairing;
 pub mod jwks;
 pub mod jwt;
+pub mod lifecycle;
+pub mod pairing;
 
 pub use cache::TokenCache;
 

@@ -51,7 +51,10 @@ pub async fn create(
     req: &NewPairingCode,
 ) -> Result<PairingCode> {
     let email = valid_email(&req.email)?;
+    // The backend role is the ERP's service user's, set by the operator (`dukasync user-add`); a phone never
+    // holds it.
     let role = Role::parse(&req.role)
+        .filter(|role| !role.is_backend())
         .ok_or_else(|| Error::bad_request(ErrorCode::InvalidRole, "role must be owner, manager or cashier"))?;
     let device_name = req.device_name.as_deref().map(valid_device_name).transpose()?;
     let existing = accounts::user_by_email(db, email).await?;

@@ -319,7 +319,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             let db = connect(&config).await?;
             let scope = ScopeId::parse(&scope).context("not a scope id")?;
-            let role = Role::parse(&role).context("role must be owner, manager or cashier")?;
+            let role = Role::parse(&role).context("role must be owner, manager, cashier or backend")?;
             let user = accounts::ensure_user(&db, &email, &name).await?;
             accounts::set_role(&db, user, &scope, role).await?;
             if let Some(external_id) = external_id {
