@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+JWT_SECRET = "tests-only-secret-of-at-least-32-bytes!"
+JWT_AUDIENCE = "dukasync-tests"
 STATE: dict[str, Any] = {}
 
 
@@ -69,6 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "DUKASYNC_LISTEN": "127.0.0.1:0",
         "DUKASYNC_LOG_FORMAT": "json",
         "DUKASYNC_LOG": "info,sqlx=warn",
+        # JWTs of the Django sync-token view (protocol §3.2): the same secret and audience as tests/settings.py.
+        "DUKASYNC_JWT_HS256_SECRET": JWT_SECRET,
+        "DUKASYNC_JWT_AUDIENCE": JWT_AUDIENCE,
     }
     if env.get("DUKASYNC_REDIS_URL"):
         child_env["DUKASYNC_REDIS_URL"] = env["DUKASYNC_REDIS_URL"]
@@ -94,6 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
+    # The ERP's own table reaches the phones by a capture trigger, installed by the real CLI as an operator would
+    # (docs/backend-sql.md). `products` is also written by managers' devices, hence --allow-device-writes.
+    cli("capture", "install", "--table", "erp_product", "--collection", "products", "--key", "id",
+        "--scope-column", "business", "--columns", "name,price,active", "--allow-device-writes")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -165,6 +174,12 @@ def start_server() -> None:
                 raise
             time.sleep(0.05)  # polling an observable state (readiness), bounded by the deadline
     STATE["server_url"] = url
+
+
+@pytest.fixture(scope="session")
+def dukasync_cli() -> Callable[..., str]:
+    """The real `dukasync` CLI on the test database (e.g. `user-add ... --external-id`)."""
+    return cli
 
 
 @pytest.fixture(scope="session")

@@ -1,24 +1,19 @@
-"""Django writes rows in its own transaction through `dukasync_api.put/patch/delete` (migration 0016, written in
-parallel on the inbox branch): a committed write reaches the feed, a rolled-back one never does.
+"""Django writes rows in its own transaction through `dukasync_api.put/patch/delete` (migration 0016,
+docs/backend-sql.md): a committed write reaches the feed, a rolled-back one never does.
 
-Until migration 0016 is in this checkout these tests are expected to fail (strict xfail: one that passes early is
-an error); once it is merged they run plainly. They never skip."""
+A rolled-back write is checked by absence, so the test first waits for a write committed *after* it: the applier
+applies in commit order per scope, so once the later write is in the feed the rolled-back one would be too."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.db import transaction
 
 from dukasync import Client
 from dukasync.django.writes import RowWriteError, delete_row, patch_row, write_row
-
-ROOT = Path(__file__).resolve().parents[2]
-INBOX_MERGED = any((ROOT / "migrations").glob("20261125000016_*.sql"))
-pytestmark = pytest.mark.xfail(not INBOX_MERGED, reason="needs migration 0016 (dukasync_api)", strict=True)
 
 
 def wait_for_key(client: Client, cursor: str, key: str) -> tuple[list[str], str]:
@@ -43,6 +38,9 @@ def test_a_committed_write_reaches_the_feed_and_a_rolled_back_one_never(server_u
                 raise RuntimeError("the ERP's save failed")
         with transaction.atomic():
             write_row("water", "customers", committed, {"name": "Wambui", "credit_limit": "2000.00"})
+            # Not before commit: the queued write is invisible to the applier until then.
+            before_commit = client.changes("water", cursor, collections=["customers"], limit=1000)["changes"]
+            assert committed not in [c["key"] for c in before_commit]
         seen, cursor = wait_for_key(client, cursor, committed)
         assert rolled_back not in seen
         with transaction.atomic():

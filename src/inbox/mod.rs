@@ -139,7 +139,7 @@ async fn apply_all(db: &PgPool) {
     }
 }
 
-/// Applies up to [`ROUND`] of the scope's queued writes in one transaction; returns how many.
+/// Applies up to `ROUND` of the scope's queued writes in one transaction; returns how many.
 pub async fn apply_round(db: &PgPool, scope: &ScopeId) -> Result<usize> {
     let mut tx = store::replay::begin(db).await?;
     let Some(locked) = store::inbox::lock_scope(&mut tx, scope).await? else {

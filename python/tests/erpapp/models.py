@@ -38,3 +38,16 @@ class ReadSale(models.Model):
     class Meta:
         managed = False
         db_table = 'dukasync_read"."sales'
+
+
+class ErpProduct(models.Model):
+    """The ERP's own product table, as its Django app has it. conftest.py installs a capture trigger on it
+    (`dukasync capture install --table erp_product ...`): plain ORM saves reach the `products` collection."""
+
+    business = models.CharField(max_length=40)  # the dukasync scope id of the row
+    name = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "erp_product"

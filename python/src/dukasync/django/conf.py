@@ -8,9 +8,7 @@
             "SECRET": "...",                 # = DUKASYNC_JWT_HS256_SECRET, at least 32 bytes
             "AUDIENCE": "dukasync",          # = DUKASYNC_JWT_AUDIENCE
             "ISSUER": None,                  # = DUKASYNC_JWT_ISSUER, if the server sets one
-            "LIFETIME_SECS": 900,            # at most the server's DUKASYNC_JWT_MAX_LIFETIME_SECS
-            "SUBJECT_CLAIM": "sub",
-            "DEVICE_CLAIM": "device",
+            "LIFETIME_SECS": 900,            # 1 to 3600: at most the server's DUKASYNC_JWT_MAX_LIFETIME_SECS
         },
     }
 """
@@ -25,9 +23,9 @@ from django.core.exceptions import ImproperlyConfigured
 _JWT_DEFAULTS: dict[str, Any] = {
     "ISSUER": None,
     "LIFETIME_SECS": 900,
-    "SUBJECT_CLAIM": "sub",
-    "DEVICE_CLAIM": "device",
 }
+# The server's default DUKASYNC_JWT_MAX_LIFETIME_SECS (protocol §3.2): a longer token would be refused by it.
+MAX_LIFETIME_SECS = 3600
 
 
 def setting(name: str, default: Any = None) -> Any:
@@ -52,4 +50,9 @@ def jwt_settings() -> dict[str, Any]:
             raise ImproperlyConfigured(f'settings.DUKASYNC["JWT"]["{name}"] is required')
     if len(str(merged["SECRET"]).encode()) < 32:
         raise ImproperlyConfigured('settings.DUKASYNC["JWT"]["SECRET"] must be at least 32 bytes')
+    lifetime = merged["LIFETIME_SECS"]
+    if not isinstance(lifetime, int) or not 0 < lifetime <= MAX_LIFETIME_SECS:
+        raise ImproperlyConfigured(
+            f'settings.DUKASYNC["JWT"]["LIFETIME_SECS"] must be an integer from 1 to {MAX_LIFETIME_SECS}'
+        )
     return merged

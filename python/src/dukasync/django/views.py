@@ -36,10 +36,11 @@ def issue_token(subject: str, device: str, now: int | None = None) -> tuple[str,
     """A signed token for `subject` on `device`, and its expiry in Unix seconds."""
     conf = jwt_settings()
     issued = int(time.time()) if now is None else now
-    expires = issued + int(conf["LIFETIME_SECS"])
+    expires = issued + conf["LIFETIME_SECS"]
+    # Exactly the claims of protocol §3.2; the server reads `sub` and `device` by these names only.
     claims: dict[str, Any] = {
-        conf["SUBJECT_CLAIM"]: subject,
-        conf["DEVICE_CLAIM"]: device,
+        "sub": subject,
+        "device": device,
         "aud": conf["AUDIENCE"],
         "iat": issued,
         "exp": expires,
