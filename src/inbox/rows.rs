@@ -61,6 +61,16 @@ pub fn check(request: RowsRequest, max: usize) -> Result<Rows> {
 
 fn check_write(write: &RowWriteRequest) -> Result<()> {
     let bad = |code, message: &str| Err(Error::bad_request(code, message.to_string()));
+    // PostgreSQL's text and jsonb cannot hold U+0000: refused here (as in operations), or the write would fail as
+    // a 500.
+    for (field, text) in [("key", &write.key), ("collection", &write.collection)] {
+        if text.contains('\0') {
+            return bad(
+                ErrorCode::NulNotAllowed,
+                &format!("`{field}` holds a NUL character (U+0000)"),
+            );
+        }
+    }
     match collections::find(&write.collection) {
         None => return bad(ErrorCode::UnknownCollection, "no such collection"),
         Some(c) if !backend_may_write(c) => {
@@ -102,14 +112,12 @@ fn check_write(write: &RowWriteRequest) -> Result<()> {
             return bad(ErrorCode::InvalidOperation, message);
         }
     };
-    // A put's fields and a patch's are both the row's top-level fields: depth 1.
-    for value in fields.values() {
-        canonical::validate_at(value, 1).map_err(|e| {
-            let (code, message) = canonical_refusal(e);
-            Error::bad_request(code, message)
-        })?;
-    }
-    Ok(())
+    // A put's fields and a patch's are both the row's top-level fields (depth 1), names included: checked as
+    // the object they sit in.
+    canonical::validate(&Value::Object(fields.clone())).map_err(|e| {
+        let (code, message) = canonical_refusal(e);
+        Error::bad_request(code, message)
+    })
 }
 
 fn fingerprint(write: &RowWriteRequest) -> [u8; 32] {
