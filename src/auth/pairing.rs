@@ -58,6 +58,19 @@ pub async fn create(
         .ok_or_else(|| Error::bad_request(ErrorCode::InvalidRole, "role must be owner, manager or cashier"))?;
     let device_name = req.device_name.as_deref().map(valid_device_name).transpose()?;
     let existing = accounts::user_by_email(db, email).await?;
+    if let Some(user) = existing {
+        // A token speaks for its user in every scope: a phone of the backend's service user would write as the
+        // backend (protocol §14). Redeeming checks this again, in case the role was granted since.
+        if accounts::roles_of(db, user)
+            .await?
+            .iter()
+            .any(|(_, role)| role == Role::Backend.as_str())
+        {
+            return Err(Error::Forbidden(
+                "this user is the backend's service user; no phone may pair as it",
+            ));
+        }
+    }
     let display_name = match existing {
         Some(_) => None,
         None => Some(valid_name(req.name.as_deref().unwrap_or(""))?),
