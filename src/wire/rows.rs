@@ -9,6 +9,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RowsRequest {
+    /// At most `DUKASYNC_MAX_BATCH_OPS` writes (default 500, configurable 1 to 10000; more: 413
+    /// `batch_too_large`). `maxItems` states the default.
+    #[schema(max_items = 500)]
     pub writes: Vec<RowWriteRequest>,
 }
 
