@@ -61,6 +61,16 @@ pub enum Error {
     /// failing part. Raised while parsing an operation, so [`Error::at_operation`] gives it its place.
     #[error("{message}")]
     SchemaViolation { message: String, path: String },
+    /// One write of a backend batch (`POST /rows`) is refused: 400 with its code, or 422 `payload_mismatch` when
+    /// its id was used with another payload. Nothing of the batch was applied. `index`: its 0-based position.
+    #[error("{message}")]
+    InvalidWrite {
+        code: ErrorCode,
+        message: String,
+        index: usize,
+        /// For `schema_violation`: the JSON pointer of the failing part of the row.
+        path: Option<String>,
+    },
     #[error("this client id belongs to another device")]
     ClientTaken,
     /// The conflict was already resolved; `current` is its detail now.
@@ -119,6 +129,25 @@ impl Error {
         }
     }
 
+    /// A refusal of the backend write at `index` of a batch; every other error is kept as it is.
+    pub fn at_write(self, index: usize) -> Self {
+        match self {
+            Error::BadRequest { code, message } => Error::InvalidWrite {
+                code,
+                message,
+                index,
+                path: None,
+            },
+            Error::SchemaViolation { message, path } => Error::InvalidWrite {
+                code: ErrorCode::SchemaViolation,
+                message,
+                index,
+                path: Some(path),
+            },
+            other => other,
+        }
+    }
+
     /// The status table: every variant's HTTP status in one place.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -135,6 +164,8 @@ impl Error {
             | Error::AlreadyResolved { .. }
             | Error::RowMovedOn { .. } => StatusCode::CONFLICT,
             Error::PayloadMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::InvalidWrite { code, .. } if *code == ErrorCode::PayloadMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::InvalidWrite { .. } => StatusCode::BAD_REQUEST,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -153,7 +184,9 @@ impl Error {
             Error::NotFound("conflict") => ErrorCode::ConflictNotFound,
             Error::NotFound("token") => ErrorCode::TokenNotFound,
             Error::NotFound(_) => ErrorCode::NotFound,
-            Error::BadRequest { code, .. } | Error::InvalidOperation { code, .. } => *code,
+            Error::BadRequest { code, .. }
+            | Error::InvalidOperation { code, .. }
+            | Error::InvalidWrite { code, .. } => *code,
             Error::SchemaViolation { .. } => ErrorCode::SchemaViolation,
             Error::ResetRequired { .. } => ErrorCode::ResetRequired,
             Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -191,6 +224,12 @@ impl Error {
                 ..
             } => Some(serde_json::json!({ "seq": seq, "index": index, "path": path })),
             Error::InvalidOperation { seq, index, .. } => Some(serde_json::json!({ "seq": seq, "index": index })),
+            Error::InvalidWrite {
+                index,
+                path: Some(path),
+                ..
+            } => Some(serde_json::json!({ "index": index, "path": path })),
+            Error::InvalidWrite { index, .. } => Some(serde_json::json!({ "index": index })),
             Error::AlreadyResolved { current } | Error::RowMovedOn { current } => {
                 Some(serde_json::json!({ "conflict": current }))
             }

@@ -10,7 +10,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 mod enroll;
+mod rows;
 pub use enroll::*;
+pub use rows::*;
 
 /// The body of every 4xx and 5xx answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -51,10 +51,26 @@ pub async fn create(
     req: &NewPairingCode,
 ) -> Result<PairingCode> {
     let email = valid_email(&req.email)?;
+    // The backend role is the ERP's service user's, set by the operator (`dukasync user-add`); a phone never
+    // holds it.
     let role = Role::parse(&req.role)
+        .filter(|role| !role.is_backend())
         .ok_or_else(|| Error::bad_request(ErrorCode::InvalidRole, "role must be owner, manager or cashier"))?;
     let device_name = req.device_name.as_deref().map(valid_device_name).transpose()?;
     let existing = accounts::user_by_email(db, email).await?;
+    if let Some(user) = existing {
+        // A token speaks for its user in every scope: a phone of the backend's service user would write as the
+        // backend (protocol §14). Redeeming checks this again, in case the role was granted since.
+        if accounts::roles_of(db, user)
+            .await?
+            .iter()
+            .any(|(_, role)| role == Role::Backend.as_str())
+        {
+            return Err(Error::Forbidden(
+                "this user is the backend's service user; no phone may pair as it",
+            ));
+        }
+    }
     let display_name = match existing {
         Some(_) => None,
         None => Some(valid_name(req.name.as_deref().unwrap_or(""))?),

@@ -74,7 +74,8 @@ enum Command {
         #[arg(long)]
         account: String,
     },
-    /// Create a user or update their role in a scope.
+    /// Create a user or update their role in a scope. `--role backend` makes the ERP's service user, which
+    /// writes rows over HTTP (protocol §14): a user of its own, never a person's (then `token issue` for it).
     UserAdd {
         #[arg(long)]
         email: String,
@@ -82,7 +83,7 @@ enum Command {
         name: String,
         #[arg(long)]
         scope: String,
-        /// owner, manager or cashier
+        /// owner, manager, cashier or backend
         #[arg(long)]
         role: String,
         /// The user's id in the ERP (the `sub` of the JWTs its backend signs, protocol §3.2).
@@ -339,7 +340,21 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             let db = connect(&config).await?;
             let scope = ScopeId::parse(&scope).context("not a scope id")?;
-            let role = Role::parse(&role).context("role must be owner, manager or cashier")?;
+            let role = Role::parse(&role).context("role must be owner, manager, cashier or backend")?;
+            if let Some(user) = accounts::user_by_email(&db, &email).await? {
+                // A token speaks for its user in every scope, so a person's phone must never become the backend,
+                // nor the backend's token a person: one user is either, never both.
+                let roles = accounts::roles_of(&db, user).await?;
+                if let Some((other, their)) = roles
+                    .iter()
+                    .find(|(_, r)| (r == Role::Backend.as_str()) != role.is_backend())
+                {
+                    bail!(
+                        "{email} is {their} of {other}: the backend role is for a service user of its own, \
+                         never a person's (use another email)"
+                    );
+                }
+            }
             let user = accounts::ensure_user(&db, &email, &name).await?;
             accounts::set_role(&db, user, &scope, role).await?;
             if let Some(external_id) = external_id {

@@ -78,6 +78,8 @@ error_codes! {
     PaymentMismatch => "payment_mismatch",
     CustomerRequired => "customer_required",
     InvalidPayment => "invalid_payment",
+    DuplicateWriteId => "duplicate_write_id",
+    InvalidIfVersion => "invalid_if_version",
     ResetRequired => "reset_required",
     PayloadTooLarge => "payload_too_large",
     UnsupportedMediaType => "unsupported_media_type",

@@ -44,13 +44,16 @@ impl fmt::Display for ScopeId {
     }
 }
 
-/// A user's role in one scope. Owners and managers may administer the scope; cashiers may sell.
+/// A user's role in one scope. Owners and managers may administer the scope; cashiers may sell. `backend` is
+/// the ERP's service user: it writes rows through `POST /v1/scopes/{scope}/rows` (protocol §14) and pushes no
+/// operations; a pairing code never grants it, so no phone holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,
     Manager,
     Cashier,
+    Backend,
 }
 
 impl Role {
@@ -59,6 +62,7 @@ impl Role {
             "owner" => Some(Role::Owner),
             "manager" => Some(Role::Manager),
             "cashier" => Some(Role::Cashier),
+            "backend" => Some(Role::Backend),
             _ => None,
         }
     }
@@ -67,10 +71,15 @@ impl Role {
             Role::Owner => "owner",
             Role::Manager => "manager",
             Role::Cashier => "cashier",
+            Role::Backend => "backend",
         }
     }
     pub fn may_administer(self) -> bool {
         matches!(self, Role::Owner | Role::Manager)
+    }
+    /// Whether this is the backend's role, which writes rows over HTTP instead of pushing operations.
+    pub fn is_backend(self) -> bool {
+        self == Role::Backend
     }
 }
 

@@ -17,6 +17,7 @@ mod observe;
 mod ops;
 mod pairing;
 mod reference;
+mod rows;
 mod scopes;
 mod summary;
 mod system;
@@ -77,6 +78,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(changes::get_changes))
         .routes(routes!(changes::get_checksum))
         .routes(routes!(ops::post_ops))
+        .routes(routes!(rows::post_rows))
         .routes(routes!(reference::get_reference))
         .routes(routes!(admin::get_cache))
         .routes(routes!(summary::get_summary))

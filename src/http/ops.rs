@@ -5,7 +5,7 @@ use super::{
     encoding::{Body, Format},
 };
 use crate::{
-    error::Result,
+    error::{Error, Result},
     replay::{Push, Replayer},
     state::AppState,
     wire::{ErrorBody, OpsRequest, OpsResponse},
@@ -19,7 +19,8 @@ use axum::{extract::State, http::StatusCode, response::Response};
     responses(
         (status = 200, body = OpsResponse),
         (status = 400, body = ErrorBody, description = "malformed batch or operation; nothing written"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "the backend role"),
+        (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "sequence_gap (details.expected_seq) or client_id_taken"),
         (status = 413, body = ErrorBody, description = "payload_too_large or batch_too_large"),
         (status = 415, body = ErrorBody),
@@ -31,6 +32,13 @@ pub async fn post_ops(
     format: Format,
     Body(batch): Body<OpsRequest>,
 ) -> Result<Response> {
+    if access.role.is_backend() {
+        // The backend writes rows through `/rows`, where its writes are checked as its own; here it would pose
+        // as a phone.
+        return Err(Error::Forbidden(
+            "the backend role writes through /v1/scopes/{scope}/rows",
+        ));
+    }
     let who = Replayer {
         device_id: access.principal.device_id,
         user_id: access.principal.user_id,

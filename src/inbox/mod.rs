@@ -22,6 +22,8 @@
 //! When: on `NOTIFY dukasync_inbox` (sent at the backend's commit, `notify`), at start-up, and every
 //! [`SWEEP`], so a lost notification only delays.
 
+pub mod rows;
+
 use crate::{
     domain::{
         canonical,

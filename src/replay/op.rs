@@ -224,24 +224,29 @@ fn check_values(op: &Operation, value: &Value) -> Result<()> {
 
 /// Checks a value that will sit `depth` levels down in its row.
 fn check_values_at(op: &Operation, value: &Value, depth: usize) -> Result<()> {
-    canonical::validate_at(value, depth).map_err(|e| match e {
-        CanonicalError::NonIntegerNumber { path } => refusal(
-            op,
+    canonical::validate_at(value, depth).map_err(|e| {
+        let (code, message) = canonical_refusal(e);
+        refusal(op, code, message)
+    })
+}
+
+/// The code and message of a value canonical JSON refuses; shared with backend writes (`inbox::rows`).
+pub fn canonical_refusal(e: CanonicalError) -> (ErrorCode, String) {
+    match e {
+        CanonicalError::NonIntegerNumber { path } => (
             ErrorCode::FloatNotAllowed,
             format!("`{path}` is not an integer; send decimals as strings"),
         ),
-        CanonicalError::TooDeep => refusal(
-            op,
+        CanonicalError::TooDeep => (
             ErrorCode::TooDeep,
             format!(
                 "nested more than {} levels deep (key path segments and nesting together)",
                 canonical::MAX_DEPTH
             ),
         ),
-        CanonicalError::NulCharacter { path } => refusal(
-            op,
+        CanonicalError::NulCharacter { path } => (
             ErrorCode::NulNotAllowed,
             format!("`{}` holds a NUL character (U+0000)", path.replace('\0', "\\u0000")),
         ),
-    })
+    }
 }

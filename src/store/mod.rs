@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod backend_users;
+pub mod backend_writes;
 pub mod batch;
 pub mod capture;
 pub mod changes;

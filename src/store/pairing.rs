@@ -62,7 +62,8 @@ type CodeRow = (Uuid, String, String, Option<String>, String, Option<String>);
 
 /// Redeems the code with hash `code` in one transaction: marks it used, creates the user if new, sets their
 /// role in the code's scope, creates the device if new and stores the token `token` for it.
-/// `None` when no live, unused code has that hash.
+/// `None` when no live, unused code has that hash, or when its user is the backend's service user (a user with
+/// the role `backend` anywhere), whose token no phone may hold.
 ///
 /// Exactly one of concurrent redemptions wins: the first UPDATE locks the row, and the others, re-checking
 /// `used_at IS NULL` once it commits, match nothing.
@@ -77,6 +78,9 @@ pub async fn redeem(
     let row: Option<CodeRow> = sqlx::query_as(
         r#"UPDATE pairing_codes SET used_at = now()
            WHERE code_hash = $1 AND used_at IS NULL AND expires_at > now()
+             -- Never for the backend's service user (protocol §14), even if it became one after the code was made.
+             AND NOT EXISTS (SELECT 1 FROM users u JOIN memberships m ON m.user_id = u.id
+                              WHERE u.email = pairing_codes.email AND m.role = 'backend')
            RETURNING id, scope_id, email, display_name, role, device_name"#,
     )
     .bind(&code[..])

@@ -40,5 +40,6 @@ mod vectors;
 // Who may write what.
 mod schemas;
 mod write_rights;
-// Writes of the backend through SQL, and capture triggers on its own tables.
+// Writes of the backend: over HTTP (`POST /rows`), and through SQL with capture triggers on its own tables.
+mod backend_http;
 mod backend_writes;

@@ -167,13 +167,26 @@ fn schemas_carry_the_limits_the_server_enforces() {
         "{ops}"
     );
     assert!(ops["description"].as_str().unwrap().contains("DUKASYNC_MAX_BATCH_OPS"));
-    let key = &schemas["Operation"]["properties"]["key"];
+    // Backend writes (`POST /rows`, protocol §14) share the batch limit and the key's bounds.
+    let writes = &schemas["RowsRequest"]["properties"]["writes"];
     assert_eq!(
-        key["maxLength"].as_u64(),
-        Some(dukasync::domain::collections::MAX_KEY_LEN as u64),
-        "{key}"
+        writes["maxItems"].as_u64(),
+        Some(config.limits.max_batch_ops as u64),
+        "{writes}"
     );
-    assert_eq!(key["minLength"], 1);
+    assert!(writes["description"]
+        .as_str()
+        .unwrap()
+        .contains("DUKASYNC_MAX_BATCH_OPS"));
+    for owner in ["Operation", "RowWriteRequest"] {
+        let key = &schemas[owner]["properties"]["key"];
+        assert_eq!(
+            key["maxLength"].as_u64(),
+            Some(dukasync::domain::collections::MAX_KEY_LEN as u64),
+            "{owner}: {key}"
+        );
+        assert_eq!(key["minLength"], 1, "{owner}: {key}");
+    }
 
     let params = |path: &str| -> Vec<Value> {
         doc["paths"][path]["get"]["parameters"]

@@ -102,6 +102,19 @@ async fn check(name: &str, resp: reqwest::Response, expected: &Value) {
     );
 }
 
+/// A vector request's body: JSON, or MessagePack (struct maps) where its `content_type` says so.
+fn with_body(req: reqwest::RequestBuilder, request: &Value) -> reqwest::RequestBuilder {
+    match request["content_type"].as_str() {
+        Some("application/msgpack") => {
+            let mut bytes = Vec::new();
+            let mut serializer = rmp_serde::Serializer::new(&mut bytes).with_struct_map();
+            serde::Serialize::serialize(&request["body"], &mut serializer).unwrap();
+            req.header("content-type", "application/msgpack").body(bytes)
+        }
+        _ => req.json(&request["body"]),
+    }
+}
+
 #[tokio::test]
 async fn the_server_answers_every_ops_vector_in_order() {
     let doc = load("ops.json");
@@ -110,20 +123,39 @@ async fn the_server_answers_every_ops_vector_in_order() {
     for case in doc["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let request = &case["request"];
-        let mut req = app
+        let req = app
             .http
             .post(app.url(&format!("/v1/scopes/{scope}/ops")))
             .bearer_auth(&token);
-        req = match request["content_type"].as_str() {
-            Some("application/msgpack") => {
-                let mut bytes = Vec::new();
-                let mut serializer = rmp_serde::Serializer::new(&mut bytes).with_struct_map();
-                serde::Serialize::serialize(&request["body"], &mut serializer).unwrap();
-                req.header("content-type", "application/msgpack").body(bytes)
-            }
-            _ => req.json(&request["body"]),
+        check(name, with_body(req, request).send().await.unwrap(), &case["response"]).await;
+    }
+}
+
+#[tokio::test]
+async fn the_server_answers_every_rows_vector_in_order() {
+    let doc = load("rows.json");
+    let (app, scope) = app_with_scope(&doc).await;
+    let email = doc["backend"].as_str().unwrap();
+    let backend = dukasync::store::accounts::ensure_user(&app.db, email, "ERP")
+        .await
+        .unwrap();
+    dukasync::store::accounts::set_role(&app.db, backend, &scope, Role::Backend)
+        .await
+        .unwrap();
+    let backend_token = app.token(email, "erp-server").await;
+    let owner_token = app.token(OWNER, "owner-phone").await;
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let request = &case["request"];
+        let token = match request["token"].as_str() {
+            Some("owner") => &owner_token,
+            _ => &backend_token,
         };
-        check(name, req.send().await.unwrap(), &case["response"]).await;
+        let req = app
+            .http
+            .post(app.url(&format!("/v1/scopes/{scope}/rows")))
+            .bearer_auth(token);
+        check(name, with_body(req, request).send().await.unwrap(), &case["response"]).await;
     }
 }
 

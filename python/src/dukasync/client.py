@@ -1,4 +1,4 @@
-"""A small typed client for the dukasync HTTP API (protocol §6-§12).
+"""A small typed client for the dukasync HTTP API (protocol §6-§12, and §14.2: the backend's row writes).
 
 One `Client` per server and token. Every call is one HTTP request; errors raise `DukasyncError` (or
 `ResetRequired` for 410) carrying the stable `code` and the server's request id. Nothing is retried here:
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal, TypedDict, cast
 
 import httpx
@@ -53,6 +54,101 @@ class OpResult(TypedDict, total=False):
 class PushResult(TypedDict):
     results: list[OpResult]
     last_seq: int
+
+
+WriteType = Literal["put", "patch", "delete"]
+WriteStatus = Literal["applied", "version_mismatch", "not_found"]
+
+
+@dataclass(frozen=True)
+class RowWrite:
+    """One backend write of `POST /v1/scopes/{scope}/rows` (protocol §14.2); build it with `put`, `patch` or
+    `delete`.
+
+    `id` makes the write idempotent: resending a write with the same `id` answers its stored result and applies
+    nothing, so keep the id with whatever you retry (the default, a fresh UUID, suits one attempt only).
+    `if_version`: apply only if the row's version is this one (0: only if the row does not exist). `Decimal`
+    values are sent as decimal strings; floats are refused by the server.
+    """
+
+    type: WriteType
+    collection: str
+    key: str
+    data: JSON | None = None
+    fields: JSON | None = None
+    if_version: int | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @classmethod
+    def put(
+        cls, collection: str, key: str, data: JSON, *, if_version: int | None = None, id: uuid.UUID | str | None = None
+    ) -> RowWrite:
+        """Create or replace the whole row; `data["id"]` is set to `key`."""
+        return cls("put", collection, key, data={**data, "id": key}, if_version=if_version, id=_write_id(id))
+
+    @classmethod
+    def patch(
+        cls,
+        collection: str,
+        key: str,
+        fields: JSON,
+        *,
+        if_version: int | None = None,
+        id: uuid.UUID | str | None = None,
+    ) -> RowWrite:
+        """Set top-level fields of an existing row; a `None` value removes the field."""
+        return cls("patch", collection, key, fields=fields, if_version=if_version, id=_write_id(id))
+
+    @classmethod
+    def delete(
+        cls, collection: str, key: str, *, if_version: int | None = None, id: uuid.UUID | str | None = None
+    ) -> RowWrite:
+        return cls("delete", collection, key, if_version=if_version, id=_write_id(id))
+
+    def to_json(self) -> JSON:
+        """The write as the request body carries it."""
+        body: JSON = {"id": str(self.id), "type": self.type, "collection": self.collection, "key": self.key}
+        if self.data is not None:
+            body["data"] = _decimals_as_strings(self.data)
+        if self.fields is not None:
+            body["fields"] = _decimals_as_strings(self.fields)
+        if self.if_version is not None:
+            body["if_version"] = self.if_version
+        return body
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """What became of one `RowWrite` (protocol §14.2), in request order.
+
+    `status`: `applied` (`version` is the row's version now, `None` after a delete), `version_mismatch` (the
+    write's `if_version` was not the row's version; `version` is the current one, `None` if no row; nothing
+    done) or `not_found` (a patch or delete of a missing row; nothing done). `duplicate`: this id was answered
+    before and this is that stored answer; nothing was applied now.
+    """
+
+    id: uuid.UUID
+    status: WriteStatus
+    version: int | None
+    duplicate: bool
+
+    @property
+    def applied(self) -> bool:
+        return self.status == "applied"
+
+
+def _write_id(id: uuid.UUID | str | None) -> uuid.UUID:
+    return uuid.uuid4() if id is None else uuid.UUID(str(id))
+
+
+def _decimals_as_strings(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _decimals_as_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_decimals_as_strings(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -162,6 +258,27 @@ class Client:
         """
         body = {"client_id": str(client_id), "ops": ops}
         return cast(PushResult, self._request("POST", f"/v1/scopes/{scope}/ops", json=body).json())
+
+    def write_rows(self, scope: str, writes: list[RowWrite]) -> list[RowResult]:
+        """`POST /v1/scopes/{scope}/rows` (protocol §14.2): the backend's writes, applied in order in one
+        transaction; needs a token of a user whose role in `scope` is `backend`. One result per write, in order.
+
+        A refused batch raises `DukasyncError` and applies nothing: 400 with `code` and `details["index"]` (the
+        write at fault), 422 `payload_mismatch` (an id reused with another payload), 413 `batch_too_large`, 403
+        (not the backend role), 404 `scope_not_found`. After a timeout or a 503 (`retryable`), resend the same
+        writes (same ids): each applies once.
+        """
+        body = {"writes": [write.to_json() for write in writes]}
+        answer = self._request("POST", f"/v1/scopes/{scope}/rows", json=body).json()
+        return [
+            RowResult(
+                id=uuid.UUID(result["id"]),
+                status=cast(WriteStatus, result["status"]),
+                version=result.get("version"),
+                duplicate=bool(result.get("duplicate", False)),
+            )
+            for result in answer["results"]
+        ]
 
     def reference(self, scope: str, dataset: str, etag: str | None = None) -> Snapshot | NotModified:
         """`GET /v1/scopes/{scope}/reference/{dataset}` (protocol §12), revalidated with `etag` if given."""

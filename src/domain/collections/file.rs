@@ -273,6 +273,10 @@ fn rights(value: &Value, m: &mut Vec<String>) -> WriteRights {
         let mut out = Vec::new();
         for r in list {
             match r.as_str().and_then(Role::parse) {
+                // The backend writes rows over §14 (HTTP or SQL), never through device operations.
+                Some(Role::Backend) => m.push(format!(
+                    "`rights.{kind}`: `backend` is not a device role (the backend writes any collection with writer \"device\" or \"backend\")"
+                )),
                 Some(role) => out.push(role),
                 None => m.push(format!(
                     "`rights.{kind}`: unknown role {} (owner, manager or cashier)",

@@ -65,7 +65,7 @@ colour = "blue"
 [[collection]]
 name = "Bad Name"
 writer = "device"
-rights = { create = ["owner"], update = ["boss"], delete = [], modify = [] }
+rights = { create = ["owner"], update = ["boss"], delete = ["backend"], modify = [] }
 conflict_policy = "last_wins"
 indexs = ["x"]
 
@@ -98,6 +98,7 @@ reference = "yes"
         "collection 1 (`Bad Name`): `conflict_policy` must be one of \"server_wins\", \"client_wins\", \"manual\", not \"last_wins\"",
         "collection 1 (`Bad Name`): unknown key `rights.modify` (known: create, update, delete)",
         "collection 1 (`Bad Name`): `rights.update`: unknown role \"boss\" (owner, manager or cashier)",
+        "collection 1 (`Bad Name`): `rights.delete`: `backend` is not a device role (the backend writes any collection with writer \"device\" or \"backend\")",
         "collection 2 (`orders`): `key` must be \"id\" (rows are keyed by their `id` field), not \"order_no\"",
         "collection 2 (`orders`): `rights` applies only to writer \"device\": devices do not write this collection",
         "collection 2 (`orders`): index `id` is the key, which is always indexed",
