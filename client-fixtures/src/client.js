@@ -532,7 +532,6 @@ export class SyncClient extends EventTarget {
   }
 }
 
-/** Applies a generic operation to the local table, as Dexie would have. */
 /**
  * The server's collection definitions, or the stored ones when the server cannot answer now (offline, or a
  * slow network at start: the stored copy is used after 5 s). With none stored, the server must answer.
@@ -546,6 +545,7 @@ async function currentCollections(api, stored) {
   }
 }
 
+/** Applies a generic operation to the local table, as Dexie would have. */
 async function applyLocally(db, op) {
   const table = db.table(op.collection);
   if (op.type === 'create' || op.type === 'put') await table.put(op.data);
