@@ -3,7 +3,8 @@
 # (Django 5, psycopg, pytest, mypy), the real dukasync server binary, and the checkout's PostgreSQL (URL from
 # .dukasync/env, written by `deploy/services.sh start`, or DUKASYNC_DATABASE_URL). Then mypy --strict and pytest.
 #   python/run-tests.sh [pytest args...]
-# Needs: python3 (>= 3.10) with the venv module (Debian: python3-venv), PyPI reachable the first time, cargo.
+# Needs: python3 (>= 3.10) with the venv module (Debian: python3-venv), PyPI reachable the first time, cargo, and
+# node with npm (a real Dexie device, the reference JS client, checks what Django writes).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +21,10 @@ fi
 if [[ -z ${DUKASYNC_BIN:-} ]]; then
   (cd "$ROOT" && cargo build --quiet --bin dukasync)
   export DUKASYNC_BIN=$ROOT/target/debug/dukasync
+fi
+
+if [[ ! -d $ROOT/client-fixtures/node_modules ]]; then
+  (cd "$ROOT/client-fixtures" && npm ci --silent --no-audit --no-fund)
 fi
 
 cd "$HERE"

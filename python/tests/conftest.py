@@ -133,6 +133,19 @@ def token(email: str, device: str) -> str:
     return cli("token", "issue", "--email", email, "--device", device).strip()
 
 
+def dexie_rows(token: str, scope: str, collection: str, *keys: str) -> dict[str, Any]:
+    """The rows `keys` of `collection` as a real Dexie device holds them after pulling `scope` to its head: the
+    reference JS client (client-fixtures) on a fresh fake IndexedDB, run by node. `None` for a row it lacks."""
+    tool = ROOT / "client-fixtures" / "tools" / "dexie-rows.mjs"
+    result = subprocess.run(
+        ["node", str(tool), STATE["server_url"], token, scope, collection, *keys],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, f"the Dexie device failed:\n{result.stderr}"
+    rows: dict[str, Any] = json.loads(result.stdout)
+    return rows
+
+
 def start_server() -> None:
     server = subprocess.Popen(
         [STATE["binary"], "serve"], env=STATE["child_env"], stdin=subprocess.DEVNULL,

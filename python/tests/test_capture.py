@@ -1,6 +1,7 @@
-"""Plain Django ORM saves of the ERP's own table reach a device pulling the feed over HTTP: conftest.py installs
-the capture trigger on `erp_product` with the real `dukasync capture install` (docs/backend-sql.md), and nothing
-on the Python side knows about dukasync."""
+"""Plain Django ORM saves of the ERP's own table reach a device pulling the feed over HTTP, and a real Dexie device
+(the reference JS client) holds each state of the row: conftest.py installs the capture trigger on `erp_product`
+with the real `dukasync capture install` (docs/backend-sql.md), and nothing on the Python side knows about
+dukasync."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from dukasync import Client
+from tests.conftest import dexie_rows
 from tests.erpapp.models import ErpProduct
 
 
@@ -33,12 +35,15 @@ def test_orm_create_update_delete_reach_a_device(server_url: str, cashier_token:
         created, cursor = next_change_of(device, cursor, key)
         assert created["op"] == "upsert"
         assert created["data"] == {"id": key, "name": "Mandazi", "price": "20.50", "active": True}
+        assert dexie_rows(cashier_token, "water", "products", key) == {key: created["data"]}
 
         product.price = Decimal("25.00")
         product.save()
         updated, cursor = next_change_of(device, cursor, key)
         assert updated["data"]["price"] == "25.00" and updated["version"] > created["version"]
+        assert dexie_rows(cashier_token, "water", "products", key)[key]["price"] == "25.00"
 
         product.delete()
         deleted, _ = next_change_of(device, cursor, key)
         assert deleted["op"] == "delete"
+        assert dexie_rows(cashier_token, "water", "products", key) == {key: None}

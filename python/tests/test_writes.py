@@ -1,5 +1,6 @@
 """Django writes rows in its own transaction through `dukasync_api.put/patch/delete` (migration 0016,
-docs/backend-sql.md): a committed write reaches the feed, a rolled-back one never does.
+docs/backend-sql.md): a committed write reaches the feed and a real Dexie device (the reference JS client), a
+rolled-back one never does.
 
 A rolled-back write is checked by absence, so the test first waits for a write committed *after* it: the applier
 applies in commit order per scope, so once the later write is in the feed the rolled-back one would be too."""
@@ -14,6 +15,7 @@ from django.db import transaction
 
 from dukasync import Client
 from dukasync.django.writes import RowWriteError, delete_row, patch_row, write_row
+from tests.conftest import dexie_rows
 
 
 def wait_for_key(client: Client, cursor: str, key: str) -> tuple[list[str], str]:
@@ -43,6 +45,10 @@ def test_a_committed_write_reaches_the_feed_and_a_rolled_back_one_never(server_u
             assert committed not in [c["key"] for c in before_commit]
         seen, cursor = wait_for_key(client, cursor, committed)
         assert rolled_back not in seen
+        assert dexie_rows(owner_token, "water", "customers", committed, rolled_back) == {
+            committed: {"id": committed, "name": "Wambui", "credit_limit": "2000.00"},
+            rolled_back: None,
+        }
         with transaction.atomic():
             patch_row("water", "customers", committed, {"phone": "+254700000009"})
         with transaction.atomic():
