@@ -159,7 +159,7 @@ EOF
   as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGROOT" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<EOF ||
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dukasync') THEN CREATE ROLE dukasync; END IF;
-  ALTER ROLE dukasync LOGIN CREATEDB PASSWORD '$PASSWORD';
+  ALTER ROLE dukasync LOGIN CREATEDB CREATEROLE PASSWORD '$PASSWORD';
 END \$\$;
 SELECT 'CREATE DATABASE dukasync OWNER dukasync' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'dukasync')\gexec
 EOF

@@ -488,3 +488,76 @@ async fn a_capture_trigger_turns_table_writes_into_feed_changes_until_removed() 
     let (ok, out, _) = cli(&app, &["capture", "list"]);
     assert!(ok && out.is_empty(), "{out}");
 }
+
+/// The grants of docs/erp-guide.md ("Roles"), run as written for a separate login role, are enough for the ERP:
+/// it writes through `dukasync_api` and reads `dukasync_read`, and its write reaches the feed. They are also all
+/// it gets: dukasync's own tables refuse it, and a role without the grants can call and read nothing.
+#[tokio::test]
+async fn the_documented_grants_let_a_separate_erp_role_write_and_read_and_nothing_more() {
+    let app = TestApp::start().await;
+    until_published(&app.db).await;
+    let token = app.token(OWNER, "owner-phone").await;
+    let mut cursor = head_cursor(&app, &token, "water").await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (erp, stranger) = (format!("erp_{}", &suffix[..12]), format!("nobody_{}", &suffix[..12]));
+    let guide = include_str!("../../docs/erp-guide.md");
+    let roles = &guide[guide.find("**Roles.**").expect("the guide's Roles paragraph")..];
+    let sql = &roles[roles.find("```sql").unwrap() + 6..];
+    let grants = sql[..sql.find("```").unwrap()].replace(" TO erp;", &format!(" TO {erp};"));
+    for role in [&erp, &stranger] {
+        sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD 'pw-{suffix}'"))
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(&grants).execute(&app.db).await.unwrap();
+    let as_role = |role: &str| {
+        let mut url = url::Url::parse(&app.database_url).unwrap();
+        url.set_username(role).unwrap();
+        url.set_password(Some(&format!("pw-{suffix}"))).unwrap();
+        PgPool::connect_lazy(url.as_str()).unwrap()
+    };
+
+    let erp_db = as_role(&erp);
+    let put =
+        "SELECT dukasync_api.put('water', 'customers', 'c-granted', '{\"id\": \"c-granted\", \"name\": \"Granted\"}')";
+    sqlx::query(put)
+        .execute(&erp_db)
+        .await
+        .expect("the ERP's role may write");
+    let (sales,): (i64,) = sqlx::query_as("SELECT count(*) FROM dukasync_read.sales")
+        .fetch_one(&erp_db)
+        .await
+        .expect("the ERP's role may read the views");
+    assert!(sales >= 0);
+    until_change(&app, &token, "water", &mut cursor, "c-granted").await;
+    let denied = |e: sqlx::Error| e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501");
+    let err = sqlx::query("SELECT count(*) FROM records")
+        .execute(&erp_db)
+        .await
+        .unwrap_err();
+    assert!(denied(err), "dukasync's own tables refuse the ERP's role");
+
+    let stranger_db = as_role(&stranger);
+    let err = sqlx::query(put).execute(&stranger_db).await.unwrap_err();
+    assert!(denied(err), "a role without the grants cannot write");
+    let err = sqlx::query("SELECT count(*) FROM dukasync_read.sales")
+        .execute(&stranger_db)
+        .await
+        .unwrap_err();
+    assert!(denied(err), "a role without the grants cannot read");
+
+    erp_db.close().await;
+    stranger_db.close().await;
+    // Roles belong to the cluster, not the test's database: take the grants back and drop them.
+    let revokes = grants
+        .replace("GRANT ", "REVOKE ")
+        .replace(&format!(" TO {erp};"), &format!(" FROM {erp};"));
+    sqlx::raw_sql(&revokes).execute(&app.db).await.unwrap();
+    for role in [&erp, &stranger] {
+        sqlx::query(&format!("DROP ROLE {role}"))
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+}
