@@ -89,6 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
         DUKASYNC_TEST_DB_PASSWORD=parts.password or "",
         DUKASYNC_TEST_DB_HOST=parts.hostname or "127.0.0.1",
         DUKASYNC_TEST_DB_PORT=str(parts.port or 5432),
+        # A real Django-RQ worker runs the consumer job (test_consumer.py): the project's Redis, a queue of this run.
+        DUKASYNC_TEST_RQ_URL=env.get("DUKASYNC_REDIS_URL", ""),
+        DUKASYNC_TEST_RQ_QUEUE=f"dukasync-tests-{secrets.token_hex(4)}",
     )
     start_server()
     os.environ["DUKASYNC_TEST_URL"] = STATE["server_url"]

@@ -11,6 +11,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django_rq",
     "dukasync.django",
     "tests.erpapp",
 ]
@@ -34,4 +35,11 @@ DUKASYNC = {
     "URL": os.environ.get("DUKASYNC_TEST_URL", ""),
     "TOKEN": os.environ.get("DUKASYNC_TEST_TOKEN", ""),
     "JWT": {"SECRET": "tests-only-secret-of-at-least-32-bytes!", "AUDIENCE": "dukasync-tests"},
+}
+# Django-RQ, as the ERP runs it: the consumer job of docs/erp-guide.md §3 runs on a real worker in the tests.
+RQ_QUEUES = {
+    os.environ.get("DUKASYNC_TEST_RQ_QUEUE", "default"): {
+        "URL": os.environ.get("DUKASYNC_TEST_RQ_URL") or "redis://127.0.0.1:6379/0",
+        "DEFAULT_TIMEOUT": 120,
+    }
 }

@@ -1,5 +1,6 @@
 """The consumer mirrors a device's offline sale into Django models exactly once: also when the handler fails
-mid-run, and when the worker process is killed (SIGKILL) mid-page and run again. Exactly once is checked by
+mid-run, and when the worker process is killed (SIGKILL) mid-page and run again, as a management command and as
+the Django-RQ job of docs/erp-guide.md §3 on a real `rqworker`. Exactly once is checked by
 unique constraints (a change mirrored twice cannot commit) and by counts against the feed."""
 
 from __future__ import annotations
@@ -122,3 +123,38 @@ def test_two_runs_of_one_consumer_at_once_never_mirror_a_page_twice(server_url: 
         head = client.changes("water", "0", limit=1)["head"]
     versions = sorted(MirroredChange.objects.filter(scope="water").values_list("version", flat=True))
     assert versions == list(range(1, head + 1))
+
+
+@pytest.mark.usefixtures("clean_mirror")
+def test_the_rq_job_on_a_real_worker_killed_mid_page_then_rerun_mirrors_each_change_once(
+    server_url: str, owner_token: str, cashier_token: str
+) -> None:
+    import django_rq
+    from django.conf import settings
+    from rq.job import JobStatus
+
+    key = f"sale-rq-{uuid.uuid4().hex[:8]}"
+    with Client(server_url, cashier_token) as till:
+        sale_version = offline_sale(till, key)
+    queue_name = next(iter(settings.RQ_QUEUES))
+    queue = django_rq.get_queue(queue_name)
+
+    def work(**extra_env: str) -> tuple[Any, str]:
+        """Enqueues the job as the ERP does, runs a real worker until the queue is empty; the job's status after."""
+        job = queue.enqueue("tests.erpapp.jobs.mirror_sales", "water")
+        command = [sys.executable, "-m", "django", "rqworker", queue_name, "--burst"]
+        env = {**os.environ, **extra_env}
+        done = subprocess.run(command, cwd=PYTHON_DIR, env=env, capture_output=True, text=True, timeout=120)
+        job.refresh()
+        return job.get_status(), done.stdout + done.stderr
+
+    status, log = work(DIE_AT_VERSION=str(sale_version))
+    assert status == JobStatus.FAILED, log  # the work-horse died by SIGKILL mid-page
+    before = MirroredChange.objects.count()
+    assert 0 < before < sale_version  # pages before the kill committed; the killed page did not
+    assert not MirroredSale.objects.filter(key=key).exists()
+
+    status, log = work()
+    assert status == JobStatus.FINISHED, log
+    with Client(server_url, owner_token) as client:
+        assert_mirrored_once(client, key)
