@@ -260,7 +260,7 @@ export class SyncClient extends EventTarget {
     // missing locally): either way the queue stays as it is.
     const keep = err.retryable || err.status === 401 || err.code === 'client_id_taken' || err.code === 'sequence_gap';
     if (keep) {
-      this.#setState({ error: err.retryable ? null : { code: err.code, message: err.message } });
+      this.#setState({ error: err.retryable ? null : errorState(err) });
       throw err;
     }
     // A 400 caused by one operation names it (protocol §10: `details.seq` and `details.index`): set exactly that
@@ -473,7 +473,7 @@ export class SyncClient extends EventTarget {
           continue;
         } catch (err) {
           if (signal.aborted) return;
-          this.#setState({ error: { code: err.code ?? 'client', message: err.message } });
+          this.#setState({ error: errorState(err) });
           await Promise.race([woken, sleep(30000, signal).catch(() => {})]);
           continue;
         }
@@ -509,7 +509,7 @@ export class SyncClient extends EventTarget {
       } catch (err) {
         if (signal.aborted) return;
         const retryable = err instanceof ApiError && err.retryable;
-        if (!retryable) this.#setState({ error: { code: err.code ?? 'client', message: err.message } });
+        if (!retryable) this.#setState({ error: errorState(err) });
         await sleep(retryable ? this.#delay(++attempt) : 30000, signal).catch(() => {});
         wait = 0;
       }
@@ -532,7 +532,17 @@ export class SyncClient extends EventTarget {
   }
 }
 
-/** Applies a generic operation to the local table, as Dexie would have. */
+/**
+ * What `state.error` holds: the protocol's code (`client` for a failure of the client itself), the message, the
+ * HTTP status, and the server's request id when the answer carried one (to quote when reporting a problem).
+ */
+function errorState(err) {
+  const e = { code: err?.code ?? 'client', message: err?.message ?? String(err) };
+  if (err instanceof ApiError) e.status = err.status;
+  if (err?.requestId) e.requestId = err.requestId;
+  return e;
+}
+
 /**
  * The server's collection definitions, or the stored ones when the server cannot answer now (offline, or a
  * slow network at start: the stored copy is used after 5 s). With none stored, the server must answer.
@@ -546,6 +556,7 @@ async function currentCollections(api, stored) {
   }
 }
 
+/** Applies a generic operation to the local table, as Dexie would have. */
 async function applyLocally(db, op) {
   const table = db.table(op.collection);
   if (op.type === 'create' || op.type === 'put') await table.put(op.data);
