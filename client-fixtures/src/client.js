@@ -74,8 +74,10 @@ export class SyncClient extends EventTarget {
    * @param {string} [o.baseUrl] the server; with `fetchCredentials`, the stored one when absent
    * @param {Array<object>} [o.collections] the collection definitions to use instead of asking the server for
    *   them (`GET /v1/collections`, or the stored ones when it cannot answer): for tests and for apps that ship them
+   * @param {Record<string, string>} [o.appStores] the app's own Dexie tables beside the synced ones, in Dexie's
+   *   syntax (`{ notes: 'id, createdAt' }`); a change raises the Dexie version. Absent: the stored ones are kept.
    */
-  static async open({ scope, token, fetchCredentials, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, collections: given, ...options }) {
+  static async open({ scope, token, fetchCredentials, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, collections: given, appStores, ...options }) {
     const idb = { indexedDB, IDBKeyRange, namespace };
     const stored = await readStored(scope, idb);
     let api;
@@ -88,7 +90,7 @@ export class SyncClient extends EventTarget {
       api = new Api({ baseUrl: auth.baseUrl, token: auth.token, encoding, fetch });
     }
     const collections = given ?? (await currentCollections(api, stored));
-    const db = await openScopeDb(scope, { collections, stored, ...idb });
+    const db = await openScopeDb(scope, { collections, appStores, stored, ...idb });
     if (auth && auth !== stored.auth) await db.local_sync.put(auth);
     const client = new SyncClient({ scope, db, api, collections, ...options });
     // A collection this device did not know may have had changes that its pulls skipped (§1): pull all again.
