@@ -9,3 +9,5 @@ export { INTERNAL_TABLES, databaseName, openScopeDb, readStored, storesFor } fro
 export { canonical, protocolSafe, rowHash, sum32 } from './checksum.js';
 export { formatMoney, fromCents, fromMilli, quantity, toCents, toMilli } from './decimal.js';
 export { deviceEventsStore, syncStateStore } from './stores.js';
+// The Dexie the client uses (the app's own, as a peer dependency), for apps that want the very same class.
+export { Dexie, liveQuery } from './vendor.js';
