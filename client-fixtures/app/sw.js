@@ -1,12 +1,12 @@
 // The POS demo's service worker (a module worker; it imports the same client the page uses).
 // - Replays each scope's outbox on Background Sync (`dukasync-outbox:<scope>`), so sales recorded offline reach
-//   the server when connectivity returns even if no page is open.
+//   the server when connectivity returns even if no page is open: the package's `./sw` module
+//   (`@dukasync/client/sw`), as an app's own Workbox or vite-plugin-pwa worker would use it.
 // - Caches the app shell (network first, the cached copy offline) and reference snapshots (the cached 200 offline).
-import { SyncClient } from '../src/client.js';
+import { registerOutboxSync } from '../src/sw.js';
 
 const SHELL = 'dukasync-shell-v1';
 const REFERENCE = 'dukasync-reference-v1';
-const SYNC_PREFIX = 'dukasync-outbox:';
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(SHELL).then((c) => c.addAll(['./', './app.js', './style.css'])).then(() => self.skipWaiting()));
@@ -30,23 +30,7 @@ self.addEventListener('message', (event) => {
   );
 });
 
-self.addEventListener('sync', (event) => {
-  if (!event.tag.startsWith(SYNC_PREFIX)) return;
-  event.waitUntil(replay(event.tag.slice(SYNC_PREFIX.length)));
-});
-
-// A browser may fire a pending sync as it starts, before the server is reachable again, and its own retry comes
-// minutes later; so the replay keeps trying with backoff for about a minute and a half (browsers end a sync event
-// after a few minutes), then fails and leaves the rest to the browser's retry.
-async function replay(scope) {
-  const client = await SyncClient.open({ scope, backoff: { baseMs: 250, maxMs: 3000 } });
-  try {
-    await client.push({ maxAttempts: 60 });
-    await client.db.local_sync.put({ key: 'lastReplay', by: 'background-sync', at: new Date().toISOString() });
-  } finally {
-    client.db.close();
-  }
-}
+registerOutboxSync(self);
 
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);

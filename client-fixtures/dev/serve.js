@@ -1,19 +1,27 @@
 // A tiny same-origin server for the POS demo: serves client-fixtures' files (the page, the client modules and the
-// three vendor packages they import) and forwards /v1/* to a dukasync server, so the page, its service worker and
-// the API share one origin (no CORS preflights, and the service worker sees API requests).
+// packages they depend on) and forwards /v1/* to a dukasync server, so the page, its service worker and the API
+// share one origin (no CORS preflights, and the service worker sees API requests).
+//
+// The client imports its dependencies by bare specifier (`dexie`, `@noble/hashes/blake3.js`) as an npm package
+// must. Browsers cannot resolve those, and module service workers have no import maps, so served JavaScript has
+// its bare specifiers rewritten to `/node_modules/...` paths, as Vite's dev server does.
 //
 //   node dev/serve.js --upstream http://127.0.0.1:8080 [--port 8090]
 //   then open http://127.0.0.1:8090/app/#token=dks_...&scope=retail
 import http from 'node:http';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { createReadStream, readFileSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { init, parse } from 'es-module-lexer';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// Only these folders are served; everything else (tests, artifacts, other packages) is 404.
-const SERVED = ['app/', 'src/', 'node_modules/dexie/dist/', 'node_modules/@noble/hashes/', 'node_modules/@msgpack/msgpack/dist.esm/'];
+// Only these folders are served: the demo, the client, and the packages the client depends on (its own
+// dependencies and peers). Everything else (tests, artifacts, other packages) is 404.
+const PACKAGE = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
+const DEPENDENCIES = [...Object.keys(PACKAGE.dependencies ?? {}), ...Object.keys(PACKAGE.peerDependencies ?? {})];
+const SERVED = ['app/', 'src/', ...DEPENDENCIES.map((name) => `node_modules/${name}/`)];
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -85,14 +93,77 @@ async function serveFile(req, res) {
   if (inside.startsWith('..') || !SERVED.some((p) => inside.startsWith(p))) return notFound(res);
   const info = await stat(file).catch(() => null);
   if (!info?.isFile()) return notFound(res);
-  res.writeHead(200, {
+  const headers = {
     'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
-    'content-length': info.size,
     // The service worker decides what is cached; the browser's HTTP cache stays out of the way.
     'cache-control': 'no-cache',
-  });
+  };
+  if (/\.m?js$/.test(file)) {
+    const body = Buffer.from(await rewriteBareImports(await readFile(file, 'utf8')));
+    res.writeHead(200, { ...headers, 'content-length': body.length });
+    return res.end(req.method === 'HEAD' ? undefined : body);
+  }
+  res.writeHead(200, { ...headers, 'content-length': info.size });
   if (req.method === 'HEAD') return res.end();
   createReadStream(file).pipe(res);
+}
+
+const isBare = (spec) => !/^(\.{0,2}\/|[a-z][a-z0-9+.-]*:)/i.test(spec);
+
+/** Replaces the bare specifiers of a module's static and dynamic imports (and re-exports) by served paths. */
+export async function rewriteBareImports(source) {
+  await init;
+  const [imports] = parse(source);
+  let out = '';
+  let at = 0;
+  for (const i of imports) {
+    // `n` is the specifier's value when it is a plain string literal; dynamic imports of expressions stay as they are.
+    if (i.n === undefined || !isBare(i.n)) continue;
+    const quoted = i.d > -1; // a dynamic import's s..e spans the string literal with its quotes
+    out += source.slice(at, i.s) + (quoted ? JSON.stringify(resolveBare(i.n)) : resolveBare(i.n));
+    at = i.e;
+  }
+  return out + source.slice(at);
+}
+
+/**
+ * The served path of a bare specifier (`dexie`, `@noble/hashes/blake3.js`), resolved as a browser bundler would: a
+ * package's `module` entry first, then its `exports` under the conditions browser, module, import, default.
+ */
+export function resolveBare(spec) {
+  const parts = spec.split('/');
+  const name = spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+  const sub = spec.slice(name.length);
+  const pkg = readPackage(name);
+  // `exports` is a path, an object of conditions (for `.` alone), or an object of subpaths (keys starting with `.`).
+  const subpaths = pkg.exports && typeof pkg.exports === 'object' && Object.keys(pkg.exports).some((k) => k.startsWith('.'));
+  const exported = (key) => pick(subpaths ? pkg.exports[key] : key === '.' ? pkg.exports : undefined);
+  const target = sub ? (exported('.' + sub) ?? '.' + sub) : (pkg.module ?? exported('.') ?? pkg.main ?? 'index.js');
+  return '/' + path.posix.join('node_modules', name, target);
+}
+
+const packages = new Map();
+function readPackage(name) {
+  if (!packages.has(name)) {
+    let pkg = {};
+    try {
+      pkg = JSON.parse(readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8'));
+    } catch {
+      // not installed: the browser then gets a 404 naming the path, which says what is missing
+    }
+    packages.set(name, pkg);
+  }
+  return packages.get(name);
+}
+
+function pick(entry) {
+  if (typeof entry === 'string') return entry;
+  if (!entry || typeof entry !== 'object') return undefined;
+  for (const condition of ['browser', 'module', 'import', 'default']) {
+    const found = condition in entry ? pick(entry[condition]) : undefined;
+    if (found) return found;
+  }
+  return undefined;
 }
 
 function notFound(res) {

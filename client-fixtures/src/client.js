@@ -74,8 +74,10 @@ export class SyncClient extends EventTarget {
    * @param {string} [o.baseUrl] the server; with `fetchCredentials`, the stored one when absent
    * @param {Array<object>} [o.collections] the collection definitions to use instead of asking the server for
    *   them (`GET /v1/collections`, or the stored ones when it cannot answer): for tests and for apps that ship them
+   * @param {Record<string, string>} [o.appStores] the app's own Dexie tables beside the synced ones, in Dexie's
+   *   syntax (`{ notes: 'id, createdAt' }`); a change raises the Dexie version. Absent: the stored ones are kept.
    */
-  static async open({ scope, token, fetchCredentials, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, collections: given, ...options }) {
+  static async open({ scope, token, fetchCredentials, baseUrl, encoding, fetch, indexedDB, IDBKeyRange, namespace, collections: given, appStores, ...options }) {
     const idb = { indexedDB, IDBKeyRange, namespace };
     const stored = await readStored(scope, idb);
     let api;
@@ -88,7 +90,7 @@ export class SyncClient extends EventTarget {
       api = new Api({ baseUrl: auth.baseUrl, token: auth.token, encoding, fetch });
     }
     const collections = given ?? (await currentCollections(api, stored));
-    const db = await openScopeDb(scope, { collections, stored, ...idb });
+    const db = await openScopeDb(scope, { collections, appStores, stored, ...idb });
     if (auth && auth !== stored.auth) await db.local_sync.put(auth);
     const client = new SyncClient({ scope, db, api, collections, ...options });
     // A collection this device did not know may have had changes that its pulls skipped (§1): pull all again.
@@ -260,7 +262,7 @@ export class SyncClient extends EventTarget {
     // missing locally): either way the queue stays as it is.
     const keep = err.retryable || err.status === 401 || err.code === 'client_id_taken' || err.code === 'sequence_gap';
     if (keep) {
-      this.#setState({ error: err.retryable ? null : { code: err.code, message: err.message } });
+      this.#setState({ error: err.retryable ? null : errorState(err) });
       throw err;
     }
     // A 400 caused by one operation names it (protocol §10: `details.seq` and `details.index`): set exactly that
@@ -473,7 +475,7 @@ export class SyncClient extends EventTarget {
           continue;
         } catch (err) {
           if (signal.aborted) return;
-          this.#setState({ error: { code: err.code ?? 'client', message: err.message } });
+          this.#setState({ error: errorState(err) });
           await Promise.race([woken, sleep(30000, signal).catch(() => {})]);
           continue;
         }
@@ -509,7 +511,7 @@ export class SyncClient extends EventTarget {
       } catch (err) {
         if (signal.aborted) return;
         const retryable = err instanceof ApiError && err.retryable;
-        if (!retryable) this.#setState({ error: { code: err.code ?? 'client', message: err.message } });
+        if (!retryable) this.#setState({ error: errorState(err) });
         await sleep(retryable ? this.#delay(++attempt) : 30000, signal).catch(() => {});
         wait = 0;
       }
@@ -530,6 +532,17 @@ export class SyncClient extends EventTarget {
     await this.stop();
     this.db.close();
   }
+}
+
+/**
+ * What `state.error` holds: the protocol's code (`client` for a failure of the client itself), the message, the
+ * HTTP status, and the server's request id when the answer carried one (to quote when reporting a problem).
+ */
+function errorState(err) {
+  const e = { code: err?.code ?? 'client', message: err?.message ?? String(err) };
+  if (err instanceof ApiError) e.status = err.status;
+  if (err?.requestId) e.requestId = err.requestId;
+  return e;
 }
 
 /**

@@ -34,58 +34,86 @@ export function databaseName(scope, namespace = 'dukasync') {
 }
 
 /**
- * The Dexie stores for a set of definitions: the key path `id`, then the collection's indexes.
+ * The Dexie stores for a set of definitions: the key path `id`, then the collection's indexes; then the app's own
+ * tables (`appStores`, Dexie's syntax: `{ notes: 'id, createdAt' }`), which may not clash with a synced table nor
+ * take a name the client reserves (`local_*`, and `_*`, which Dexie uses).
  * @param {Array<{name: string, indexes?: string[]}>} collections as served by `GET /v1/collections`
+ * @param {Record<string, string>} [appStores]
  */
-export function storesFor(collections) {
+export function storesFor(collections, appStores = {}) {
   const stores = { ...INTERNAL };
   for (const c of collections) {
     if (c.name in stores) throw new Error(`collection ${c.name} clashes with a table of the client`);
     stores[c.name] = ['id', ...(c.indexes ?? [])].join(', ');
+  }
+  for (const [name, spec] of Object.entries(appStores ?? {})) {
+    if (name.startsWith('local_') || name.startsWith('_')) {
+      throw new Error(`app table ${name}: names starting with local_ or _ are reserved for the sync client and Dexie`);
+    }
+    if (name in stores) throw new Error(`app table ${name} clashes with the synced collection ${name}: choose another name`);
+    if (typeof spec !== 'string' || spec.trim() === '') throw new TypeError(`app table ${name} needs a Dexie store string such as 'id, createdAt'`);
+    stores[name] = spec.split(',').map((part) => part.trim()).join(', ');
   }
   return stores;
 }
 
 /**
  * What is stored of a scope's database without changing it: its Dexie version (0 when it does not exist), the
- * stored credentials, and the collection definitions with the stores they gave.
+ * stored credentials, the collection definitions with the stores they gave, and the app's own stores.
  */
 export async function readStored(scope, { indexedDB, IDBKeyRange, namespace } = {}) {
   const options = indexedDB ? { indexedDB, IDBKeyRange } : undefined;
   const probe = new Dexie(databaseName(scope, namespace), options); // no version: Dexie's dynamic mode
+  const none = { auth: null, collections: null, stores: null, appStores: null };
   try {
     await probe.open();
   } catch (err) {
-    if (err?.name === 'NoSuchDatabaseError') return { verno: 0, auth: null, collections: null, stores: null };
+    if (err?.name === 'NoSuchDatabaseError') return { verno: 0, ...none };
     throw err;
   }
   try {
-    if (!probe.tables.some((t) => t.name === 'local_sync')) return { verno: probe.verno, auth: null, collections: null, stores: null };
+    if (!probe.tables.some((t) => t.name === 'local_sync')) return { verno: probe.verno, ...none };
     const [auth, defs] = await Promise.all([probe.table('local_sync').get('auth'), probe.table('local_sync').get('collections')]);
-    return { verno: probe.verno, auth: auth ?? null, collections: defs?.value ?? null, stores: defs?.stores ?? null };
+    return {
+      verno: probe.verno,
+      auth: auth ?? null,
+      collections: defs?.value ?? null,
+      stores: defs?.stores ?? null,
+      appStores: defs?.appStores ?? null,
+    };
   } finally {
     probe.close();
   }
 }
 
+/** Whether two sets of stores are the same, whatever the order of their names. */
+const sameStores = (a, b) => a !== null && b !== null && JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+const sortKeys = (o) => Object.fromEntries(Object.entries(o).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+
 /**
  * Opens (creating or upgrading if needed) the scope's Dexie database for `collections`, or for the stored
- * definitions when none are given. A change of definitions is a new Dexie version: new tables and indexes are
- * made, tables of collections no longer declared are dropped. Resolves to the open database.
+ * definitions when none are given, plus the app's own tables. A change of definitions or of the app's tables is a
+ * new Dexie version: new tables and indexes are made, tables no longer declared are dropped (with their rows).
+ * Resolves to the open database.
+ *
+ * `appStores` absent keeps the app tables stored with the database (so a service worker that opens the database
+ * without knowing them changes nothing); `{}` declares none, and drops the ones there were.
  *
  * @param {string} scope
  * @param {object} [o]
  * @param {Array<object>} [o.collections] definitions from `GET /v1/collections`
+ * @param {Record<string, string>} [o.appStores] the app's own tables and indexes, in Dexie's syntax
  * @param {object} [o.stored] the result of `readStored()`, when the caller already read it
  * @param {IDBFactory} [o.indexedDB] another IndexedDB (fake-indexeddb in tests), with `o.IDBKeyRange`
  * @param {string} [o.namespace]
  */
-export async function openScopeDb(scope, { collections, stored, indexedDB, IDBKeyRange, namespace } = {}) {
+export async function openScopeDb(scope, { collections, appStores, stored, indexedDB, IDBKeyRange, namespace } = {}) {
   const before = stored ?? (await readStored(scope, { indexedDB, IDBKeyRange, namespace }));
   const defs = collections ?? before.collections;
   if (!defs) throw new Error(`the collections of scope ${scope} are unknown here: connect to the server once`);
-  const stores = storesFor(defs);
-  const same = before.stores !== null && JSON.stringify(before.stores) === JSON.stringify(stores);
+  const app = appStores ?? before.appStores ?? {};
+  const stores = storesFor(defs, app);
+  const same = sameStores(before.stores, stores);
   const options = indexedDB ? { indexedDB, IDBKeyRange } : undefined;
   const db = new Dexie(databaseName(scope, namespace), options);
   if (same) {
@@ -95,6 +123,6 @@ export async function openScopeDb(scope, { collections, stored, indexedDB, IDBKe
     db.version(before.verno + 1).stores({ ...stores, ...Object.fromEntries(dropped.map((name) => [name, null])) });
   }
   await db.open();
-  if (!same) await db.local_sync.put({ key: 'collections', value: defs, stores });
+  if (!same) await db.local_sync.put({ key: 'collections', value: defs, stores, appStores: app });
   return db;
 }

@@ -1,6 +1,7 @@
-// Third-party modules, imported by relative path so that the same files load unchanged in Node, in a page and in a
-// module service worker (workers have no import maps), with no build step. The demo proxy serves node_modules/
-// beside src/.
-export { default as Dexie } from '../node_modules/dexie/dist/dexie.mjs';
-export { blake3 } from '../node_modules/@noble/hashes/blake3.js';
-export { encode as msgpackEncode, decode as msgpackDecode } from '../node_modules/@msgpack/msgpack/dist.esm/index.mjs';
+// Third-party modules, imported by bare specifier as any npm package does: Node and bundlers (Vite, Rollup,
+// esbuild, webpack) resolve them from node_modules/. The demo, served without a build by dev/serve.js, gets them
+// rewritten to /node_modules/... paths there (as Vite's dev server does), since module workers have no import maps.
+// Dexie is a peer dependency: the app's own Dexie is the one used here.
+export { default as Dexie, liveQuery } from 'dexie';
+export { blake3 } from '@noble/hashes/blake3.js';
+export { encode as msgpackEncode, decode as msgpackDecode } from '@msgpack/msgpack';
