@@ -41,8 +41,7 @@ main().catch((err) => {
 });
 
 /** Shows an error with its code and the server's request id (the id in the server's log line), if it had one. */
-function showError(err) {
-  const box = $('#error');
+function showError(err, box = $('#error')) {
   const parts = [err?.message ?? String(err)];
   if (err?.code) parts.push(el('code', {}, ` ${err.code}`));
   if (err?.requestId) parts.push(' · request ', el('code', { class: 'request-id' }, err.requestId));
@@ -244,6 +243,9 @@ function renderSync(queued) {
   badge.dataset.outbox = String(queued);
   badge.textContent = `${label} · ${queued} queued`;
   badge.title = s.lastSyncAt ? `Last sync ${new Date(s.lastSyncAt).toLocaleTimeString()}` : 'Not synced yet';
+  // Why sync stopped (a revoked token, an outbox bound to another device...), with the request id to quote.
+  if (s.error) showError({ ...s.error, message: `Sync stopped: ${s.error.message}` }, $('#sync-error'));
+  else $('#sync-error').hidden = true;
 }
 
 function renderProducts(catalogue, levels, pendingSales) {

@@ -162,3 +162,25 @@ test("the owner resolves a cashier's oversold sale on the phone, and the cashier
   assert.deepEqual(till.errors, []);
   assert.deepEqual(owner.errors, []);
 });
+
+test('a sync error is shown with the request id of the refused request', async () => {
+  const ownerToken = server.token(OWNER, 'owner-revoker');
+  const phone = await launch('revoked');
+  const p = phone.page;
+  await p.goto(`${proxy.url}/app/#token=${server.token(CASHIER, 'revoked-till')}&scope=retail`);
+  await p.waitForSelector('#sync[data-state="online"]');
+  assert.equal(await p.isHidden('#sync-error'), true);
+
+  // The owner revokes the till's token; its next push is refused.
+  const { body } = await api(server, ownerToken, 'GET', '/v1/scopes/retail/tokens');
+  const revoked = body.tokens.find((t) => t.device_name === 'revoked-till' && !t.revoked_at);
+  assert.equal((await api(server, ownerToken, 'POST', `/v1/scopes/retail/tokens/${revoked.id}/revoke`)).status, 200);
+  await p.click('button[data-product="r-bread-400"]');
+  await p.click('#record-sale');
+  const shown = await p.waitForSelector('#sync-error[data-code="unauthorized"]');
+  const requestId = await shown.getAttribute('data-request-id');
+  assert.match(requestId, /^[0-9a-f-]{36}$/);
+  assert.match(await shown.textContent(), new RegExp(`Sync stopped: .* · request ${requestId}`));
+  await p.screenshot({ path: path.join(ARTIFACTS, 'review-sync-error.png'), fullPage: true });
+  assert.deepEqual(phone.errors, []);
+});
