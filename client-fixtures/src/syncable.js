@@ -5,7 +5,9 @@
 //
 // Exactly once: Syncable resends changes it has not seen accepted. The adapter stores each batch, with the
 // sequence numbers and operation ids it gave it, in the Syncable context before sending; a resend of the same
-// changes reuses them, so the server answers `duplicate` instead of applying twice.
+// changes, alone or followed by changes made since, reuses them, so the server answers `duplicate` instead of
+// applying twice. (Syncable merges unsent changes of one key into one: a resend whose first changes were merged
+// with later ones no longer matches, and is numbered anew.)
 //
 // Usage: registerDukasyncProtocol(Dexie); db.syncable.connect('dukasync', serverUrl, {scope, token}).
 // With the app's token source: registerDukasyncProtocol(Dexie, {fetchCredentials}) and connect without `token`
@@ -160,16 +162,24 @@ async function pullPages({ api, scope, tables, applyRemoteChanges, signal, curso
 
 async function push({ context, api, scope, changes, signal }) {
   const ops = changes.map(toOperation);
-  const fingerprint = JSON.stringify(ops);
+  const prints = ops.map((op) => JSON.stringify(op));
   let batch = context.pending;
-  if (!batch || batch.fingerprint !== fingerprint) {
-    // New changes: number them now and store the numbering before the server can see it. A stored batch that
-    // is not being resent was answered earlier (Syncable only moves on after onChangesAccepted): its numbers are
+  // The stored batch is being resent when Syncable's changes start with it: Syncable gives every change it has not
+  // seen accepted, and after a reconnect that may be the lost batch plus changes made since. (A context stored by
+  // an older adapter has only the whole batch's fingerprint.)
+  const stored = batch?.prints ?? (batch && batch.fingerprint === `[${prints.join(',')}]` ? prints : []);
+  const resent = stored.length > 0 && stored.length <= prints.length && stored.every((p, i) => p === prints[i]);
+  if (!resent || stored.length < prints.length) {
+    // New changes: number them now and store the numbering before the server can see it. The resent ones keep
+    // their numbers and ids (the server may have applied them, and then answers `duplicate`). A stored batch that
+    // is not being resent was answered earlier (Syncable only moves on after it was accepted): its numbers are
     // used up.
+    const kept = resent ? batch.ops : [];
     const first = context.nextSeq;
-    batch = { fingerprint, ops: ops.map((op, i) => ({ seq: first + i, id: crypto.randomUUID(), ...op })) };
+    const fresh = ops.slice(kept.length).map((op, i) => ({ seq: first + i, id: crypto.randomUUID(), ...op }));
+    batch = { prints, ops: [...kept, ...fresh] };
     context.pending = batch;
-    context.nextSeq = first + ops.length;
+    context.nextSeq = first + fresh.length;
     await context.save();
   }
   const answer = await api.pushOps(scope, { client_id: context.clientId, ops: batch.ops }, { signal });

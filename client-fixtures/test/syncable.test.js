@@ -119,3 +119,36 @@ test('a server change reaches Syncable through a waiting long-poll, not a poll',
   await db.syncable.disconnect(server.url);
   db.close();
 });
+
+test('a lost batch resent with newer changes after it keeps its numbers and applies once', async () => {
+  const db = new Dexie('syncable-resend-more');
+  db.version(1).stores({ customers: 'id' });
+  await db.open();
+  await db.syncable.connect('dukasync', server.url, { scope: 'retail', token, tables: ['customers'] });
+  await eventually('demo customers in Dexie', async () => (await db.customers.count()) >= 2);
+  const applied = () =>
+    Number(
+      server.sql(`SELECT count(*) FROM replay_results r JOIN replay_clients c USING (scope_id, client_id)
+                  JOIN devices d ON d.id = c.device_id WHERE d.name = 'syncable-phone'`),
+    );
+  const before = applied();
+  const cursor = (await customerChanges()).cursor;
+
+  // The answer to the push of `more-1` is lost after the server applied it; while that push is out, `more-2` is
+  // written, so Syncable's resend after reconnecting holds both.
+  net.loseAnswers = 1;
+  net.beforeAnswer = async (request) => {
+    if (request.method !== 'POST') return;
+    net.beforeAnswer = null;
+    await db.customers.add({ id: 'more-2', name: 'Written while the answer was lost' });
+  };
+  await db.customers.add({ id: 'more-1', name: 'Answer lost' });
+  await eventually('both on the server', async () => (await serverCustomer('more-1')) && (await serverCustomer('more-2')));
+  await eventually('both acknowledged', async () => applied() >= before + 2);
+  const changes = (await customerChanges(cursor)).changes.filter((c) => c.key.startsWith('more-'));
+  assert.deepEqual(changes.map((c) => c.key).sort(), ['more-1', 'more-2'], 'one feed change each');
+  assert.equal(applied(), before + 2, 'more-1 was answered from its stored result, not applied again');
+
+  await db.syncable.disconnect(server.url);
+  db.close();
+});
