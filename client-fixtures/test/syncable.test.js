@@ -96,21 +96,18 @@ test('a server change reaches Syncable through a waiting long-poll, not a poll',
     net.sent.slice(first).find((r) => isChanges(r) && /[?&]wait=[1-9]/.test(r.url) && r.status === null),
   );
   const sentBefore = net.sent.length;
-  const written = Date.now();
   const other = await api(server, token, 'POST', '/v1/scopes/retail/ops', {
     client_id: crypto.randomUUID(),
     ops: [{ seq: 1, id: crypto.randomUUID(), type: 'put', collection: 'customers', key: 'lp-remote', data: { id: 'lp-remote', name: 'Right away' } }],
   });
   assert.equal(other.status, 200);
   await eventually('remote write in Dexie', () => db.customers.get('lp-remote'));
-  const took = Date.now() - written;
 
   // The long-poll sent before the write answered it; at most its successor was sent since (no pull cadence).
   assert.equal(waiting.status, 200, 'the waiting long-poll delivered the change');
   const since = net.sent.slice(sentBefore).filter(isChanges);
   assert.ok(since.length <= 1, `pulls after the write: ${since.map((r) => r.url).join(', ')}`);
   assert.ok(since.every((r) => /[?&]wait=[1-9]/.test(r.url)), 'the next pull is a long-poll too');
-  assert.ok(took < 2000, `arrived in ${took} ms, within what a 2 s poll would take`);
 
   // A local write is pushed at once (Syncable's react), while the long-poll keeps waiting.
   await db.customers.add({ id: 'lp-local', name: 'Pushed on change' });
