@@ -8,8 +8,12 @@ import { registerOutboxSync } from '../src/sw.js';
 const SHELL = 'dukasync-shell-v1';
 const REFERENCE = 'dukasync-reference-v1';
 
+// The page and what an installed app needs to start (manifest, icons); the modules the page imports are added by
+// the page's `cache-shell` message below.
+const INSTALL = ['./', './app.js', './style.css', './manifest.webmanifest', './icons/icon-192.png', './icons/icon-512.png', './icons/maskable-512.png'];
+
 self.addEventListener('install', (event) => {
-  event.waitUntil(caches.open(SHELL).then((c) => c.addAll(['./', './app.js', './style.css'])).then(() => self.skipWaiting()));
+  event.waitUntil(caches.open(SHELL).then((c) => c.addAll(INSTALL)).then(() => self.skipWaiting()));
 });
 
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));

@@ -8,18 +8,25 @@ import { Credentials } from './credentials.js';
 import { msgpackDecode, msgpackEncode } from './vendor.js';
 
 const MSGPACK = 'application/msgpack';
+/** The server sets it on every answer (protocol §2); CORS exposes it to pages of other origins (§3.5). */
+const REQUEST_ID = 'x-request-id';
 
 export class ApiError extends Error {
   /**
    * @param {number} status HTTP status, or 0 when the request never got an answer (offline, timeout, aborted).
    * @param {string} code the protocol's error code, or `network` for status 0.
+   * @param {string} message
+   * @param {object} [details] the error body's `details`
+   * @param {string|null} [requestId] the answer's `x-request-id` (the id in the server's log line for this
+   *   request); null when there was no answer.
    */
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, requestId = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.details = details;
+    this.requestId = requestId;
   }
 
   /** Safe to retry unchanged with backoff: no answer, 408, 429, 503, or another 5xx. */
@@ -69,7 +76,8 @@ export class Api {
     const parsed = await decodeBody(res);
     if (!res.ok) {
       const e = parsed?.error ?? {};
-      throw new ApiError(res.status, e.code ?? 'http_' + res.status, e.message ?? res.statusText, e.details);
+      const id = res.headers.get(REQUEST_ID);
+      throw new ApiError(res.status, e.code ?? 'http_' + res.status, e.message ?? res.statusText, e.details, id);
     }
     return { status: res.status, headers: res.headers, body: parsed };
   }
@@ -113,6 +121,26 @@ export class Api {
 
   pushOps(scope, body, opts) {
     return this.request('POST', `/v1/scopes/${encodeURIComponent(scope)}/ops`, { ...opts, body }).then((r) => r.body);
+  }
+
+  /**
+   * Conflicts admin (§11, owners and managers): one page of the conflicts of the scopes the caller administers,
+   * newest first. `query`: `scope`, `status`, `collection`, `kind`, `device`, `since`, `until`, `limit`, `cursor`.
+   * Resolves to {conflicts, next_cursor?}.
+   */
+  conflicts(query = {}, opts) {
+    const q = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined && v !== null));
+    return this.request('GET', `/v1/admin/conflicts${q.size ? `?${q}` : ''}`, opts).then((r) => r.body);
+  }
+
+  /** One conflict with everything needed to decide: base, server, client, diff, detail, current, resolution. */
+  conflict(id, opts) {
+    return this.request('GET', `/v1/admin/conflicts/${encodeURIComponent(id)}`, opts).then((r) => r.body);
+  }
+
+  /** Resolves a conflict: `{decision, value?, note?, expected_version?}`; resolves to the conflict afterwards. */
+  resolveConflict(id, body, opts) {
+    return this.request('POST', `/v1/admin/conflicts/${encodeURIComponent(id)}/resolve`, { ...opts, body }).then((r) => r.body);
   }
 
   /** A reference snapshot; `etag` makes it conditional. Resolves to { status: 200|304, etag, body }. */

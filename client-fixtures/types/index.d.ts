@@ -86,15 +86,15 @@ export interface ScopeInfo {
 
 /** An error of the protocol (§4): the stable `code`, the HTTP `status` (0 when no answer came), `details`. */
 export class ApiError extends Error {
-  constructor(status: number, code: string, message: string, details?: Record<string, any>);
+  constructor(status: number, code: string, message: string, details?: Record<string, any>, requestId?: string | null);
   name: 'ApiError';
   /** HTTP status, or 0 when the request never got an answer (offline, timeout, aborted). */
   status: number;
   /** The protocol's error code (`sequence_gap`, `schema_violation`, ...), `network` for status 0. */
   code: string;
   details?: Record<string, any>;
-  /** The server's `x-request-id` of the answer, when it carried one: quote it when reporting a problem. */
-  requestId?: string;
+  /** The server's `x-request-id` of the answer (null when no answer came): quote it when reporting a problem. */
+  requestId: string | null;
   /** Safe to retry unchanged with backoff: no answer, 408, 429, or a 5xx. */
   readonly retryable: boolean;
 }
@@ -152,6 +152,58 @@ export class Api {
   checksum(scope: string, version: number, options?: RequestOptions): Promise<ChecksumReport>;
   pushOps(scope: string, body: { client_id: string; ops: (Operation & { seq: number })[] }, options?: RequestOptions): Promise<PushAnswer>;
   reference(scope: string, dataset: string, etag?: string | null, options?: RequestOptions): Promise<{ status: 200 | 304; etag: string | null; body: ReferenceSnapshot | null }>;
+  /** Conflicts admin (§11, owners and managers): one page, newest first. */
+  conflicts(query?: ConflictQuery, options?: RequestOptions): Promise<{ conflicts: ConflictSummary[]; next_cursor?: string }>;
+  conflict(id: string, options?: RequestOptions): Promise<ConflictDetail>;
+  resolveConflict(id: string, body: ConflictDecision, options?: RequestOptions): Promise<ConflictDetail>;
+}
+
+/** Filters of `GET /v1/admin/conflicts` (§11). */
+export interface ConflictQuery {
+  scope?: string;
+  status?: 'open' | 'resolved';
+  collection?: string;
+  /** `field_conflict`, `rejected_operation`, `oversold_stock`, ...: an open list (§1). */
+  kind?: string;
+  device?: string;
+  since?: string;
+  until?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface ConflictSummary {
+  id: string;
+  scope: string;
+  kind: string;
+  status: 'open' | 'resolved';
+  collection: string;
+  key: string;
+  fields: string[];
+  device_id: string;
+  user_id: string;
+  created_at: string;
+}
+
+/** `GET /v1/admin/conflicts/{id}`: everything needed to decide (§11). */
+export interface ConflictDetail extends ConflictSummary {
+  base: Record<string, any> | null;
+  server: Record<string, any> | null;
+  client: Record<string, any> | null;
+  diff: { path: string; base: unknown; server: unknown; client: unknown }[] | null;
+  detail: Record<string, any> | null;
+  operation?: { client_id: string; op_id: string; seq: number; device?: { id: string; name: string }; user?: { id: string; email: string; name: string } } | null;
+  row_version?: number | null;
+  current?: { data?: Record<string, any>; version: number } | null;
+  resolution?: { resolved_at: string; resolved_by: string; record: { decision: string; value: unknown; note?: string | null; versions: number[] } };
+}
+
+/** `POST /v1/admin/conflicts/{id}/resolve`: `keep_server`, `take_client`, `merge` (field conflicts) or `accept`. */
+export interface ConflictDecision {
+  decision: string;
+  value?: unknown;
+  note?: string;
+  expected_version?: number;
 }
 
 /** `GET /v1/scopes/{scope}/checksum` (§8). */

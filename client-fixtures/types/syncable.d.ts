@@ -3,6 +3,9 @@ import type { Encoding, FeedChange, FetchCredentials, Operation } from './index.
 
 export interface SyncableProtocolOptions {
   fetch?: typeof fetch;
+  /** How long each pull waits for a change (long-poll, default 25); 0 polls every `pollMs` instead. */
+  longPollSecs?: number;
+  /** Delay before reconnecting after a retryable error, and the poll interval without long-polls (default 2000). */
   pollMs?: number;
   encoding?: Encoding;
   fetchCredentials?: FetchCredentials;

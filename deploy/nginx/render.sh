@@ -6,8 +6,11 @@
 #   NGINX_TLS_KEY        its key          (default /etc/letsencrypt/live/$NGINX_SERVER_NAME/privkey.pem)
 #   NGINX_HTTPS_LISTEN   listen addresses for HTTPS (default "443 [::]:443")
 #   NGINX_HTTP_LISTEN    listen addresses for the redirect to HTTPS (default "80 [::]:80")
-#   NGINX_ADMIN_ALLOW    addresses or CIDRs allowed to reach /metrics, /readyz and /v1/admin/
+#   NGINX_ADMIN_ALLOW    addresses or CIDRs allowed to reach /metrics and /readyz
 #                        (default "127.0.0.1 ::1": the machine itself)
+#   NGINX_ADMIN_API_ALLOW  opt-in: addresses or CIDRs allowed to reach /v1/admin/ (the conflicts admin API);
+#                        default empty: reachable from anywhere, the server's roles decide (owners and managers
+#                        review conflicts from their phones)
 #   NGINX_LOG_DIR        where dukasync.access.log goes (default /var/log/nginx)
 #   DUKASYNC_UPSTREAMS   the dukasync instances, host:port (default "127.0.0.1:8080")
 #
@@ -47,9 +50,11 @@ log_dir=${NGINX_LOG_DIR:-/var/log/nginx}
 read -r -a https_listen <<<"${NGINX_HTTPS_LISTEN:-443 [::]:443}"
 read -r -a http_listen <<<"${NGINX_HTTP_LISTEN:-80 [::]:80}"
 read -r -a allow <<<"${NGINX_ADMIN_ALLOW:-127.0.0.1 ::1}"
+read -r -a api_allow <<<"${NGINX_ADMIN_API_ALLOW:-}"
 read -r -a upstreams <<<"${DUKASYNC_UPSTREAMS:-127.0.0.1:8080}"
 ((${#https_listen[@]} && ${#http_listen[@]} && ${#upstreams[@]})) || die "listen addresses and upstreams must not be empty"
 for a in "${allow[@]}"; do [[ $a =~ ^[0-9A-Fa-f:./]+$ ]] || die "NGINX_ADMIN_ALLOW: '$a' is not an address or CIDR"; done
+for a in "${api_allow[@]}"; do [[ $a =~ ^[0-9A-Fa-f:./]+$ ]] || die "NGINX_ADMIN_API_ALLOW: '$a' is not an address or CIDR"; done
 host_port='^[][A-Za-z0-9.:-]+:[0-9]+$'
 for u in "${upstreams[@]}"; do [[ $u =~ $host_port ]] || die "DUKASYNC_UPSTREAMS: '$u' is not host:port"; done
 for p in "$cert" "$key" "$log_dir"; do [[ $p =~ ^/[^\;\ \'\"]*$ ]] || die "'$p' must be an absolute path without spaces or quotes"; done
@@ -63,6 +68,11 @@ site=${site//@UPSTREAMS@/$(lines server ' max_fails=3 fail_timeout=10s' "${upstr
 site=${site//@HTTPS_LISTEN@/$(lines listen ' ssl http2' "${https_listen[@]}")}
 site=${site//@HTTP_LISTEN@/$(lines listen '' "${http_listen[@]}")}
 site=${site//@ADMIN_ALLOW@/$(lines '    allow' '' "${allow[@]}")}
+if ((${#api_allow[@]})); then
+  site=${site//@ADMIN_API_ALLOW@/$(lines '    allow' '' "${api_allow[@]}")$'\n        deny all;'}
+else
+  site=${site//@ADMIN_API_ALLOW@/        # open: NGINX_ADMIN_API_ALLOW is not set}
+fi
 site=${site//@SERVER_NAME@/$name}
 site=${site//@TLS_CERT@/$cert}
 site=${site//@TLS_KEY@/$key}

@@ -3,6 +3,8 @@
 //! paths, free loopback ports) in front of two dukasync instances on one database. Requests go through it with
 //! curl over TLS and HTTP/2.
 //!
+//! The conflicts admin API is open to phones (the server decides by role) unless `NGINX_ADMIN_API_ALLOW` limits it.
+//!
 //! The long-poll test also runs a variant whose proxy timeout is shorter than the server's wait, and shows it
 //! fails: the check would catch a site whose timeouts do not match the feed's.
 
@@ -448,12 +450,13 @@ async fn bodies_over_the_servers_limit_are_refused_by_nginx_in_the_protocols_sha
 }
 
 #[tokio::test]
-async fn admin_routes_answer_only_the_allowlist() {
+async fn operator_routes_answer_only_the_allowlist_and_the_admin_api_leaves_roles_to_the_server() {
     let (a, b) = two_instances().await;
     // Only 127.0.0.1 is allowed; curl from 127.0.0.2 (also this machine's loopback) stands for the internet.
     let nginx = Nginx::start(&[&a, &b], &[("NGINX_ADMIN_ALLOW", "127.0.0.1/32")], |s| s);
     let token = a.token(OWNER, "owner-phone").await;
-    for path in ["/metrics", "/readyz", "/v1/admin/conflicts"] {
+    let cashier = a.token(SHOP_CASHIER, "shop-till").await;
+    for path in ["/metrics", "/readyz"] {
         let inside = nginx.curl(path, &["-H", &bearer(&token)]).await;
         assert_ne!(inside.status, 403, "{path} from the allowlist");
         let outside = nginx
@@ -466,7 +469,52 @@ async fn admin_routes_answer_only_the_allowlist() {
         );
     }
     assert_eq!(nginx.curl("/metrics", &[]).await.status, 200);
+    // The conflicts admin API from outside the allowlist (an owner's phone): the server's roles decide.
+    let owner = nginx
+        .curl(
+            "/v1/admin/conflicts",
+            &["-H", &bearer(&token), "--interface", "127.0.0.2"],
+        )
+        .await;
+    assert_eq!(owner.status, 200, "an owner's token from anywhere");
+    assert!(owner.json()["conflicts"].is_array());
+    let till = nginx
+        .curl(
+            "/v1/admin/conflicts",
+            &["-H", &bearer(&cashier), "--interface", "127.0.0.2"],
+        )
+        .await;
+    assert_eq!(till.status, 403, "a cashier's token is refused");
+    assert_eq!(till.json()["error"]["code"], "forbidden");
+    assert_ne!(
+        till.json()["error"]["message"],
+        "not allowed from this address",
+        "by the server's role check, not by nginx"
+    );
+    let anonymous = nginx.curl("/v1/admin/conflicts", &["--interface", "127.0.0.2"]).await;
+    assert_eq!(anonymous.status, 401, "no token: the server's 401");
     // Everything else stays public, from anywhere.
+    let scopes = nginx
+        .curl("/v1/scopes", &["-H", &bearer(&token), "--interface", "127.0.0.2"])
+        .await;
+    assert_eq!(scopes.status, 200);
+}
+
+#[tokio::test]
+async fn the_admin_api_can_be_limited_to_an_allowlist_by_choice() {
+    let (a, b) = two_instances().await;
+    let nginx = Nginx::start(&[&a, &b], &[("NGINX_ADMIN_API_ALLOW", "127.0.0.1/32")], |s| s);
+    let token = a.token(OWNER, "owner-phone").await;
+    let inside = nginx.curl("/v1/admin/conflicts", &["-H", &bearer(&token)]).await;
+    assert_eq!(inside.status, 200, "from the allowlist");
+    let outside = nginx
+        .curl(
+            "/v1/admin/conflicts",
+            &["-H", &bearer(&token), "--interface", "127.0.0.2"],
+        )
+        .await;
+    assert_eq!(outside.status, 403, "from outside it, even an owner");
+    assert_eq!(outside.json()["error"]["message"], "not allowed from this address");
     let scopes = nginx
         .curl("/v1/scopes", &["-H", &bearer(&token), "--interface", "127.0.0.2"])
         .await;
