@@ -23,6 +23,23 @@ pub enum ResetReason {
     UnknownHistory,
 }
 
+impl ResetReason {
+    pub const ALL: [ResetReason; 3] = [
+        ResetReason::Expired,
+        ResetReason::AheadOfHead,
+        ResetReason::UnknownHistory,
+    ];
+
+    /// Its name on the wire (`details.reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::Expired => "expired",
+            ResetReason::AheadOfHead => "ahead_of_head",
+            ResetReason::UnknownHistory => "unknown_history",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("missing or invalid bearer token")]

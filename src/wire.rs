@@ -377,6 +377,18 @@ pub enum OpStatus {
     Rejected,
 }
 
+impl OpStatus {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpStatus::Applied => "applied",
+            OpStatus::Duplicate => "duplicate",
+            OpStatus::Conflict => "conflict",
+            OpStatus::Rejected => "rejected",
+        }
+    }
+}
+
 /// The result of one operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpResult {
