@@ -291,3 +291,15 @@ fn is_transient_sqlstate(code: Option<&str>) -> bool {
     matches!(code, Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
         || matches!(c, "40001" | "40P01" | "55000" | "55P03"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_reasons_name_themselves_as_on_the_wire() {
+        for reason in ResetReason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
+}

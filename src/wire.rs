@@ -731,3 +731,20 @@ pub struct RowCreated {
     pub row: Value,
     pub version: i64,
 }
+
+#[cfg(test)]
+mod op_status_tests {
+    use super::OpStatus;
+
+    #[test]
+    fn op_statuses_name_themselves_as_on_the_wire() {
+        for status in [
+            OpStatus::Applied,
+            OpStatus::Duplicate,
+            OpStatus::Conflict,
+            OpStatus::Rejected,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
+}
