@@ -23,6 +23,23 @@ pub enum ResetReason {
     UnknownHistory,
 }
 
+impl ResetReason {
+    pub const ALL: [ResetReason; 3] = [
+        ResetReason::Expired,
+        ResetReason::AheadOfHead,
+        ResetReason::UnknownHistory,
+    ];
+
+    /// Its name on the wire (`details.reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::Expired => "expired",
+            ResetReason::AheadOfHead => "ahead_of_head",
+            ResetReason::UnknownHistory => "unknown_history",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("missing or invalid bearer token")]
@@ -273,4 +290,16 @@ impl From<sqlx::Error> for Error {
 fn is_transient_sqlstate(code: Option<&str>) -> bool {
     matches!(code, Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
         || matches!(c, "40001" | "40P01" | "55000" | "55P03"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_reasons_name_themselves_as_on_the_wire() {
+        for reason in ResetReason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
 }

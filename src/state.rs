@@ -111,9 +111,10 @@ impl AppState {
 }
 
 impl AppState {
-    /// The `/metrics` text (Prometheus exposition format): request counts and latency by route, long-poll
-    /// waiters and bounds, pool and listener state, the caches, group commit, each scope's head version and open
-    /// conflicts. Gauges read from PostgreSQL are left out while it is unreachable.
+    /// The `/metrics` text (Prometheus exposition format): request counts and latency by route, long-polls
+    /// (their durations by outcome, waiters and bounds), pool and listener state, the caches, group commit,
+    /// operation outcomes, feed resets by reason, the process (`process_*`) and the build, each scope's head
+    /// version and open conflicts. Gauges read from PostgreSQL are left out while it is unreachable.
     pub async fn render_metrics(&self) -> String {
         let mut out = String::new();
         self.metrics.render_http(&mut out);
@@ -193,6 +194,18 @@ impl AppState {
             "Shared replay transactions that failed on one push's content and were replayed one push at a time.",
             &count(&replays.split),
         );
+        replays.operations.render(
+            &mut out,
+            "dukasync_operations_total",
+            "Operations answered by committed replays, by outcome (applied, duplicate, conflict, rejected), type and command (\"\" for generic writes).",
+        );
+        self.feed.resets().render(
+            &mut out,
+            "dukasync_feed_resets_total",
+            "reset_required (410) answers of the feed (pulls and checksums), by reason: the client drops its copy of the scope and pulls from zero.",
+        );
+        metrics::process::Process::read().render(&mut out);
+        metrics::process::render_build_info(&mut out);
         if let Ok(heads) = store::scope_heads(&self.db).await {
             let samples: Vec<(String, f64)> = heads
                 .into_iter()

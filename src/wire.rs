@@ -377,6 +377,18 @@ pub enum OpStatus {
     Rejected,
 }
 
+impl OpStatus {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpStatus::Applied => "applied",
+            OpStatus::Duplicate => "duplicate",
+            OpStatus::Conflict => "conflict",
+            OpStatus::Rejected => "rejected",
+        }
+    }
+}
+
 /// The result of one operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpResult {
@@ -718,4 +730,21 @@ pub struct RowCreated {
     #[schema(value_type = Object)]
     pub row: Value,
     pub version: i64,
+}
+
+#[cfg(test)]
+mod op_status_tests {
+    use super::OpStatus;
+
+    #[test]
+    fn op_statuses_name_themselves_as_on_the_wire() {
+        for status in [
+            OpStatus::Applied,
+            OpStatus::Duplicate,
+            OpStatus::Conflict,
+            OpStatus::Rejected,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
 }

@@ -45,6 +45,45 @@ pub enum Early {
     Full,
 }
 
+/// How a pull that parked (waited for a change) ended, for metrics (`dukasync_longpoll_duration_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// A change committed in the scope and the pull answered it.
+    Change,
+    /// The wait ran out with nothing new.
+    Timeout,
+    /// Ended before either: replaced by a newer long-poll of its device, or shutdown.
+    Ended,
+    /// An error answered it after it had waited (PostgreSQL unreachable, a reset after a wake-up).
+    Failed,
+}
+
+impl Waited {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Waited::Change => "change",
+            Waited::Timeout => "timeout",
+            Waited::Ended => "ended",
+            Waited::Failed => "error",
+        }
+    }
+}
+
+/// Where a pull records how its wait ended; left empty by a pull that never parked. The HTTP layer gives one to
+/// each request that asked to wait, and reads it once the answer is ready.
+#[derive(Debug, Clone, Default)]
+pub struct WaitSlot(Arc<std::sync::OnceLock<Waited>>);
+
+impl WaitSlot {
+    pub fn set(&self, waited: Waited) {
+        let _ = self.0.set(waited);
+    }
+
+    pub fn get(&self) -> Option<Waited> {
+        self.0.get().copied()
+    }
+}
+
 #[derive(Default)]
 struct State {
     total: usize,

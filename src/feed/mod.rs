@@ -22,12 +22,13 @@ use crate::{
     config::Limits,
     domain::{collections, ScopeId},
     error::{Error, ResetReason, Result},
+    metrics::StaticCounter,
     store,
     wire::{ChecksumReport, CollectionChecksum},
 };
 use cursor::Cursor;
 use hub::{FeedHub, SharedRead};
-use longpoll::{LongPolls, Parked};
+use longpoll::{LongPolls, Parked, WaitSlot, Waited};
 use page::{Changes, FeedPage, Slice};
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
@@ -96,6 +97,8 @@ pub struct Waiter<'a> {
     /// Called once, when the pull parks: the request gives back its ordinary admission permit, so parked
     /// long-polls never crowd out other requests (`DUKASYNC_MAX_IN_FLIGHT`).
     pub on_park: &'a (dyn Fn() + Send + Sync),
+    /// Told how the wait ended, if the pull parked.
+    pub waited: &'a WaitSlot,
 }
 
 /// The change feed as the HTTP layer asks it: one value in the state, one method per question.
@@ -105,6 +108,8 @@ pub struct Feed {
     hub: Arc<FeedHub>,
     /// Cancelled when shutdown begins: long-polls answer at once.
     shutdown: CancellationToken,
+    /// `reset_required` answers by reason (see [`Feed::reset`]).
+    resets: StaticCounter<1>,
 }
 
 impl Feed {
@@ -114,6 +119,7 @@ impl Feed {
             windows,
             hub,
             shutdown,
+            resets: StaticCounter::new(["reason"], &ResetReason::ALL.map(|r| [r.as_str()])),
         }
     }
 
@@ -128,18 +134,42 @@ impl Feed {
     /// (see `windows`); the answer is the same as without it.
     pub async fn pull(&self, scope: &ScopeId, pull: &Pull, waiter: &Waiter<'_>) -> Result<FeedPage> {
         crate::failpoint::panic_if(crate::failpoint::PULL_PANIC);
+        let mut parked: Option<Parked> = None;
+        let answer = self.answer(scope, pull, waiter, &mut parked).await;
+        if parked.is_some() {
+            waiter.waited.set(match &answer {
+                Ok((_, waited)) => *waited,
+                Err(_) => Waited::Failed,
+            });
+        }
+        answer.map(|(page, _)| page)
+    }
+
+    /// [`Feed::pull`]'s page, and how its wait ended (meaningful only if it parked in `parked`).
+    async fn answer(
+        &self,
+        scope: &ScopeId,
+        pull: &Pull,
+        waiter: &Waiter<'_>,
+        parked: &mut Option<Parked>,
+    ) -> Result<(FeedPage, Waited)> {
         let deadline = Instant::now() + pull.wait;
         // Subscribe before reading, so a commit between the read and the wait still wakes us.
         let mut wake = self.hub.subscribe(scope);
-        let mut parked: Option<Parked> = None;
         loop {
             wake.borrow_and_update();
             let slice = self.read(scope, pull).await?;
-            check_cursor(&pull.since, &slice)?;
-            if !slice.changes.is_empty() || Instant::now() >= deadline || self.shutdown.is_cancelled() {
-                return Ok(page(slice, pull.limit));
+            self.check_cursor(&pull.since, &slice)?;
+            if !slice.changes.is_empty() {
+                return Ok((page(slice, pull.limit), Waited::Change));
             }
-            let ended = match &parked {
+            if self.shutdown.is_cancelled() {
+                return Ok((page(slice, pull.limit), Waited::Ended));
+            }
+            if Instant::now() >= deadline {
+                return Ok((page(slice, pull.limit), Waited::Timeout));
+            }
+            let ended = match parked {
                 Some(place) => place.ended.clone(),
                 None => match waiter.polls.park(waiter.device, scope) {
                     Some(place) => {
@@ -147,19 +177,19 @@ impl Feed {
                         parked.insert(place).ended.clone()
                     }
                     // No place to wait: a page without waiting is a correct answer (protocol §7.5).
-                    None => return Ok(page(slice, pull.limit)),
+                    None => return Ok((page(slice, pull.limit), Waited::Ended)),
                 },
             };
             tokio::select! {
                 changed = wake.changed() => {
                     if changed.is_err() {
                         // The hub dropped the channel (cannot happen while we hold a receiver); answer now.
-                        return Ok(page(slice, pull.limit));
+                        return Ok((page(slice, pull.limit), Waited::Ended));
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => return Ok(page(slice, pull.limit)),
-                _ = self.shutdown.cancelled() => return Ok(page(slice, pull.limit)),
-                _ = ended.cancelled() => return Ok(page(slice, pull.limit)),
+                _ = tokio::time::sleep_until(deadline) => return Ok((page(slice, pull.limit), Waited::Timeout)),
+                _ = self.shutdown.cancelled() => return Ok((page(slice, pull.limit), Waited::Ended)),
+                _ = ended.cancelled() => return Ok((page(slice, pull.limit), Waited::Ended)),
             }
         }
     }
@@ -225,6 +255,25 @@ impl Feed {
             .await
     }
 
+    /// `reset_required` for `since` if the slice cannot honour it.
+    fn check_cursor(&self, since: &Cursor, slice: &Slice) -> Result<()> {
+        match reset_reason(since, slice) {
+            Some(reason) => Err(self.reset(reason, slice.head)),
+            None => Ok(()),
+        }
+    }
+
+    /// The `reset_required` answer (410), counted by reason: every one the feed gives is made here.
+    fn reset(&self, reason: ResetReason, head: i64) -> Error {
+        self.resets.add([reason.as_str()], 1);
+        Error::ResetRequired { reason, head }
+    }
+
+    /// `reset_required` answers given (pulls and checksums), by reason, for `/metrics`.
+    pub fn resets(&self) -> &StaticCounter<1> {
+        &self.resets
+    }
+
     /// The scope's checksum at `version` (default: head). Versions outside the retained history answer
     /// `reset_required`, like cursors.
     pub async fn checksum(&self, scope: &ScopeId, version: Option<i64>) -> Result<ChecksumReport> {
@@ -240,16 +289,10 @@ impl Feed {
             ));
         }
         if version > head {
-            return Err(Error::ResetRequired {
-                reason: ResetReason::AheadOfHead,
-                head,
-            });
+            return Err(self.reset(ResetReason::AheadOfHead, head));
         }
         if version < floor {
-            return Err(Error::ResetRequired {
-                reason: ResetReason::Expired,
-                head,
-            });
+            return Err(self.reset(ResetReason::Expired, head));
         }
         let rows = store::changes::checksums_at(db, scope, version).await?;
         let collections: Vec<CollectionChecksum> = rows
@@ -270,13 +313,14 @@ impl Feed {
     }
 }
 
-fn check_cursor(since: &Cursor, slice: &Slice) -> Result<()> {
+/// Why `since` cannot be honoured against `slice`, if it cannot.
+fn reset_reason(since: &Cursor, slice: &Slice) -> Option<ResetReason> {
     if since.version == 0 {
-        return Ok(());
+        return None;
     }
     // Below the floor, only a cursor issued under the current compaction is safe (see `cursor`).
     let issued_under_current_floor = since.floor == Some(slice.floor);
-    let reason = if since.version > slice.head {
+    if since.version > slice.head {
         Some(ResetReason::AheadOfHead)
     } else if since.version < slice.floor && !issued_under_current_floor {
         Some(ResetReason::Expired)
@@ -284,13 +328,6 @@ fn check_cursor(since: &Cursor, slice: &Slice) -> Result<()> {
         Some(ResetReason::UnknownHistory)
     } else {
         None
-    };
-    match reason {
-        Some(reason) => Err(Error::ResetRequired {
-            reason,
-            head: slice.head,
-        }),
-        None => Ok(()),
     }
 }
 

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::{
     error::Result,
-    feed::{Pull, Waiter},
+    feed::{longpoll::WaitSlot, Pull, Waiter},
     state::AppState,
     wire::{ChangesPage, ChangesQuery, ChecksumQuery, ChecksumReport, ErrorBody},
 };
@@ -25,6 +25,7 @@ pub async fn get_changes(
     State(state): State<AppState>,
     access: ScopeAccess,
     admission: Option<Extension<Admission>>,
+    waited: Option<Extension<WaitSlot>>,
     Query(query): Query<ChangesQuery>,
     format: Format,
 ) -> Result<Response> {
@@ -33,10 +34,12 @@ pub async fn get_changes(
             admission.release();
         }
     };
+    let waited = waited.map(|Extension(slot)| slot).unwrap_or_default();
     let waiter = Waiter {
         polls: &state.longpolls,
         device: access.principal.device_id,
         on_park: &release,
+        waited: &waited,
     };
     let pull = Pull::from_query(
         query.since.as_deref(),

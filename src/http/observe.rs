@@ -3,7 +3,7 @@
 //! `from_fn` layer costs a boxed future and a service clone per request.
 
 use super::{encoding::Format, error::encode_errors};
-use crate::{error::Error, state::AppState};
+use crate::{error::Error, feed::longpoll::WaitSlot, state::AppState};
 use axum::{
     extract::{MatchedPath, Request, State},
     middleware::Next,
@@ -59,7 +59,8 @@ fn is_long_poll(route: &str, request: &Request) -> bool {
 }
 
 /// Wraps the request in a span (`method`, `route`, `request_id`; its last line also names the authenticated
-/// `device`) and records its latency by route template, never by raw path, so metrics stay bounded. Beyond
+/// `device`) and records its latency by route template, never by raw path, so metrics stay bounded; a pull that
+/// waited for a change is counted but timed in the long-poll histogram instead, by how its wait ended. Beyond
 /// `DUKASYNC_MAX_IN_FLIGHT` requests in flight it answers 503 `overloaded` instead of queueing; the operations
 /// endpoints are not counted, and long-polls are counted apart (see [`is_long_poll`], [`Admission`]). Every error
 /// answer, those of the layers below included, gets the documented body in the format the request asked for.
@@ -78,10 +79,13 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let format = Format::from_accept(request.headers());
     let device = DeviceSlot::default();
     request.extensions_mut().insert(device.clone());
+    // Told by the feed whether (and how) the pull waited: such a request is timed apart from the others.
+    let waited = WaitSlot::default();
     let response = if is_operations(route) {
         next.run(request).instrument(span.clone()).await
     } else {
         let pool = if is_long_poll(route, &request) {
+            request.extensions_mut().insert(waited.clone());
             &state.longpolls.entry
         } else {
             &state.in_flight
@@ -120,8 +124,15 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
             );
         }
     });
-    state
-        .metrics
-        .observe_request(route, method.as_str(), status.as_u16(), elapsed);
+    match waited.get() {
+        Some(outcome) => {
+            state
+                .metrics
+                .observe_longpoll(route, method.as_str(), status.as_u16(), outcome.as_str(), elapsed)
+        }
+        None => state
+            .metrics
+            .observe_request(route, method.as_str(), status.as_u16(), elapsed),
+    }
     response
 }

@@ -22,6 +22,7 @@ use crate::{
 use crate::{
     domain::ScopeId,
     error::{Error, Result},
+    metrics::StaticCounter,
     wire::OpsResponse,
 };
 use sqlx::PgPool;
@@ -58,7 +59,6 @@ pub struct GroupCommit {
 }
 
 /// Counters for `/metrics`.
-#[derive(Default)]
 pub struct Counts {
     /// Replay transactions run (a group of one included).
     pub transactions: AtomicU64,
@@ -66,6 +66,19 @@ pub struct Counts {
     pub pushes: AtomicU64,
     /// Groups that failed on what a push held and were replayed one push at a time.
     pub split: AtomicU64,
+    /// Operations answered by committed replays, by (outcome, kind, command), counted in `replay_all` after commit.
+    pub operations: StaticCounter<3>,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            transactions: AtomicU64::default(),
+            pushes: AtomicU64::default(),
+            split: AtomicU64::default(),
+            operations: StaticCounter::new(["outcome", "kind", "command"], &[]),
+        }
+    }
 }
 
 impl GroupCommit {
@@ -154,8 +167,29 @@ fn take_group(waiting: &mut Vec<Waiting>, max_ops: usize) -> Vec<Waiting> {
     group
 }
 
-/// One answer per push, in order.
+/// One answer per push, in order; the operations of those answered are counted.
 async fn replay_all(counts: &Counts, db: &PgPool, scope: &ScopeId, pushes: &[Push]) -> Vec<Result<OpsResponse>> {
+    let answers = replay_pushes(counts, db, scope, pushes).await;
+    for (push, answer) in pushes.iter().zip(&answers) {
+        if let Ok(response) = answer {
+            count_outcomes(&counts.operations, push, response);
+        }
+    }
+    answers
+}
+
+/// Counts each operation's outcome. Every push's answer passes here, and only answers of committed transactions
+/// are `Ok` (a group that failed and was split is counted once, by the answers of its replays alone; a push
+/// answered with an error had nothing committed and counts nothing).
+fn count_outcomes(operations: &StaticCounter<3>, push: &Push, response: &OpsResponse) {
+    // One result per operation, in order (`replay::replay_group`).
+    for (result, (kind, command)) in response.results.iter().zip(push.kinds()) {
+        operations.add([result.status.as_str(), kind, command], 1);
+    }
+}
+
+/// One answer per push, in order.
+async fn replay_pushes(counts: &Counts, db: &PgPool, scope: &ScopeId, pushes: &[Push]) -> Vec<Result<OpsResponse>> {
     counts.transactions.fetch_add(1, Ordering::Relaxed);
     counts.pushes.fetch_add(pushes.len() as u64, Ordering::Relaxed);
     let group: Vec<&Push> = pushes.iter().collect();

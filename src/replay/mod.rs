@@ -28,7 +28,7 @@ use crate::{
     error::{Error, Result},
     failpoint,
     store::{self, conflicts::Origin},
-    wire::{OpResult, OpStatus, Operation, OpsRequest, OpsResponse},
+    wire::{OpResult, OpStatus, OpType, Operation, OpsRequest, OpsResponse},
 };
 use batch::{Batch, Foresight};
 use generic::Outcome;
@@ -93,6 +93,24 @@ impl Push {
 
     pub fn is_empty(&self) -> bool {
         self.batch.ops.is_empty()
+    }
+
+    /// Per operation, in order: its `type` and, for a command, its name ("" otherwise); only names written in
+    /// the code, so metrics labelled by them stay bounded.
+    pub fn kinds(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.batch.ops.iter().zip(&self.parsed).map(|(wire, op)| match op {
+            Op::Command(command) => ("command", command.name()),
+            Op::Write(_) => (
+                match wire.op_type {
+                    OpType::Create => "create",
+                    OpType::Put => "put",
+                    OpType::Update => "update",
+                    OpType::Delete => "delete",
+                    OpType::Command => "command",
+                },
+                "",
+            ),
+        })
     }
 
     fn ops(&self) -> impl Iterator<Item = Pushed<'_>> {

@@ -226,6 +226,10 @@ async fn a_push_that_fails_in_a_group_fails_alone() {
     assert!(body.contains("op_id_reused"), "{body}");
 
     assert_eq!(metric(&app, "dukasync_replay_groups_split_total").await, 1.0);
+    // Operations are counted from the answers of committed transactions: the failed group's counts nothing,
+    // its pushes replayed one by one count once each, and the two refused pushes nothing.
+    let applied_puts = r#"dukasync_operations_total{outcome="applied",kind="put",command=""}"#;
+    assert_eq!(metric(&app, applied_puts).await, 3.0);
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT key FROM records WHERE collection = 'customers' AND scope_id = 'water' ORDER BY version",
     )

@@ -10,6 +10,7 @@ mod common;
 mod bearer_scheme;
 mod cors;
 mod foundation;
+mod metrics;
 // Enrollment by pairing code; device tokens' expiry, rotation and revocation.
 mod pairing;
 mod tokens;

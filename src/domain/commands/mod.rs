@@ -57,6 +57,21 @@ pub enum Command {
     RecordCylinderExchange(CylinderExchange),
 }
 
+impl Command {
+    /// Its name on the wire (one of [`NAMES`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::RecordSale(_) => "record_sale",
+            Command::VoidSale(_) => "void_sale",
+            Command::ReceivePayment(_) => "receive_payment",
+            Command::RecordExpense(_) => "record_expense",
+            Command::AdjustStock(_) => "adjust_stock",
+            Command::RecordProduction(_) => "record_production",
+            Command::RecordCylinderExchange(_) => "record_cylinder_exchange",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SaleLine {
     pub product_id: String,

@@ -118,6 +118,8 @@ fn every_named_command_parses() {
     ];
     assert_eq!(cases.len(), NAMES.len());
     for (name, args) in cases {
-        parse(name, &args).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let command = parse(name, &args).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        // The name metrics label it with (`dukasync_operations_total{command}`) is its name on the wire.
+        assert_eq!(command.name(), name);
     }
 }
