@@ -72,6 +72,8 @@ const kindLabel = (kind: string) => KINDS[kind] ?? kind.replaceAll('_', ' ');
 /** The decisions a kind allows (§11): a field conflict picks a side (or merges); every other kind is accepted. */
 const decisionsFor = (kind: string): string[] => (kind === 'field_conflict' ? ['keep_server', 'take_client'] : ['accept']);
 
+// `pulling` is also true while a long-poll waits for changes, so only pushing counts as "syncing".
+
 /** The browser's own idea of connectivity, which changes before the client's next request fails. */
 function useNavigatorOnline(): boolean {
   return useSyncExternalStore(
@@ -88,10 +90,10 @@ function useNavigatorOnline(): boolean {
 }
 
 function SyncBadge() {
-  const { online, pushing, pulling, error, lastSyncAt } = useSyncState();
+  const { online, pushing, error, lastSyncAt } = useSyncState();
   const queued = useOutboxCount();
   const browserOnline = useNavigatorOnline();
-  const state = !browserOnline || online === false ? 'offline' : error ? 'error' : pushing || pulling ? 'syncing' : 'online';
+  const state = !browserOnline || online === false ? 'offline' : error ? 'error' : pushing ? 'syncing' : 'online';
   return (
     <header>
       <strong id="sync" data-state={state} data-outbox={queued}>
@@ -205,11 +207,11 @@ function Sales() {
             <li key={s.id} data-sale={s.id} data-pending="false">
               {s.id.slice(0, 8)} · {formatMoney(fromCents(s.payments.reduce((t, p) => t + toCents(p.amount), 0n)))}
               {flag && (
-                <span data-flag={flag}>
+                <span data-flag={flag} data-conflicts={events.map((e) => e.conflict_id).join(' ')}>
                   {' '}
                   ·{' '}
                   {flag === 'flagged'
-                    ? `flagged: ${events.map((e) => e.code ?? 'conflict').join(', ')}`
+                    ? 'flagged for review'
                     : `reviewed: ${events.map((e) => resolutions.get(e.conflict_id!)?.decision ?? '').join(', ')}`}
                 </span>
               )}
