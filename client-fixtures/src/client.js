@@ -471,20 +471,22 @@ export class SyncClient extends EventTarget {
     for (const wake of this.#retryWaiters) wake();
   }
 
-  /** The backoff before a push is retried: `ms`, or until `nudge()`. */
-  async #retryWait(ms, signal) {
-    let wake;
-    const nudged = new Promise((resolve) => {
-      wake = resolve;
-      this.#retryWaiters.add(resolve);
+  /** The backoff before a push is retried: `ms`, or until `nudge()`; rejects when `signal` aborts. */
+  #retryWait(ms, signal) {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const settle = (fn) => () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#retryWaiters.delete(wake);
+        fn();
+      };
+      const wake = settle(resolve);
+      const onAbort = settle(() => reject(signal.reason));
+      const timer = setTimeout(wake, ms);
+      this.#retryWaiters.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
-    const slept = sleep(ms, signal);
-    slept.catch(() => {}); // an abort after a nudge won the race is nobody's error
-    try {
-      await Promise.race([slept, nudged]);
-    } finally {
-      this.#retryWaiters.delete(wake);
-    }
   }
 
   async #pushLoop(signal) {
