@@ -8,6 +8,9 @@
 //
 //   node dev/serve.js --upstream http://127.0.0.1:8080 [--port 8090]
 //   then open http://127.0.0.1:8090/app/#token=dks_...&scope=retail
+//
+// With `--dir <folder>` (or `startProxy({ dir })`) it serves a built app instead, e.g. the example's `vite build`
+// output: the files as they are at the root, `index.html` for `/` and for paths that are not files.
 import http from 'node:http';
 import { createReadStream, readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -37,13 +40,14 @@ const TYPES = {
 
 /**
  * Starts the server. Resolves to { url, close() }.
- * @param {object} o `upstream` (dukasync's base URL), `port` (0 picks a free one), `host`.
+ * @param {object} o `upstream` (dukasync's base URL), `port` (0 picks a free one), `host`, `dir` (a built app to
+ *   serve instead of the demo).
  */
-export async function startProxy({ upstream, port = 0, host = '127.0.0.1' }) {
+export async function startProxy({ upstream, port = 0, host = '127.0.0.1', dir }) {
   const target = new URL(upstream);
   const server = http.createServer((req, res) => {
     if (req.url.startsWith('/v1/') || req.url === '/v1') return forward(req, res, target);
-    serveFile(req, res).catch(() => {
+    (dir ? serveBuilt(req, res, path.resolve(dir)) : serveFile(req, res)).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
@@ -106,6 +110,27 @@ async function serveFile(req, res) {
     return res.end(req.method === 'HEAD' ? undefined : body);
   }
   res.writeHead(200, { ...headers, 'content-length': info.size });
+  if (req.method === 'HEAD') return res.end();
+  createReadStream(file).pipe(res);
+}
+
+/** A built app (no import rewriting): its files, and its `index.html` for `/` and any path that is not a file. */
+async function serveBuilt(req, res, dir) {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405);
+    return res.end();
+  }
+  const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '');
+  let file = path.resolve(dir, rel);
+  if (path.relative(dir, file).startsWith('..')) return notFound(res);
+  let info = await stat(file).catch(() => null);
+  if (!info?.isFile()) {
+    if (path.extname(rel)) return notFound(res);
+    file = path.join(dir, 'index.html');
+    info = await stat(file).catch(() => null);
+    if (!info?.isFile()) return notFound(res);
+  }
+  res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache', 'content-length': info.size });
   if (req.method === 'HEAD') return res.end();
   createReadStream(file).pipe(res);
 }
@@ -178,6 +203,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const i = process.argv.indexOf(`--${name}`);
     return i > 0 ? process.argv[i + 1] : fallback;
   };
-  const proxy = await startProxy({ upstream: arg('upstream', 'http://127.0.0.1:8080'), port: Number(arg('port', 8090)) });
-  console.log(`POS demo on ${proxy.url}/app/  (API forwarded to ${arg('upstream', 'http://127.0.0.1:8080')})`);
+  const dir = arg('dir', undefined);
+  const proxy = await startProxy({ upstream: arg('upstream', 'http://127.0.0.1:8080'), port: Number(arg('port', 8090)), dir });
+  console.log(`${dir ? `${dir} on ${proxy.url}/` : `POS demo on ${proxy.url}/app/`}  (API forwarded to ${arg('upstream', 'http://127.0.0.1:8080')})`);
 }

@@ -49,6 +49,8 @@ export class SyncClient extends EventTarget {
 
   #smallUntil;
   #kick;
+  /** Resolvers of the push backoff's current wait; `nudge()` ends it early. */
+  #retryWaiters = new Set();
   #abort = null;
   #running = null;
 
@@ -200,7 +202,11 @@ export class SyncClient extends EventTarget {
   async pushOnce({ signal } = {}) {
     const limit = this.#smallUntil ? 1 : this.batchSize;
     const batch = await this.db.local_outbox.orderBy('seq').limit(limit).toArray();
-    if (batch.length === 0) return { done: true };
+    if (batch.length === 0) {
+      // Another context (the service worker's Background Sync replay) may have emptied the outbox meanwhile.
+      if (this.state.outbox !== 0) this.#setState({ outbox: 0 });
+      return { done: true };
+    }
     const body = { client_id: await this.clientId(), ops: batch.map((e) => ({ seq: e.seq, ...e.op })) };
     this.#setState({ pushing: true });
     let answer;
@@ -228,7 +234,7 @@ export class SyncClient extends EventTarget {
         attempt = 0;
       } catch (err) {
         if (!(err instanceof ApiError) || !err.retryable || ++attempt >= maxAttempts || signal?.aborted) throw err;
-        await sleep(this.#delay(attempt), signal);
+        await this.#retryWait(this.#delay(attempt), signal);
       }
     }
   }
@@ -459,9 +465,28 @@ export class SyncClient extends EventTarget {
     this.#running = null;
   }
 
-  /** Wakes the push loop (e.g. on the browser's `online` event). */
+  /** Wakes the push loop (e.g. on the browser's `online` event), also from a retry's backoff. */
   nudge() {
     this.#kick?.();
+    for (const wake of this.#retryWaiters) wake();
+  }
+
+  /** The backoff before a push is retried: `ms`, or until `nudge()`; rejects when `signal` aborts. */
+  #retryWait(ms, signal) {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const settle = (fn) => () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#retryWaiters.delete(wake);
+        fn();
+      };
+      const wake = settle(resolve);
+      const onAbort = settle(() => reject(signal.reason));
+      const timer = setTimeout(wake, ms);
+      this.#retryWaiters.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   async #pushLoop(signal) {

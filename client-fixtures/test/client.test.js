@@ -2,7 +2,9 @@
 // convergence of two devices, atomic pages, resets, conflicts, rejections, the live loop, MessagePack.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { ApiError } from '../src/api.js';
+import { replayOutbox } from '../src/sw.js';
 import { OWNER, api, startServer } from './harness.js';
 import { collect, device, eventually } from './devices.js';
 
@@ -372,3 +374,27 @@ test('a long-poll the server ends at once (its bounds, protocol §7.5) is not as
   busy.stop();
 });
 
+
+test("an outbox the service worker replayed reads 0 on the page's client, and nudge() ends a push's backoff", { timeout: 20000 }, async () => {
+  const indexedDB = new IDBFactory();
+  // The page's client: its push fails offline and then waits a minute before retrying.
+  const page = await device(server, ownerToken, { indexedDB, backoff: { baseMs: 60000, maxMs: 60000 } });
+  page.net.offline = true;
+  await page.client.create('customers', { id: 'sw-replayed-1', name: 'Replayed by the worker', credit_limit: '0.00' });
+  const pushing = page.client.push();
+  await eventually('the offline push failed', () => page.client.state.online === false);
+
+  // Background Sync: the service worker opens the same database (the stored token) and sends the outbox.
+  await replayOutbox('retail', { baseUrl: server.url, indexedDB, IDBKeyRange, collections: [...page.client.collections.values()] });
+  assert.equal(await page.db.local_outbox.count(), 0);
+  assert.ok((await serverRows('customers')).has('sw-replayed-1'));
+  assert.equal(page.client.state.outbox, 1, "the page's client has not looked yet");
+
+  // Back online: the page nudges its client, which stops waiting and finds nothing left to send.
+  page.net.offline = false;
+  page.client.nudge();
+  await pushing;
+  assert.equal(page.client.state.outbox, 0);
+  assert.equal(page.net.posts, 0, 'nothing was sent twice');
+  await page.client.close();
+});

@@ -4,59 +4,26 @@
 // declaration files; `vite build` bundles the page and a module service worker that imports `@dukasync/client/sw`;
 // and a Node script imports the package by name and syncs with a real server.
 //
-// The scratch copy lives in ../.dukasync/example-react-vite (git-ignored); its `npm ci` is skipped while the
-// example's lockfile is unchanged, and the package is reinstalled from a fresh tarball on every run.
+// The install is test/example.js (shared with example-e2e.test.js, which drives the built app in Chromium).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { FIXTURES, OWNER, ROOT, api, startServer } from './harness.js';
-
-const EXAMPLE = path.join(FIXTURES, 'examples', 'react-vite');
-const SCRATCH = path.join(ROOT, '.dukasync', 'example-react-vite');
-const NPM_QUIET = ['--no-audit', '--no-fund', '--loglevel=error'];
+import { OWNER, api, startServer } from './harness.js';
+import { SCRATCH, bin, buildExample, installExample, run } from './example.js';
 
 let server;
-let packDir;
-let tarball;
+let installed;
 let packed;
 
-/** Runs a command, failing the test with its output when it fails. */
-function run(cmd, args, cwd) {
-  try {
-    return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true' } });
-  } catch (err) {
-    throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}:\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
-  }
-}
-
-const bin = (name) => path.join(SCRATCH, 'node_modules', '.bin', name);
-
 before(() => {
-  packDir = mkdtempSync(path.join(tmpdir(), 'dukasync-pack-'));
-  [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', packDir, ...NPM_QUIET], FIXTURES));
-  tarball = path.join(packDir, packed.filename);
-
-  // A scratch copy of the example (its sources and lockfile), installed as a developer would.
-  mkdirSync(SCRATCH, { recursive: true });
-  for (const entry of readdirSync(SCRATCH)) if (!['node_modules', '.installed-lock'].includes(entry)) rmSync(path.join(SCRATCH, entry), { recursive: true, force: true });
-  for (const entry of readdirSync(EXAMPLE)) if (!['node_modules', 'dist'].includes(entry)) cpSync(path.join(EXAMPLE, entry), path.join(SCRATCH, entry), { recursive: true });
-  const lock = createHash('sha256').update(readFileSync(path.join(EXAMPLE, 'package-lock.json'))).digest('hex');
-  const marker = path.join(SCRATCH, '.installed-lock');
-  if (!existsSync(marker) || readFileSync(marker, 'utf8') !== lock || !existsSync(path.join(SCRATCH, 'node_modules'))) {
-    run('npm', ['ci', ...NPM_QUIET], SCRATCH);
-    writeFileSync(marker, lock);
-  }
-  rmSync(path.join(SCRATCH, 'node_modules', '@dukasync'), { recursive: true, force: true });
-  run('npm', ['install', '--no-save', ...NPM_QUIET, tarball], SCRATCH);
+  installed = installExample();
+  packed = installed.packed;
 });
 
 after(async () => {
   await server?.stop();
-  if (packDir) rmSync(packDir, { recursive: true, force: true });
+  installed?.cleanup();
 });
 
 test('the tarball is the package: ESM entry points with types, no tests, demo or example', () => {
@@ -82,8 +49,7 @@ test('tsc --strict passes on the example app and on the package declarations', (
 });
 
 test('vite build bundles the page and a module service worker using @dukasync/client/sw', () => {
-  run(bin('vite'), ['build', '--logLevel', 'error'], SCRATCH);
-  const dist = path.join(SCRATCH, 'dist');
+  const dist = buildExample();
   assert.ok(existsSync(path.join(dist, 'index.html')));
   assert.ok(existsSync(path.join(dist, 'sw.js')), 'the worker is emitted as /sw.js');
   const js = readdirSync(path.join(dist, 'assets'))

@@ -376,7 +376,7 @@ export class SyncClient extends EventTarget {
   /** Starts the live loop: push whenever queued, long-poll the feed, verify after catching up. */
   start(): void;
   stop(): Promise<void>;
-  /** Wakes the push loop (e.g. on the browser's `online` event). */
+  /** Wakes the push loop (e.g. on the browser's `online` event), also out of a failed push's backoff. */
   nudge(): void;
   close(): Promise<void>;
 
