@@ -5,66 +5,31 @@
 // If Chromium cannot start, these tests fail; they never skip.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { startProxy } from '../dev/serve.js';
-import { FIXTURES, OWNER, api, startServer } from './harness.js';
+import { OWNER, api, startServer } from './harness.js';
 import { eventually } from './devices.js';
+import { ARTIFACTS, phones } from './phones.js';
 
-const CHROMIUM = process.env.DUKASYNC_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 const CASHIER = 'cashier.shop@duka.test';
-const ARTIFACTS = path.join(FIXTURES, 'artifacts');
 
 let server;
 let proxy;
-let tmp;
-const contexts = new Set();
+let phoneSet;
+/** Starts (or restarts) a phone: see phones.js. */
+const launch = (profile, options) => phoneSet.launch(profile, options);
 
 before(async () => {
   server = await startServer();
   proxy = await startProxy({ upstream: server.url });
-  tmp = await mkdtemp(path.join(tmpdir(), 'dukasync-browser-'));
-  await mkdir(ARTIFACTS, { recursive: true });
+  phoneSet = await phones('browser');
 });
 
 after(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
+  await phoneSet?.closeAll();
   await proxy?.close();
   await server?.stop();
-  if (tmp) await rm(tmp, { recursive: true, force: true });
 });
-
-/** A browser with a persistent profile (IndexedDB, service worker and pending syncs survive a restart). */
-async function launch(profile, { offline = false } = {}) {
-  const context = await chromium.launchPersistentContext(path.join(tmp, profile), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 360, height: 760 },
-    deviceScaleFactor: 1,
-    offline,
-  });
-  contexts.add(context);
-  const errors = [];
-  const watch = (page) => {
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => m.type() === 'error' && !/Failed to load resource|ERR_INTERNET_DISCONNECTED/.test(m.text()) && errors.push(m.text()));
-  };
-  context.on('page', watch);
-  context.pages().forEach(watch);
-  return {
-    context,
-    errors,
-    page: context.pages()[0] ?? (await context.newPage()),
-    async close() {
-      await context.close();
-      contexts.delete(context);
-    },
-  };
-}
 
 async function salesOnServer(token) {
   const rows = new Map();

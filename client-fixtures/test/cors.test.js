@@ -7,9 +7,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { chromium } from 'playwright-core';
 import { OWNER, api, startServer } from './harness.js';
+import { ARGS, CHROMIUM } from './phones.js';
 
-const CHROMIUM = process.env.DUKASYNC_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 
 let server;
 let browser;

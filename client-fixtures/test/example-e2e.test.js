@@ -9,61 +9,35 @@
 // reached it through the feed. Screenshots: artifacts/example-*.png. If Chromium cannot start, this fails.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { startProxy } from '../dev/serve.js';
-import { FIXTURES, OWNER, api, startServer } from './harness.js';
+import { OWNER, api, startServer } from './harness.js';
+import { ARTIFACTS, phones } from './phones.js';
 import { buildExample, installExample } from './example.js';
 
-const CHROMIUM = process.env.DUKASYNC_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
-const ARTIFACTS = path.join(FIXTURES, 'artifacts');
 const LPG = 'r-lpg-13kg-refill';
 
 let installed;
 let server;
 let proxy;
-let tmp;
-const contexts = new Set();
+let phoneSet;
+/** Starts (or restarts) a phone: see phones.js. */
+const launch = (profile, options) => phoneSet.launch(profile, options);
 
 before(async () => {
   installed = installExample();
   const dist = buildExample();
   server = await startServer();
   proxy = await startProxy({ upstream: server.url, dir: dist });
-  tmp = await mkdtemp(path.join(tmpdir(), 'dukasync-example-e2e-'));
-  await mkdir(ARTIFACTS, { recursive: true });
+  phoneSet = await phones('example-e2e');
 });
 
 after(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
+  await phoneSet?.closeAll();
   await proxy?.close();
   await server?.stop();
   installed?.cleanup();
-  if (tmp) await rm(tmp, { recursive: true, force: true });
 });
-
-/** A phone: a browser with its own persistent profile; `errors` collects page errors and console errors. */
-async function launch(profile) {
-  const context = await chromium.launchPersistentContext(path.join(tmp, profile), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 360, height: 760 },
-    deviceScaleFactor: 1,
-  });
-  contexts.add(context);
-  const errors = [];
-  const watch = (page) => {
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => m.type() === 'error' && !/Failed to load resource|ERR_INTERNET_DISCONNECTED/.test(m.text()) && errors.push(m.text()));
-  };
-  context.on('page', watch);
-  context.pages().forEach(watch);
-  return { context, errors, page: context.pages()[0] ?? (await context.newPage()) };
-}
 
 test('the example app: enroll by code, sell offline, the owner accepts the oversold sale, the cashier sees it', async () => {
   const ownerToken = server.token(OWNER, 'owner-api');

@@ -4,7 +4,7 @@
 //! a server restart and apply once; capture triggers turn a table's INSERT/UPDATE/DELETE into feed changes.
 
 use crate::common::*;
-use dukasync::wire::{Change, ChangeOp, ConflictList};
+use dukasync::wire::{Change, ChangeOp, ConflictList, ConflictSummary};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::time::{Duration, Instant};
@@ -97,6 +97,21 @@ async fn try_call(
         query = query.bind(data);
     }
     query.fetch_one(&mut **tx).await
+}
+
+/// The one `rejected_backend_write` conflict recorded once the applier has taken every queued write.
+async fn the_rejected_backend_write(app: &TestApp, token: &str) -> ConflictSummary {
+    until_applied(&app.db).await;
+    let list: ConflictList = app
+        .get("/v1/admin/conflicts?kind=rejected_backend_write", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let [conflict] = &list.conflicts[..] else {
+        panic!("{list:?}")
+    };
+    conflict.clone()
 }
 
 fn product(key: &str, price: &str) -> Value {
@@ -281,16 +296,7 @@ async fn a_write_that_cannot_apply_is_a_conflict_and_blocks_nothing() {
 
     let seen = until_change(&app, &token, "water", &mut cursor, "p-after").await;
     assert!(seen.iter().all(|c| c.key != "p-missing"));
-    until_applied(&app.db).await;
-    let list: ConflictList = app
-        .get("/v1/admin/conflicts?kind=rejected_backend_write", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let [conflict] = &list.conflicts[..] else {
-        panic!("{list:?}")
-    };
+    let conflict = the_rejected_backend_write(&app, &token).await;
     assert_eq!(
         (conflict.collection.as_str(), conflict.key.as_str()),
         ("products", "p-missing")
@@ -335,16 +341,7 @@ async fn a_write_against_the_row_schema_is_recorded_and_changes_nothing() {
         .map(|c| c.data.as_ref().unwrap()["price"].clone())
         .collect();
     assert_eq!(prices, [json!("3")], "only the valid put of p-schema reached the feed");
-    until_applied(&app.db).await;
-    let list: ConflictList = app
-        .get("/v1/admin/conflicts?kind=rejected_backend_write", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let [conflict] = &list.conflicts[..] else {
-        panic!("{list:?}")
-    };
+    let conflict = the_rejected_backend_write(&app, &token).await;
     assert_eq!(conflict.key, "p-schema");
     let detail: Value = app
         .get(&format!("/v1/admin/conflicts/{}", conflict.id), Some(&token))
