@@ -1,11 +1,8 @@
 //! Users named by the ERP's backend (a JWT's `sub`) and their devices (its `device` claim).
 
-use crate::domain::{
-    principal::{Principal, TokenHash},
-    Role, ScopeId,
-};
+use crate::domain::principal::{Principal, TokenHash};
 use sqlx::{PgPool, Row};
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The principal of a verified JWT: the user whose `external_id` is `subject`, with their memberships, and
@@ -44,17 +41,7 @@ pub async fn principal_for(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let mut roles = HashMap::new();
-    for row in &rows {
-        let scope: Option<String> = row.try_get("scope_id")?;
-        let role: Option<String> = row.try_get("role")?;
-        if let (Some(scope), Some(role)) = (
-            scope.as_deref().and_then(ScopeId::parse),
-            role.as_deref().and_then(Role::parse),
-        ) {
-            roles.insert(scope, role);
-        }
-    }
+    let roles = super::tokens::roles_in(&rows)?;
     Ok(Some(Principal {
         token_id: token_id(token),
         device_id: first.try_get("device_id")?,

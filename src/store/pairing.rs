@@ -111,16 +111,7 @@ pub async fn redeem(
     .execute(&mut *tx)
     .await?;
     let name = device_name.or(code_device.as_deref()).unwrap_or("phone");
-    let device_id: Uuid = sqlx::query_scalar(
-        r#"INSERT INTO devices (id, user_id, name) VALUES ($1, $2, $3)
-           ON CONFLICT (user_id, name) DO UPDATE SET name = EXCLUDED.name
-           RETURNING id"#,
-    )
-    .bind(Uuid::new_v4())
-    .bind(user)
-    .bind(name)
-    .fetch_one(&mut *tx)
-    .await?;
+    let device_id = super::accounts::ensure_device(&mut *tx, user, name).await?;
     let (token_id, expires_at) =
         super::token_admin::insert_expiring(&mut *tx, device_id, token, "paired", lifetime).await?;
     sqlx::query("UPDATE pairing_codes SET token_id = $2 WHERE id = $1")

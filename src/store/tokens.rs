@@ -48,17 +48,7 @@ pub async fn check(db: &PgPool, hash: &TokenHash) -> Result<Option<(Principal, O
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let mut roles = HashMap::new();
-    for row in &rows {
-        let scope: Option<String> = row.try_get("scope_id")?;
-        let role: Option<String> = row.try_get("role")?;
-        if let (Some(scope), Some(role)) = (
-            scope.as_deref().and_then(ScopeId::parse),
-            role.as_deref().and_then(Role::parse),
-        ) {
-            roles.insert(scope, role);
-        }
-    }
+    let roles = roles_in(&rows)?;
     let expires_in: Option<f64> = first.try_get("expires_in")?;
     let principal = Principal {
         token_id: first.try_get("token_id")?,
@@ -123,4 +113,21 @@ pub async fn list(db: &PgPool) -> Result<Vec<TokenInfo>, sqlx::Error> {
     )
     .fetch_all(db)
     .await
+}
+
+/// The roles per scope in rows of a principal lookup (columns `scope_id` and `role`, NULL for a user without
+/// memberships, as a LEFT JOIN gives them).
+pub(super) fn roles_in(rows: &[sqlx::postgres::PgRow]) -> Result<HashMap<ScopeId, Role>, sqlx::Error> {
+    let mut roles = HashMap::new();
+    for row in rows {
+        let scope: Option<String> = row.try_get("scope_id")?;
+        let role: Option<String> = row.try_get("role")?;
+        if let (Some(scope), Some(role)) = (
+            scope.as_deref().and_then(ScopeId::parse),
+            role.as_deref().and_then(Role::parse),
+        ) {
+            roles.insert(scope, role);
+        }
+    }
+    Ok(roles)
 }
