@@ -7,29 +7,24 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startProxy } from '../dev/serve.js';
-import { OWNER, api, startServer } from './harness.js';
+import { OWNER, api } from './harness.js';
 import { eventually } from './devices.js';
-import { ARTIFACTS, phones } from './phones.js';
+import { ARTIFACTS, phonesBehindProxy } from './phones.js';
 
 const CASHIER = 'cashier.shop@duka.test';
 
+let stack;
 let server;
 let proxy;
-let phoneSet;
 /** Starts (or restarts) a phone: see phones.js. */
-const launch = (profile, options) => phoneSet.launch(profile, options);
+const launch = (profile, options) => stack.launch(profile, options);
 
 before(async () => {
-  server = await startServer();
-  proxy = await startProxy({ upstream: server.url });
-  phoneSet = await phones('browser');
+  stack = await phonesBehindProxy('browser');
+  ({ server, proxy } = stack);
 });
 
-after(async () => {
-  await phoneSet?.closeAll();
-  await proxy?.close();
-  await server?.stop();
-});
+after(() => stack?.stop());
 
 async function salesOnServer(token) {
   const rows = new Map();
@@ -93,7 +88,7 @@ test('offline sales survive a browser restart, reach the server by Background Sy
   assert.equal((await salesOnServer(ownerToken)).length, 0);
   // Close the page, so only the service worker can replay, then come back online.
   await b.page.close();
-  proxy = await startProxy({ upstream: server.url, port: Number(port) });
+  proxy = stack.proxy = await startProxy({ upstream: server.url, port: Number(port) });
   await b.context.setOffline(false);
   const sales = await eventually('5 sales on the server', async () => {
     const s = await salesOnServer(ownerToken);

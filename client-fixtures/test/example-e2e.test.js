@@ -10,32 +10,27 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startProxy } from '../dev/serve.js';
-import { OWNER, api, startServer } from './harness.js';
-import { ARTIFACTS, phones } from './phones.js';
+import { OWNER, api } from './harness.js';
+import { ARTIFACTS, phonesBehindProxy } from './phones.js';
 import { buildExample, installExample } from './example.js';
 
 const LPG = 'r-lpg-13kg-refill';
 
 let installed;
+let stack;
 let server;
 let proxy;
-let phoneSet;
 /** Starts (or restarts) a phone: see phones.js. */
-const launch = (profile, options) => phoneSet.launch(profile, options);
+const launch = (profile, options) => stack.launch(profile, options);
 
 before(async () => {
   installed = installExample();
-  const dist = buildExample();
-  server = await startServer();
-  proxy = await startProxy({ upstream: server.url, dir: dist });
-  phoneSet = await phones('example-e2e');
+  stack = await phonesBehindProxy('example-e2e', { dir: buildExample() });
+  ({ server, proxy } = stack);
 });
 
 after(async () => {
-  await phoneSet?.closeAll();
-  await proxy?.close();
-  await server?.stop();
+  await stack?.stop();
   installed?.cleanup();
 });
 

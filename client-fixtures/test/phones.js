@@ -5,7 +5,8 @@ import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { FIXTURES } from './harness.js';
+import { startProxy } from '../dev/serve.js';
+import { FIXTURES, startServer } from './harness.js';
 
 export const CHROMIUM = process.env.DUKASYNC_CHROMIUM ?? '/usr/bin/chromium';
 export const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
@@ -55,6 +56,27 @@ export async function phones(name) {
     async closeAll() {
       for (const c of open) await c.close().catch(() => {});
       await rm(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * What every browser test starts: a real server, the same-origin demo proxy in front of it (`proxyOptions`, e.g.
+ * `dir` to serve a built app instead of the demo), and phones. `stop()` ends them in reverse order.
+ */
+export async function phonesBehindProxy(name, proxyOptions = {}) {
+  const server = await startServer();
+  const proxy = await startProxy({ upstream: server.url, ...proxyOptions });
+  const set = await phones(name);
+  return {
+    server,
+    /** The proxy to close at the end: a test that restarts the proxy sets the new one here. */
+    proxy,
+    launch: set.launch,
+    async stop() {
+      await set.closeAll();
+      await this.proxy.close();
+      await server.stop();
     },
   };
 }

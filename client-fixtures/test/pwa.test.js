@@ -7,27 +7,22 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startProxy } from '../dev/serve.js';
-import { OWNER, startServer } from './harness.js';
-import { ARTIFACTS, phones } from './phones.js';
+import { OWNER } from './harness.js';
+import { ARTIFACTS, phonesBehindProxy } from './phones.js';
 
 
+let stack;
 let server;
 let proxy;
-let phoneSet;
 /** Starts (or restarts) a phone: see phones.js. */
-const launch = (profile, options) => phoneSet.launch(profile, options);
+const launch = (profile, options) => stack.launch(profile, options);
 
 before(async () => {
-  server = await startServer();
-  proxy = await startProxy({ upstream: server.url });
-  phoneSet = await phones('pwa');
+  stack = await phonesBehindProxy('pwa');
+  ({ server, proxy } = stack);
 });
 
-after(async () => {
-  await phoneSet?.closeAll();
-  await proxy?.close();
-  await server?.stop();
-});
+after(() => stack?.stop());
 
 test('the demo is installable, and its start URL opens offline after install', async () => {
   let b = await launch('installed');
@@ -75,7 +70,7 @@ test('the demo is installable, and its start URL opens offline after install', a
     assert.deepEqual(b.errors, []);
     await b.close();
   } finally {
-    proxy = await startProxy({ upstream: server.url, port: Number(port) });
+    proxy = stack.proxy = await startProxy({ upstream: server.url, port: Number(port) });
   }
 });
 

@@ -7,31 +7,25 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startProxy } from '../dev/serve.js';
-import { OWNER, api, startServer } from './harness.js';
+import { OWNER, api } from './harness.js';
 import { eventually } from './devices.js';
-import { ARTIFACTS, phones } from './phones.js';
+import { ARTIFACTS, phonesBehindProxy } from './phones.js';
 
 const CASHIER = 'cashier.shop@duka.test';
 const LPG = 'r-lpg-13kg-refill';
 
+let stack;
 let server;
 let proxy;
-let phoneSet;
 /** Starts (or restarts) a phone: see phones.js. */
-const launch = (profile, options) => phoneSet.launch(profile, options);
+const launch = (profile, options) => stack.launch(profile, options);
 
 before(async () => {
-  server = await startServer();
-  proxy = await startProxy({ upstream: server.url });
-  phoneSet = await phones('review');
+  stack = await phonesBehindProxy('review');
+  ({ server, proxy } = stack);
 });
 
-after(async () => {
-  await phoneSet?.closeAll();
-  await proxy?.close();
-  await server?.stop();
-});
+after(() => stack?.stop());
 
 /** Sends operations as a device of its own (a new client id each call). */
 async function push(token, ops) {
