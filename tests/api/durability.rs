@@ -140,3 +140,36 @@ async fn without_standbys_every_acknowledged_operation_is_reported_durable() {
     let asked_again = device.push(&[]).await;
     assert_eq!((asked_again.last_seq, asked_again.durable_seq), (2, 2));
 }
+
+#[tokio::test]
+async fn a_server_that_cannot_read_the_standbys_positions_refuses_to_start() {
+    // Without pg_monitor (pg_read_all_stats), PostgreSQL shows this role NULL positions: every push would report
+    // nothing durable and phones would keep their operations forever. The server says so at start instead.
+    let app = TestApp::start().await;
+    let role = format!("dks_nomon_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD 'not-a-secret'"))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&app.database_url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("not-a-secret")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dukasync"))
+        .arg("serve")
+        .env("DUKASYNC_DATABASE_URL", url.as_str())
+        .env("DUKASYNC_LISTEN", "127.0.0.1:0")
+        .env("DUKASYNC_DURABLE_STANDBYS", "dukasync_wal")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the server stops at once")
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not serve: {stderr}");
+    assert!(stderr.contains("GRANT pg_monitor"), "{stderr}");
+}
