@@ -159,8 +159,11 @@ EOF
   as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGROOT" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<EOF ||
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dukasync') THEN CREATE ROLE dukasync; END IF;
-  ALTER ROLE dukasync LOGIN CREATEDB CREATEROLE PASSWORD '$PASSWORD';
+  ALTER ROLE dukasync LOGIN CREATEDB CREATEROLE REPLICATION PASSWORD '$PASSWORD';
 END \$\$;
+-- Durability beyond the primary (tests/api/durability.rs, deploy/BACKUP.md): the server reads the standbys'
+-- positions, and the tests stream WAL with pg_receivewal as this role.
+GRANT pg_monitor TO dukasync;
 SELECT 'CREATE DATABASE dukasync OWNER dukasync' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'dukasync')\gexec
 EOF
     die "could not create role/database dukasync"

@@ -117,6 +117,18 @@ pub struct Config {
     /// `DUKASYNC_JWT_*` (see `config::jwt`): tokens signed by the ERP's backend; `None` refuses every JWT.
     pub jwt: Option<jwt::JwtSettings>,
     pub enrollment: Enrollment,
+    pub durability: DurabilitySettings,
+}
+
+/// Durability beyond the primary (protocol §10.3, `deploy/BACKUP.md`).
+#[derive(Debug, Clone, Default)]
+pub struct DurabilitySettings {
+    /// `DUKASYNC_DURABLE_STANDBYS`: comma-separated `application_name`s of standbys (`pg_receivewal` of
+    /// `deploy/pitr.sh`, or a streaming replica) whose flush makes an operation durable. Empty (the default): the
+    /// primary's disk is all there is, and every acknowledged operation is reported durable at once.
+    pub standbys: Vec<String>,
+    /// `DUKASYNC_DURABLE_WAIT_MS`: how long a push's answer waits for a standby's flush (default 500).
+    pub wait: Duration,
 }
 
 /// Pairing codes, device-token lifetimes and rotation (protocol §3.3).
@@ -194,6 +206,7 @@ impl Config {
                 redis_timeout: Duration::from_millis(env.parse_or("DUKASYNC_REDIS_TIMEOUT_MS", 250, 10..=10_000)?),
             },
             enrollment: enrollment(&env)?,
+            durability: durability(&env)?,
             jwt: jwt::read(&env)?,
             cors_origins: cors::parse_origins(env.optional_string("DUKASYNC_CORS_ORIGINS").as_deref())?,
         })
@@ -212,6 +225,36 @@ fn enrollment<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Enrollm
         attempts_per_ip: env.parse_or("DUKASYNC_PAIR_ATTEMPTS_PER_IP", 10, 1..=10_000)?,
         attempts_total: env.parse_or("DUKASYNC_PAIR_ATTEMPTS_TOTAL", 60, 1..=100_000)?,
         public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+    })
+}
+
+fn durability<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<DurabilitySettings, ConfigError> {
+    let mut standbys = Vec::new();
+    for name in env
+        .optional_string("DUKASYNC_DURABLE_STANDBYS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        // PostgreSQL truncates application_name to 63 bytes; a longer name would never match.
+        if name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError {
+                variable: "DUKASYNC_DURABLE_STANDBYS",
+                problem: format!("'{name}' is not a standby application_name (letters, digits, _ and -, at most 63)"),
+            });
+        }
+        standbys.push(name.to_string());
+    }
+    Ok(DurabilitySettings {
+        standbys,
+        wait: Duration::from_millis(env.parse_or("DUKASYNC_DURABLE_WAIT_MS", 500, 0..=10_000)?),
     })
 }
 

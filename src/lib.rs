@@ -22,6 +22,7 @@ pub mod config;
 pub mod conflicts;
 pub mod demo;
 pub mod domain;
+pub mod durability;
 pub mod error;
 pub mod failpoint;
 pub mod feed;

@@ -5,6 +5,7 @@ use crate::{
     auth::{attempts::AttemptLimiter, jwt::JwtVerifier, TokenCache},
     cache::{Cache, Redis},
     config::Config,
+    durability::Durability,
     feed::longpoll::Early,
     feed::{
         hub::FeedHub,
@@ -48,6 +49,8 @@ pub struct Inner {
     pub references: References,
     /// Replay pushes, grouped per scope into shared transactions.
     pub replays: Arc<GroupCommit>,
+    /// How far standbys hold the WAL (`durable_seq` of push answers, protocol §10.3).
+    pub durability: Arc<Durability>,
     /// Wakes the applier of backend writes (`inbox`).
     pub inbox: Arc<Inbox>,
     pub metrics: Metrics,
@@ -81,6 +84,7 @@ impl AppState {
         let hub = Arc::new(FeedHub::default());
         let shutdown = CancellationToken::new();
         let windows = WindowCache::new(cache.clone(), config.cache.window);
+        let durability = Durability::new(config.durability.clone());
         Ok(AppState(Arc::new(Inner {
             feed: Feed::new(db.clone(), windows, hub.clone(), shutdown.clone()),
             references: References::new(db.clone(), cache.clone(), hub.clone()),
@@ -91,7 +95,8 @@ impl AppState {
             )),
             jwt: config.jwt.as_ref().map(|settings| Arc::new(JwtVerifier::new(settings))),
             hub,
-            replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops)),
+            replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops, durability.clone())),
+            durability,
             inbox: Arc::new(Inbox::default()),
             metrics: Metrics::default(),
             listening: Arc::new(AtomicBool::new(false)),
@@ -204,6 +209,7 @@ impl AppState {
             "dukasync_feed_resets_total",
             "reset_required (410) answers of the feed (pulls and checksums), by reason: the client drops its copy of the scope and pulls from zero.",
         );
+        self.durability.render_metrics(&self.db, &mut out).await;
         metrics::process::Process::read().render(&mut out);
         metrics::process::render_build_info(&mut out);
         if let Ok(heads) = store::scope_heads(&self.db).await {

@@ -414,8 +414,12 @@ pub struct OpResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpsResponse {
     pub results: Vec<OpResult>,
-    /// The last sequence the server has applied for this client: outbox entries up to it can be deleted.
+    /// The last sequence the server has applied for this client: outbox entries up to it are acknowledged.
     pub last_seq: i64,
+    /// Every operation of this client up to this sequence is durable beyond the primary's disk (a standby has
+    /// flushed it; protocol §10.3): outbox entries up to it may be deleted. 0 when that is not confirmed yet;
+    /// equal to `last_seq` on a server with no standby configured.
+    pub durable_seq: i64,
 }
 
 /// A whole reference dataset (`GET /v1/scopes/{scope}/reference/{dataset}`). The JSON representation is

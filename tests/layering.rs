@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "setup",
             "notify",
             "inbox",
+            "durability",
         ],
     ),
     ("state", &["state"]),

@@ -2,7 +2,10 @@
 //
 // Invariants:
 // - Every local write and its outbox entry (with the device's next sequence number) commit in one Dexie
-//   transaction; an outbox entry is deleted only after the server's answer names its sequence in `last_seq`.
+//   transaction; an outbox entry leaves the outbox only after the server's answer names its sequence in
+//   `last_seq`, and is deleted only once an answer's `durable_seq` covers it (a standby holds it, §10.3). Until
+//   then it waits in `local_unconfirmed`, and goes back to the outbox if the server turns out to have forgotten it
+//   (restored from its WAL archive after losing its disk).
 // - A feed page and its cursor commit in one Dexie transaction, so the cursor never passes unapplied data.
 // - Synced tables hold rows exactly as the feed sent them; pending local writes are re-applied on top ("rebased")
 //   after each page, and the checksum is compared only when nothing local is pending.
@@ -27,9 +30,11 @@ export class SyncClient extends EventTarget {
    * @param {number} [o.batchSize] most operations per push
    * @param {number} [o.pageSize] most changes per pull page (the server's default when absent)
    * @param {number} [o.longPollSecs] `wait` of the live loop once caught up
+   * @param {number} [o.confirmEveryMs] how often the live loop asks whether acknowledged operations are durable
+   *   yet, while some are not (§10.3)
    * @param {{baseMs: number, maxMs: number}} [o.backoff] exponential backoff with full jitter
    */
-  constructor({ scope, db, api, collections, batchSize = 100, pageSize, longPollSecs = 25, backoff = { baseMs: 500, maxMs: 30000 } }) {
+  constructor({ scope, db, api, collections, batchSize = 100, pageSize, longPollSecs = 25, confirmEveryMs = 5000, backoff = { baseMs: 500, maxMs: 30000 } }) {
     super();
     this.scope = scope;
     this.db = db;
@@ -41,8 +46,9 @@ export class SyncClient extends EventTarget {
     this.batchSize = batchSize;
     this.pageSize = pageSize;
     this.longPollSecs = longPollSecs;
+    this.confirmEveryMs = confirmEveryMs;
     this.backoff = backoff;
-    this.state = { online: null, outbox: 0, pushing: false, pulling: false, lastSyncAt: null, head: null, error: null };
+    this.state = { online: null, outbox: 0, unconfirmed: 0, pushing: false, pulling: false, lastSyncAt: null, head: null, error: null };
     this.#smallUntil = 0;
     this.#kick = null;
   }
@@ -102,6 +108,7 @@ export class SyncClient extends EventTarget {
       await client.reset('collections_changed');
     }
     client.state.outbox = await db.local_outbox.count();
+    client.state.unconfirmed = await db.local_unconfirmed.count();
     return client;
   }
 
@@ -188,7 +195,8 @@ export class SyncClient extends EventTarget {
   }
 
   async #outboxChanged() {
-    this.#setState({ outbox: await this.db.local_outbox.count() });
+    const [outbox, unconfirmed] = await Promise.all([this.db.local_outbox.count(), this.db.local_unconfirmed.count()]);
+    this.#setState({ outbox, unconfirmed });
     this.#kick?.();
   }
 
@@ -239,11 +247,25 @@ export class SyncClient extends EventTarget {
     }
   }
 
+  /**
+   * Asks the server whether the acknowledged operations kept in `local_unconfirmed` are durable yet (an empty push,
+   * §10.3), deletes those that are, and puts back in the outbox those the server no longer knows. Resolves to the
+   * number still unconfirmed.
+   */
+  async confirm({ signal } = {}) {
+    if ((await this.db.local_unconfirmed.count()) === 0) return 0;
+    const answer = await this.api.pushOps(this.scope, { client_id: await this.clientId(), ops: [] }, { signal });
+    await this.#acknowledge(answer, []);
+    return this.db.local_unconfirmed.count();
+  }
+
   async #acknowledge(answer, batch) {
     const { db } = this;
     const bySeq = new Map(batch.map((e) => [e.seq, e]));
     const fresh = [];
-    await db.transaction('rw', db.local_outbox, db.local_events, db.local_sync, async () => {
+    // A server older than `durable_seq` (§10.3) has nothing beyond its own disk to wait for.
+    const durable = answer.durable_seq ?? answer.last_seq;
+    await db.transaction('rw', db.local_outbox, db.local_unconfirmed, db.local_events, db.local_sync, async () => {
       let acked = (await db.local_sync.get('acked'))?.value ?? 0;
       for (const r of answer.results) {
         for (const v of r.versions ?? []) acked = Math.max(acked, v);
@@ -255,17 +277,53 @@ export class SyncClient extends EventTarget {
         }
       }
       await db.local_sync.put({ key: 'acked', value: acked });
-      // Only now, with the server's answer in hand, may acknowledged entries go.
+      // Only now, with the server's answer in hand, may acknowledged entries leave the outbox; those no standby
+      // holds yet are kept until one does.
+      const ackedEntries = await db.local_outbox.where('seq').belowOrEqual(answer.last_seq).toArray();
+      const ackedAt = new Date().toISOString();
+      await db.local_unconfirmed.bulkPut(ackedEntries.filter((e) => e.seq > durable).map((e) => ({ ...e, ackedAt })));
       await db.local_outbox.where('seq').belowOrEqual(answer.last_seq).delete();
+      await db.local_unconfirmed.where('seq').belowOrEqual(durable).delete();
+      // Acknowledged once, unknown now: the server was restored from an archive that ends before them. They go
+      // back in front of the unsent entries, with their sequences and ids, and are sent again.
+      const forgotten = await db.local_unconfirmed.where('seq').above(answer.last_seq).toArray();
+      if (forgotten.length) {
+        await db.local_outbox.bulkPut(forgotten.map(({ ackedAt: _, ...e }) => e));
+        await db.local_unconfirmed.bulkDelete(forgotten.map((e) => e.seq));
+      }
     });
     for (const e of fresh) this.dispatchEvent(new CustomEvent(e.status, { detail: e }));
     await this.#outboxChanged();
+  }
+
+  /**
+   * After 409 `sequence_gap`: when the entries from `expected_seq` on are kept here as acknowledged, the server
+   * forgot them (a restore, §10): they go back in front of the outbox. Resolves to whether the gap is closed.
+   */
+  async #requeueFrom(expected) {
+    const { db } = this;
+    if (!Number.isInteger(expected)) return false;
+    const closed = await db.transaction('rw', db.local_outbox, db.local_unconfirmed, async () => {
+      const kept = await db.local_unconfirmed.where('seq').aboveOrEqual(expected).sortBy('seq');
+      const first = (await db.local_outbox.orderBy('seq').first())?.seq;
+      const next = kept.length ? kept[kept.length - 1].seq + 1 : expected;
+      const contiguous = kept.every((e, i) => e.seq === expected + i);
+      if (!contiguous || (first !== undefined && next !== first) || (first === undefined && kept.length === 0)) return false;
+      await db.local_outbox.bulkPut(kept.map(({ ackedAt: _, ...e }) => e));
+      await db.local_unconfirmed.bulkDelete(kept.map((e) => e.seq));
+      // Those below `expected_seq` are in the restored server's history: nothing more to fear for them.
+      await db.local_unconfirmed.where('seq').below(expected).delete();
+      return true;
+    });
+    if (closed) await this.#outboxChanged();
+    return closed;
   }
 
   async #refused(err, batch) {
     // Retrying later may help (no answer, 503), or only a person or a new token can help (401, also when
     // fetchCredentials failed or its fresh token was refused too; an outbox bound to another device; sequences
     // missing locally): either way the queue stays as it is.
+    if (err.code === 'sequence_gap' && (await this.#requeueFrom(err.details?.expected_seq))) return;
     const keep = err.retryable || err.status === 401 || err.code === 'client_id_taken' || err.code === 'sequence_gap';
     if (keep) {
       this.#setState({ error: err.retryable ? null : errorState(err) });
@@ -504,6 +562,14 @@ export class SyncClient extends EventTarget {
           await Promise.race([woken, sleep(30000, signal).catch(() => {})]);
           continue;
         }
+      }
+      if (await this.db.local_unconfirmed.count()) {
+        // Acknowledged but held by no standby yet (§10.3): ask again from time to time. A failure is not an error
+        // to show; the next round asks again.
+        await Promise.race([woken, sleep(this.confirmEveryMs, signal).catch(() => {})]);
+        if (signal.aborted) return;
+        await this.confirm({ signal }).catch(() => {});
+        continue;
       }
       await woken; // stop() wakes it too
     }

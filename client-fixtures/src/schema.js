@@ -16,6 +16,9 @@ const INTERNAL = {
   local_sync: 'key',
   // one entry per local write, in order: {seq, op} where op is the wire operation without its seq
   local_outbox: 'seq',
+  // outbox entries the server acknowledged but no standby holds yet (protocol §10.3), kept to resend after a
+  // restore: {seq, op, ackedAt}
+  local_unconfirmed: 'seq',
   // row versions last seen in the feed, for `base_version`: {id: collection + '\x1f' + key, version}
   local_versions: 'id',
   // operations the server refused as a batch (400/413/422), moved aside so the queue goes on

@@ -9,6 +9,11 @@
 // applying twice. (Syncable merges unsent changes of one key into one: a resend whose first changes were merged
 // with later ones no longer matches, and is numbered anew.)
 //
+// Durability (protocol §10.3): Syncable forgets a change once the adapter reports it accepted, and it has no
+// place to keep accepted changes, so this adapter accepts on `last_seq` and ignores `durable_seq`: after a restore
+// from the WAL archive, its changes acknowledged but not yet held by a standby are lost. Use SyncClient (which
+// keeps them in `local_unconfirmed`) where that matters.
+//
 // Usage: registerDukasyncProtocol(Dexie); db.syncable.connect('dukasync', serverUrl, {scope, token}).
 // With the app's token source: registerDukasyncProtocol(Dexie, {fetchCredentials}) and connect without `token`
 // (Syncable stores connect options, so a function cannot go there; the tokens stay in memory).

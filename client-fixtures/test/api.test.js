@@ -7,8 +7,8 @@ import { OWNER, startServer } from './harness.js';
 
 let server;
 before(async () => {
-  // Request lines are logged at debug level (5xx at warn).
-  server = await startServer({ DUKASYNC_LOG: 'info,sqlx=warn,dukasync::http=debug' });
+  // The default log level: refused requests (4xx) are logged at info, failed ones (5xx) at warn.
+  server = await startServer({ DUKASYNC_LOG: 'info,sqlx=warn' });
 });
 after(() => server?.stop());
 

@@ -82,9 +82,22 @@ export async function startServer(extraEnv = {}) {
   const env = serviceEnv();
   const dbName = `dukasync_test_js_${randomBytes(6).toString('hex')}`;
   psql(env, `CREATE DATABASE ${dbName}`);
+  const databaseUrl = withDatabase(env.DUKASYNC_DATABASE_URL, dbName);
+  return launch(env, databaseUrl, extraEnv, { dbName, drop: () => dropDatabase(env, dbName) });
+}
+
+/**
+ * A running server on the database at `databaseUrl` (of another cluster: a test's own), migrated and with the demo
+ * data loaded. `stop()` stops the server and leaves the database.
+ */
+export async function startServerOn(databaseUrl, extraEnv = {}) {
+  return launch(serviceEnv(), databaseUrl, extraEnv, { dbName: null, drop: async () => {} });
+}
+
+async function launch(env, databaseUrl, extraEnv, { dbName, drop }) {
   const childEnv = {
     ...process.env,
-    DUKASYNC_DATABASE_URL: withDatabase(env.DUKASYNC_DATABASE_URL, dbName),
+    DUKASYNC_DATABASE_URL: databaseUrl,
     DUKASYNC_LISTEN: '127.0.0.1:0',
     DUKASYNC_LOG_FORMAT: 'json',
     DUKASYNC_LOG: 'info,sqlx=warn',
@@ -121,13 +134,13 @@ export async function startServer(extraEnv = {}) {
       },
       async stop() {
         await stopChild(child);
-        await dropDatabase(env, dbName);
+        await drop();
       },
     };
     return server;
   } catch (err) {
     if (child) await stopChild(child);
-    await dropDatabase(env, dbName);
+    await drop();
     throw err;
   }
 }

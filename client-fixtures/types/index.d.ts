@@ -72,6 +72,8 @@ export interface OperationResult {
 export interface PushAnswer {
   results: OperationResult[];
   last_seq: number;
+  /** Operations up to this sequence are held beyond the primary's disk (0: not confirmed yet; protocol §10.3). */
+  durable_seq?: number;
 }
 
 /** A scope the token belongs to (`GET /v1/scopes`). */
@@ -260,6 +262,11 @@ export interface SyncState {
   online: boolean | null;
   /** Local operations waiting to be sent. */
   outbox: number;
+  /**
+   * Operations the server acknowledged that no standby holds yet (protocol §10.3): kept on the device, and sent
+   * again if the server is restored without them. Always 0 against a server without durable standbys.
+   */
+  unconfirmed: number;
   pushing: boolean;
   pulling: boolean;
   lastSyncAt: string | null;
@@ -333,6 +340,8 @@ export interface OpenOptions extends IndexedDBOptions {
   pageSize?: number;
   /** The live loop's long-poll `wait`, in seconds (25). */
   longPollSecs?: number;
+  /** How often the live loop asks whether acknowledged operations are durable yet, while some are not (ms, 5000). */
+  confirmEveryMs?: number;
   /** Exponential backoff with full jitter. */
   backoff?: { baseMs: number; maxMs: number };
 }
@@ -366,6 +375,11 @@ export class SyncClient extends EventTarget {
 
   pushOnce(options?: { signal?: AbortSignal }): Promise<{ done: boolean; answer?: PushAnswer }>;
   push(options?: { signal?: AbortSignal; maxAttempts?: number }): Promise<void>;
+  /**
+   * Asks the server (an empty push) whether the acknowledged operations still kept are durable yet; deletes those
+   * that are and re-queues those the server no longer knows. Resolves to how many stay unconfirmed.
+   */
+  confirm(options?: { signal?: AbortSignal }): Promise<number>;
   pullOnce(options?: { wait?: number; signal?: AbortSignal }): Promise<FeedPage | { reset: true; has_more: true }>;
   pull(options?: { signal?: AbortSignal }): Promise<FeedPage>;
   reset(reason: string): Promise<void>;

@@ -75,3 +75,28 @@ def test_errors_carry_the_stable_code_and_the_request_id(server_url: str, owner_
         with pytest.raises(DukasyncError) as unauthorized:
             stranger.scopes()
         assert unauthorized.value.code == "unauthorized"
+
+
+def test_an_operation_is_kept_until_durable_and_resent_when_the_server_forgot_it(
+    server_url: str, cashier_token: str
+) -> None:
+    """The server of these tests has no standby, so every answer confirms what it acknowledges (protocol §10.3);
+    a second outbox with the same client_id and sequences that the server never saw stands for a server restored
+    without them: the kept operations go back to `pending` and are applied once."""
+    with Client(server_url, cashier_token) as client:
+        outbox = Outbox("water")
+        outbox.put("customers", "py-durable-1", {"name": "Njeri"})
+        answer = outbox.send(client)
+        assert answer["durable_seq"] == answer["last_seq"] == 1
+        assert outbox.pending == [] and outbox.unconfirmed == []
+
+        # What a device holds after the server acknowledged 1..2 without a standby flushing them, when the server
+        # comes back from a restore that ends before them: it knows nothing of this client_id.
+        restored = Outbox("water")
+        restored.put("customers", "py-durable-2", {"name": "Wambui"})
+        restored.put("customers", "py-durable-3", {"name": "Kamau"})
+        restored.unconfirmed, restored.pending = restored.pending[:1], restored.pending[1:]
+        answer = restored.send(client)
+        assert answer["last_seq"] == 2, "the server expected 1: sequence_gap, then both were sent again"
+        assert [r["status"] for r in answer["results"]] == ["applied", "applied"]
+        assert restored.pending == [] and restored.unconfirmed == []

@@ -226,6 +226,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             crate::failpoint::warn_if_any();
             let state = AppState::new(config)?;
             check_schema(&state).await?;
+            check_durability(&state).await?;
             let listener = tokio::net::TcpListener::bind(state.config.listen)
                 .await
                 .with_context(|| format!("cannot listen on DUKASYNC_LISTEN={}", state.config.listen))?;
@@ -463,6 +464,37 @@ async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {
         .await
         .context("cannot reach PostgreSQL at DUKASYNC_DATABASE_URL")?;
     Ok(db)
+}
+
+/// With `DUKASYNC_DURABLE_STANDBYS` set, refuses to serve when the role cannot see the standbys' positions
+/// (every push would then report nothing durable, and phones would keep their operations forever), and says
+/// whether a named standby is connected.
+async fn check_durability(state: &AppState) -> anyhow::Result<()> {
+    let standbys = state.durability.standbys();
+    if standbys.is_empty() {
+        return Ok(());
+    }
+    match store::durability::can_read_positions(&state.db).await {
+        Ok(true) => {}
+        Ok(false) => bail!(
+            "DUKASYNC_DURABLE_STANDBYS is set, but this database role cannot read replication positions; \
+             grant it: GRANT pg_monitor TO <the role of DUKASYNC_DATABASE_URL>"
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "PostgreSQL is not reachable at start-up; standbys not checked");
+            return Ok(());
+        }
+    }
+    match store::durability::standbys(&state.db, standbys).await {
+        Ok(found) if found.flushed.is_some() => tracing::info!(?standbys, "a durable standby is connected"),
+        Ok(_) => tracing::warn!(
+            ?standbys,
+            "no standby of DUKASYNC_DURABLE_STANDBYS is connected: pushes report durable_seq 0 and phones keep \
+             their acknowledged operations until one is (deploy/BACKUP.md)"
+        ),
+        Err(err) => tracing::warn!(error = %err, "could not read pg_stat_replication"),
+    }
+    Ok(())
 }
 
 /// Refuses to serve an out-of-date schema; tolerates PostgreSQL being down (the server reports not-ready).

@@ -115,6 +115,14 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
                 device,
                 "request failed"
             );
+        } else if status.is_client_error() {
+            // At the default level, so the request id a client shows with its error finds this line.
+            tracing::info!(
+                status = status.as_u16(),
+                elapsed_ms = elapsed.as_millis() as u64,
+                device,
+                "request refused"
+            );
         } else {
             tracing::debug!(
                 status = status.as_u16(),

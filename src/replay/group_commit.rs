@@ -21,6 +21,7 @@ use crate::{
 };
 use crate::{
     domain::ScopeId,
+    durability::Durability,
     error::{Error, Result},
     metrics::StaticCounter,
     wire::OpsResponse,
@@ -56,6 +57,8 @@ pub struct GroupCommit {
     max_ops: usize,
     queues: ScopeQueues<Waiting>,
     counts: Counts,
+    /// Confirms, after the commit, how much of each answer a standby holds (`durable_seq`).
+    durability: Arc<Durability>,
 }
 
 /// Counters for `/metrics`.
@@ -82,11 +85,12 @@ impl Default for Counts {
 }
 
 impl GroupCommit {
-    pub fn new(max_ops: usize) -> Self {
+    pub fn new(max_ops: usize, durability: Arc<Durability>) -> Self {
         GroupCommit {
             max_ops,
             queues: ScopeQueues::default(),
             counts: Counts::default(),
+            durability,
         }
     }
 
@@ -99,7 +103,8 @@ impl GroupCommit {
         self.queues.waiting()
     }
 
-    /// Replays `push`, in a transaction shared with the scope's other pushes waiting at the same time.
+    /// Replays `push`, in a transaction shared with the scope's other pushes waiting at the same time, and
+    /// reports how much of the client's sequence is durable beyond the primary (protocol §10.3).
     pub async fn replay(self: &Arc<Self>, db: &PgPool, scope: &ScopeId, push: Push) -> Result<OpsResponse> {
         let (reply, answer) = oneshot::channel();
         if let Some(serving) = self.queues.queue(scope).push((push, reply)) {
@@ -108,11 +113,14 @@ impl GroupCommit {
             // dropped, nothing of theirs was committed).
             tokio::spawn(serve(self.clone(), serving, db.clone(), scope.clone()));
         }
-        answer.await.unwrap_or_else(|_| {
+        let mut response = answer.await.unwrap_or_else(|_| {
             Err(Error::Internal(anyhow::anyhow!(
                 "the replay task ended without answering"
             )))
-        })
+        })?;
+        // Outside the scope's queue: the next group need not wait for this one's standby.
+        response.durable_seq = self.durability.confirm(db, response.last_seq).await;
+        Ok(response)
     }
 }
 

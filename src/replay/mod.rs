@@ -167,6 +167,7 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
             answers.push(OpsResponse {
                 results: Vec::new(),
                 last_seq,
+                durable_seq: 0,
             });
             fresh.push(Vec::new());
             continue;
@@ -178,6 +179,8 @@ pub async fn replay_group(db: &PgPool, scope: &ScopeId, pushes: &[&Push]) -> Res
         answers.push(OpsResponse {
             results,
             last_seq: last.seq.max(last_seq),
+            // Confirmed after the commit (`durability`), by the caller that answers the push.
+            durable_seq: 0,
         });
         fresh.push(push.ops().filter(|pushed| pushed.wire.seq > last_seq).collect());
     }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod capture;
 pub mod changes;
 pub mod conflicts;
+pub mod durability;
 pub mod inbox;
 pub mod ledger;
 pub mod pairing;

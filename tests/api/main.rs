@@ -22,6 +22,7 @@ mod feed;
 mod longpoll_admission;
 // The push side: replay, batches, group commit, concurrency and the model-based property test.
 mod batch_apply;
+mod durability;
 mod group_commit;
 mod replay;
 mod replay_concurrency;

@@ -51,9 +51,14 @@ class OpResult(TypedDict, total=False):
     original: str
 
 
-class PushResult(TypedDict):
+class _PushAnswer(TypedDict):
     results: list[OpResult]
     last_seq: int
+
+
+class PushResult(_PushAnswer, total=False):
+    # Operations up to it are held beyond the primary's disk (protocol §10.3); absent from older servers.
+    durable_seq: int
 
 
 WriteType = Literal["put", "patch", "delete"]
@@ -294,17 +299,20 @@ class Client:
 @dataclass
 class Outbox:
     """Numbers operations for one `client_id` in one scope (protocol §10): seq 1, 2, 3, ... with no gaps, an id
-    per operation that stays the same across resends. Operations leave only once the server's `last_seq`
-    covers them.
+    per operation that stays the same across resends. Operations leave `pending` once the server's `last_seq`
+    covers them, and are forgotten only once a `durable_seq` does (a standby holds them, §10.3); until then
+    they wait in `unconfirmed`, and go back to `pending` if the server turns out to have lost them (restored from
+    its WAL archive).
 
-    This one lives in memory: a process that must survive a crash stores `client_id`, `next_seq` and `pending`
-    in its database, in the transaction that creates the operation.
+    This one lives in memory: a process that must survive a crash stores `client_id`, `next_seq`, `pending` and
+    `unconfirmed` in its database, in the transaction that creates the operation.
     """
 
     scope: str
     client_id: uuid.UUID = field(default_factory=uuid.uuid4)
     next_seq: int = 1
     pending: list[JSON] = field(default_factory=list)
+    unconfirmed: list[JSON] = field(default_factory=list)
 
     def _add(self, op: JSON) -> JSON:
         op = {"seq": self.next_seq, "id": str(uuid.uuid4()), **op}
@@ -329,10 +337,33 @@ class Outbox:
         return self._add({"type": "command", "command": command, "key": key, "args": args})
 
     def send(self, client: Client) -> PushResult:
-        """Pushes what is pending and drops what the answer's `last_seq` acknowledged."""
-        result = client.push(self.scope, self.client_id, self.pending)
-        self.pending = [op for op in self.pending if op["seq"] > result["last_seq"]]
+        """Pushes what is pending (an empty push asks whether `unconfirmed` is durable yet). Acknowledged
+        operations move to `unconfirmed`, durable ones are dropped, and unconfirmed ones above the answer's
+        `last_seq`, or from a 409 `sequence_gap`'s `expected_seq` on, are queued again: the server lost them."""
+        try:
+            result = client.push(self.scope, self.client_id, self.pending)
+        except DukasyncError as error:
+            expected = (error.details or {}).get("expected_seq")
+            if error.code != "sequence_gap" or not isinstance(expected, int) or not self._requeue_from(expected):
+                raise
+            result = client.push(self.scope, self.client_id, self.pending)
+        last = result["last_seq"]
+        durable = result.get("durable_seq", last)
+        acknowledged = [op for op in self.pending if op["seq"] <= last]
+        kept = [op for op in self.unconfirmed + acknowledged if op["seq"] > durable]
+        forgotten = [op for op in kept if op["seq"] > last]
+        self.unconfirmed = [op for op in kept if op["seq"] <= last]
+        self.pending = sorted(forgotten + [op for op in self.pending if op["seq"] > last], key=lambda op: op["seq"])
         return result
+
+    def _requeue_from(self, expected: int) -> bool:
+        kept = [op for op in self.unconfirmed if op["seq"] >= expected]
+        upto = self.pending[0]["seq"] if self.pending else expected + len(kept)
+        if not kept or [op["seq"] for op in kept] != list(range(expected, upto)):
+            return False
+        self.unconfirmed = []  # those below `expected` are in the restored server's history
+        self.pending = kept + self.pending
+        return True
 
 
 def _error(response: httpx.Response) -> DukasyncError:
