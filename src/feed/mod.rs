@@ -10,6 +10,7 @@
 //! A pull reads `version > since` in version order from one snapshot, so it can neither miss nor repeat a
 //! committed change. A cursor the server cannot honour answers `reset_required` (410), never an empty page.
 
+pub mod coded;
 pub mod cursor;
 pub mod heads;
 pub mod hub;
@@ -19,17 +20,21 @@ pub mod windows;
 
 use crate::error::ErrorCode;
 use crate::{
+    cache::{keys, memory::Value as CacheValue, stats::CacheKind},
+    concurrency::single_flight::SingleFlight,
     config::Limits,
-    domain::{collections, ScopeId},
+    domain::{collections, Coding, ScopeId},
     error::{Error, ResetReason, Result},
     metrics::StaticCounter,
     store,
     wire::{ChecksumReport, CollectionChecksum},
 };
+use bytes::Bytes;
+use coded::{Effort, Member};
 use cursor::Cursor;
 use hub::{FeedHub, SharedRead};
 use longpoll::{LongPolls, Parked, WaitSlot, Waited};
-use page::{Changes, FeedPage, Slice};
+use page::{Changes, FeedPage, Segment, Slice, WindowJson};
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
@@ -110,6 +115,10 @@ pub struct Feed {
     shutdown: CancellationToken,
     /// `reset_required` answers by reason (see [`Feed::reset`]).
     resets: StaticCounter<1>,
+    /// Compressions of closed windows' ranges, by coding: one per range and coding while it stays cached.
+    compressions: StaticCounter<1>,
+    /// One compression of a window range at a time, shared by the requests that need it.
+    compressing: SingleFlight<String, Member>,
 }
 
 impl Feed {
@@ -120,6 +129,8 @@ impl Feed {
             hub,
             shutdown,
             resets: StaticCounter::new(["reason"], &ResetReason::ALL.map(|r| [r.as_str()])),
+            compressions: StaticCounter::new(["coding"], &Coding::COMPRESSED.map(|c| [c.token().unwrap_or("")])),
+            compressing: SingleFlight::default(),
         }
     }
 
@@ -274,6 +285,89 @@ impl Feed {
         &self.resets
     }
 
+    /// Compressions of closed windows' ranges, by coding, for `/metrics`.
+    pub fn compressions(&self) -> &StaticCounter<1> {
+        &self.compressions
+    }
+
+    /// `page`'s JSON body in `coding`, and the coding it is in: identity when `coding` is, or when the body is
+    /// shorter than [`coded::MIN_COMPRESSED_BYTES`]. Decoded, it is byte for byte [`FeedPage::json_parts`].
+    /// Ranges of closed windows of at least [`coded::MIN_MEMBER_BYTES`] are compressed once per coding and
+    /// kept in the cache next to their window (memory, then Redis); the rest of the page (its own text, the
+    /// open tail, short ranges) is compressed per request at a fast level.
+    pub async fn encode_json(&self, scope: &ScopeId, page: &FeedPage, coding: Coding) -> Result<(Vec<Bytes>, Coding)> {
+        let segments = page.json_segments();
+        let total: usize = segments.iter().map(|s| s.bytes().len()).sum();
+        if coding == Coding::Identity || total < coded::MIN_COMPRESSED_BYTES {
+            return Ok((page::into_parts(segments), Coding::Identity));
+        }
+        let namespace = self.windows.cache.namespace_known();
+        let mut members = Vec::with_capacity(segments.len());
+        let mut text: Vec<u8> = Vec::new();
+        for segment in segments {
+            match (segment, namespace) {
+                (Segment::Window(json), Some(ns)) if json.as_ref().len() >= coded::MIN_MEMBER_BYTES => {
+                    if !text.is_empty() {
+                        members.push(
+                            coded::member(&std::mem::take(&mut text), coding, Effort::PerRequest).map_err(internal)?,
+                        );
+                    }
+                    members.push(self.window_member(ns, scope, json, coding).await?);
+                }
+                (other, _) => text.extend_from_slice(other.bytes()),
+            }
+        }
+        if !text.is_empty() {
+            members.push(coded::member(&text, coding, Effort::PerRequest).map_err(internal)?);
+        }
+        Ok((coded::join(coding, &members).map_err(internal)?, coding))
+    }
+
+    /// The member of a closed window's range in `coding`: from memory, from Redis, or compressed here, once for
+    /// all the requests that want it at the same time, and then kept.
+    async fn window_member(&self, ns: &str, scope: &ScopeId, json: WindowJson, coding: Coding) -> Result<Member> {
+        let cache = &self.windows.cache;
+        let window = &json.window;
+        let index = (window.start - 1) / i64::from(self.windows.size.max(1));
+        let token = coding.token().unwrap_or("");
+        let key = keys::window_member(
+            ns,
+            scope,
+            self.windows.size,
+            index,
+            window.end_tag(),
+            json.positions.clone(),
+            token,
+        );
+        let stored = |value: CacheValue| value.into_bytes().and_then(|b| Member::from_stored(&b));
+        let found = cache
+            .get(CacheKind::WindowMember, &key, |_, bytes| {
+                Member::from_stored(bytes).map(|_| CacheValue::Bytes(bytes.clone()))
+            })
+            .await;
+        if let Some(member) = found.and_then(stored) {
+            return Ok(member);
+        }
+        let member = self
+            .compressing
+            .run(key.clone(), || async {
+                // A request that compressed it just before this one asked has left it in memory.
+                if let Some(member) = cache.peek_local(&key).and_then(stored) {
+                    return Ok(member);
+                }
+                let member = tokio::task::spawn_blocking(move || coded::member(json.as_ref(), coding, Effort::Once))
+                    .await
+                    .map_err(internal)?
+                    .map_err(internal)?;
+                self.compressions.add([token], 1);
+                let bytes = member.to_stored();
+                cache.put(CacheKind::WindowMember, &key, CacheValue::Bytes(bytes.clone()), &bytes);
+                Ok::<_, Error>(member)
+            })
+            .await?;
+        Ok((*member).clone())
+    }
+
     /// The scope's checksum at `version` (default: head). Versions outside the retained history answer
     /// `reset_required`, like cursors.
     pub async fn checksum(&self, scope: &ScopeId, version: Option<i64>) -> Result<ChecksumReport> {
@@ -311,6 +405,11 @@ impl Feed {
             collections,
         })
     }
+}
+
+/// A failure that is the server's own (compression), never the client's.
+fn internal(error: impl Into<anyhow::Error>) -> Error {
+    Error::Internal(error.into())
 }
 
 /// Why `since` cannot be honoured against `slice`, if it cannot.
