@@ -297,3 +297,138 @@ async fn a_commit_after_a_cached_compressed_page_is_seen() {
         assert_eq!(after.changes.len(), before.changes.len() + 1, "{coding}");
     }
 }
+
+/// The benchmark's sale history (`benches/load/dataset.rs`): four rows per sale.
+fn sale_rows(n: usize) -> Vec<dukasync::store::changes::RowWrite> {
+    let product = format!("r-item-{:04}", n % 2000);
+    let sale = format!("retail-hist-sale-{n}");
+    let amount = format!("{}.00", 20 + (n * 37) % 2_000);
+    vec![
+        upsert(
+            "sales",
+            &sale,
+            json!({"id": sale, "sold_at": "2026-11-25T09:30:00+03:00", "status": "completed", "total": amount,
+                   "lines": [{"product_id": product, "quantity": "1", "unit_price": amount, "amount": amount}],
+                   "payments": [{"method": "cash", "amount": amount}], "device": "till-1"}),
+        ),
+        upsert(
+            "journal_entries",
+            &format!("{sale}-je"),
+            json!({"id": format!("{sale}-je"), "posted_at": "2026-11-25T09:30:00+03:00", "source": format!("sales/{sale}"),
+                   "lines": [{"account": "1000", "debit": amount, "credit": "0.00"},
+                             {"account": "4000", "debit": "0.00", "credit": amount}]}),
+        ),
+        upsert(
+            "stock_movements",
+            &format!("{sale}-mv"),
+            json!({"id": format!("{sale}-mv"), "product_id": product, "quantity": "-1", "reason": "sale",
+                   "source": format!("sales/{sale}")}),
+        ),
+        upsert(
+            "stock_levels",
+            &product,
+            json!({"id": product, "product_id": product, "quantity": format!("{}", 1_000 - (n / 2000) as i64)}),
+        ),
+    ]
+}
+
+/// Bytes on the wire of a 1,000-change page of the benchmark's sale history in each coding (cold: members
+/// compressed by this request; warm: from the cache), and the compress time of a 100- and a 1,000-change
+/// page per coding and level. A measurement for the report, not a test; the dev profile builds dependencies
+/// at opt-level 1, so times are pessimistic:
+/// `cargo test --features failpoints --test api compression::measure -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn measure() {
+    use dukasync::domain::Coding;
+    use std::time::Instant;
+    let app = TestApp::start().await; // the default window: 256
+    let token = app.token(OWNER, "compression").await;
+    let rows: Vec<_> = (0..600).flat_map(sale_rows).collect();
+    for chunk in rows.chunks(500) {
+        app.write("retail", chunk.to_vec()).await;
+    }
+    let head = app.head_version("retail").await;
+    let since = head - 1500; // a ragged page, as a device paging by 1,000 from 0 sees
+    for (label, query) in [
+        ("aligned", format!("since={}&limit=1024", since / 256 * 256)),
+        ("ragged", format!("since={since}&limit=1000")),
+    ] {
+        let path = format!("/v1/scopes/retail/changes?{query}");
+        let plain = fetch(&app, &token, &path, None, false).await;
+        let msgpack = fetch(&app, &token, &path, None, true).await;
+        println!(
+            "{label} page ({query}): identity {} bytes (MessagePack {})",
+            plain.body.len(),
+            msgpack.body.len()
+        );
+        for coding in ["br", "zstd", "gzip"] {
+            let start = Instant::now();
+            let cold = fetch(&app, &token, &path, Some(coding), false).await;
+            let cold_time = start.elapsed();
+            let warm = fetch(&app, &token, &path, Some(coding), false).await;
+            let (mut warm_time, mut plain_time) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+            for _ in 0..20 {
+                let start = Instant::now();
+                fetch(&app, &token, &path, Some(coding), false).await;
+                warm_time += start.elapsed() / 20;
+                let start = Instant::now();
+                fetch(&app, &token, &path, None, false).await;
+                plain_time += start.elapsed() / 20;
+            }
+            let mp = fetch(&app, &token, &path, Some(coding), true).await;
+            assert!(decode(coding, &warm.body) == plain.body);
+            println!(
+                "  {coding}: {} bytes ({:.1}%), cold {cold_time:?}, warm {warm_time:?} (identity {plain_time:?}; means of 20); MessagePack {} bytes",
+                warm.body.len(),
+                100.0 * warm.body.len() as f64 / plain.body.len() as f64,
+                mp.body.len()
+            );
+            assert_eq!(cold.body.len(), warm.body.len());
+        }
+        // One-shot compression of the whole page, for comparison with the spliced members.
+        for (coding, token) in [(Coding::Br, "br"), (Coding::Zstd, "zstd"), (Coding::Gzip, "gzip")] {
+            let whole = dukasync::feed::coded::compress_whole(&plain.body, coding)
+                .unwrap()
+                .concat();
+            println!("  {token} whole page at the per-request level: {} bytes", whole.len());
+        }
+    }
+    // Compress time per coding and level, 100 and 1,000 changes of the same history.
+    for n in [100, 1000] {
+        let path = format!("/v1/scopes/retail/changes?since={}&limit={n}", head - 1200);
+        let plain = fetch(&app, &token, &path, None, false).await.body;
+        println!("{n} changes: {} bytes", plain.len());
+        let mut runs: Vec<(&str, u32)> = Vec::new();
+        runs.extend([4, 5, 6, 9].map(|l| ("br", l)));
+        runs.extend([1, 3, 6, 9].map(|l| ("zstd", l)));
+        runs.extend([1, 4, 5, 6, 9].map(|l| ("gzip", l)));
+        for (coding, level) in runs {
+            let rounds = 10;
+            let start = Instant::now();
+            let mut size = 0;
+            for _ in 0..rounds {
+                size = match coding {
+                    "br" => {
+                        let params = brotli::enc::BrotliEncoderParams {
+                            quality: level as i32,
+                            lgwin: 18,
+                            ..Default::default()
+                        };
+                        let mut out = Vec::new();
+                        brotli::BrotliCompress(&mut &plain[..], &mut out, &params).unwrap();
+                        out.len()
+                    }
+                    "zstd" => zstd::bulk::compress(&plain, level as i32).unwrap().len(),
+                    _ => {
+                        use std::io::Write;
+                        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                        e.write_all(&plain).unwrap();
+                        e.finish().unwrap().len()
+                    }
+                };
+            }
+            println!("  {coding} {level}: {size} bytes, {:?}", start.elapsed() / rounds);
+        }
+    }
+}
