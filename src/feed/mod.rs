@@ -293,8 +293,8 @@ impl Feed {
     /// `page`'s JSON body in `coding`, and the coding it is in: identity when `coding` is, or when the body is
     /// shorter than [`coded::MIN_COMPRESSED_BYTES`]. Decoded, it is byte for byte [`FeedPage::json_parts`].
     /// Ranges of closed windows of at least [`coded::MIN_MEMBER_BYTES`] are compressed once per coding and
-    /// kept in the cache next to their window (memory, then Redis); the rest of the page (its own text, the
-    /// open tail, short ranges) is compressed per request at a fast level.
+    /// kept in the cache next to their window (memory, then Redis, all looked up at once); the rest of the page
+    /// (its own text, the open tail, short ranges) is compressed per request at a fast level.
     pub async fn encode_json(&self, scope: &ScopeId, page: &FeedPage, coding: Coding) -> Result<(Vec<Bytes>, Coding)> {
         let segments = page.json_segments();
         let total: usize = segments.iter().map(|s| s.bytes().len()).sum();
@@ -302,64 +302,80 @@ impl Feed {
             return Ok((page::into_parts(segments), Coding::Identity));
         }
         let namespace = self.windows.cache.namespace_known();
-        let mut members = Vec::with_capacity(segments.len());
-        let mut text: Vec<u8> = Vec::new();
+        // The page as pieces: text compressed here, and ranges of closed windows with their cache keys.
+        let mut pieces: Vec<Piece> = Vec::with_capacity(segments.len());
         for segment in segments {
             match (segment, namespace) {
                 (Segment::Window(json), Some(ns)) if json.as_ref().len() >= coded::MIN_MEMBER_BYTES => {
-                    if !text.is_empty() {
-                        members.push(
-                            coded::member(&std::mem::take(&mut text), coding, Effort::PerRequest).map_err(internal)?,
-                        );
-                    }
-                    members.push(self.window_member(ns, scope, json, coding).await?);
+                    let key = self.member_key(ns, scope, &json, coding);
+                    pieces.push(Piece::Range(key, json));
                 }
-                (other, _) => text.extend_from_slice(other.bytes()),
+                (other, _) => match pieces.last_mut() {
+                    Some(Piece::Text(text)) => text.extend_from_slice(other.bytes()),
+                    _ => pieces.push(Piece::Text(other.bytes().to_vec())),
+                },
             }
         }
-        if !text.is_empty() {
-            members.push(coded::member(&text, coding, Effort::PerRequest).map_err(internal)?);
+        let keys: Vec<String> = pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Range(key, _) => Some(key.clone()),
+                Piece::Text(_) => None,
+            })
+            .collect();
+        let mut cached = self
+            .windows
+            .cache
+            .get_many(CacheKind::WindowMember, &keys, |_, bytes| {
+                Member::from_stored(bytes).map(|_| CacheValue::Bytes(bytes.clone()))
+            })
+            .await
+            .into_iter()
+            .map(|value| value.and_then(stored_member));
+        let mut members = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            members.push(match piece {
+                Piece::Text(text) => per_request(text, coding).await?,
+                Piece::Range(key, json) => match cached.next().flatten() {
+                    Some(member) => member,
+                    None => self.compress_range(key, json, coding).await?,
+                },
+            });
         }
         Ok((coded::join(coding, &members).map_err(internal)?, coding))
     }
 
-    /// The member of a closed window's range in `coding`: from memory, from Redis, or compressed here, once for
-    /// all the requests that want it at the same time, and then kept.
-    async fn window_member(&self, ns: &str, scope: &ScopeId, json: WindowJson, coding: Coding) -> Result<Member> {
-        let cache = &self.windows.cache;
+    /// The cache key of a closed window's range in `coding`: it names the window's last tag, so it is only ever
+    /// used for the window it was made from (after that window was checked, see `windows`).
+    fn member_key(&self, ns: &str, scope: &ScopeId, json: &WindowJson, coding: Coding) -> String {
         let window = &json.window;
-        let index = (window.start - 1) / i64::from(self.windows.size.max(1));
-        let token = coding.token().unwrap_or("");
-        let key = keys::window_member(
+        keys::window_member(
             ns,
             scope,
             self.windows.size,
-            index,
+            (window.start - 1) / i64::from(self.windows.size.max(1)),
             window.end_tag(),
             json.positions.clone(),
-            token,
-        );
-        let stored = |value: CacheValue| value.into_bytes().and_then(|b| Member::from_stored(&b));
-        let found = cache
-            .get(CacheKind::WindowMember, &key, |_, bytes| {
-                Member::from_stored(bytes).map(|_| CacheValue::Bytes(bytes.clone()))
-            })
-            .await;
-        if let Some(member) = found.and_then(stored) {
-            return Ok(member);
-        }
+            coding.token().unwrap_or(""),
+        )
+    }
+
+    /// Compresses a closed window's range once for all the requests that want it at the same time, and keeps
+    /// it in the cache.
+    async fn compress_range(&self, key: String, json: WindowJson, coding: Coding) -> Result<Member> {
+        let cache = &self.windows.cache;
         let member = self
             .compressing
             .run(key.clone(), || async {
                 // A request that compressed it just before this one asked has left it in memory.
-                if let Some(member) = cache.peek_local(&key).and_then(stored) {
+                if let Some(member) = cache.peek_local(&key).and_then(stored_member) {
                     return Ok(member);
                 }
                 let member = tokio::task::spawn_blocking(move || coded::member(json.as_ref(), coding, Effort::Once))
                     .await
                     .map_err(internal)?
                     .map_err(internal)?;
-                self.compressions.add([token], 1);
+                self.compressions.add([coding.token().unwrap_or("")], 1);
                 let bytes = member.to_stored();
                 cache.put(CacheKind::WindowMember, &key, CacheValue::Bytes(bytes.clone()), &bytes);
                 Ok::<_, Error>(member)
@@ -405,6 +421,41 @@ impl Feed {
             collections,
         })
     }
+}
+
+/// A piece of a page to compress: text of this request, or a closed window's range under its cache key.
+enum Piece {
+    Text(Vec<u8>),
+    Range(String, WindowJson),
+}
+
+/// Above this many bytes, text is compressed on the blocking pool rather than on the request's worker.
+const BLOCKING_COMPRESS_BYTES: usize = 64 * 1024;
+
+/// Compresses a page's own text (per request, at a fast level).
+async fn per_request(text: Vec<u8>, coding: Coding) -> Result<Member> {
+    if text.len() <= BLOCKING_COMPRESS_BYTES {
+        return coded::member(&text, coding, Effort::PerRequest).map_err(internal);
+    }
+    tokio::task::spawn_blocking(move || coded::member(&text, coding, Effort::PerRequest))
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+}
+
+/// A whole body (a MessagePack page) in `coding`, compressed per request, and the coding it is in: identity
+/// when `coding` is, or below [`coded::MIN_COMPRESSED_BYTES`].
+pub async fn encode_body(body: Vec<u8>, coding: Coding) -> Result<(Vec<Bytes>, Coding)> {
+    if coding == Coding::Identity || body.len() < coded::MIN_COMPRESSED_BYTES {
+        return Ok((vec![Bytes::from(body)], Coding::Identity));
+    }
+    let member = per_request(body, coding).await?;
+    Ok((coded::join(coding, &[member]).map_err(internal)?, coding))
+}
+
+/// A member as the cache holds it.
+fn stored_member(value: CacheValue) -> Option<Member> {
+    value.into_bytes().and_then(|bytes| Member::from_stored(&bytes))
 }
 
 /// A failure that is the server's own (compression), never the client's.

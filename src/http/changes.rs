@@ -7,9 +7,8 @@ use super::{
     observe::Admission,
 };
 use crate::{
-    domain::Coding,
-    error::{Error, Result},
-    feed::{coded, longpoll::WaitSlot, Pull, Waiter},
+    error::Result,
+    feed::{self, longpoll::WaitSlot, Pull, Waiter},
     state::AppState,
     wire::{ChangesPage, ChangesQuery, ChecksumQuery, ChecksumReport, ErrorBody},
 };
@@ -64,15 +63,7 @@ pub async fn get_changes(
     let page = state.feed.pull(&access.scope, &pull, &waiter).await?;
     let (parts, coding) = match format {
         Format::Json => state.feed.encode_json(&access.scope, &page, accepted).await?,
-        Format::MessagePack => {
-            let body = format.encode(&page.to_wire()?)?;
-            if accepted == Coding::Identity || body.len() < coded::MIN_COMPRESSED_BYTES {
-                (vec![body.into()], Coding::Identity)
-            } else {
-                let parts = coded::compress_whole(&body, accepted).map_err(|e| Error::Internal(e.into()))?;
-                (parts, accepted)
-            }
-        }
+        Format::MessagePack => feed::encode_body(format.encode(&page.to_wire()?)?, accepted).await?,
     };
     let mut response = format.reply_parts(StatusCode::OK, parts);
     let headers = response.headers_mut();
