@@ -349,13 +349,14 @@ impl Feed {
     /// used for the window it was made from (after that window was checked, see `windows`).
     fn member_key(&self, ns: &str, scope: &ScopeId, json: &WindowJson, coding: Coding) -> String {
         let window = &json.window;
+        let size = self.windows.size;
+        let index = (window.start - 1) / i64::from(size.max(1));
         keys::window_member(
             ns,
             scope,
-            self.windows.size,
-            (window.start - 1) / i64::from(self.windows.size.max(1)),
-            window.end_tag(),
+            (size, index, window.end_tag()),
             json.positions.clone(),
+            page::RENDERING,
             coding.token().unwrap_or(""),
         )
     }

@@ -47,6 +47,11 @@ impl<'a> From<&'a LoggedChange> for ChangeRef<'a> {
     }
 }
 
+/// The version of [`render_change`]'s layout. Compressed ranges of windows are cached (in Redis too, across
+/// deploys) as *rendered* bytes, and their keys name this version: bump it whenever the layout changes, so a
+/// new server never sends an old layout (`rendering_is_pinned` below fails first).
+pub const RENDERING: u32 = 1;
+
 /// Appends one change as a page's JSON writes it (the one definition of that layout: [`ChangeOut`]).
 pub fn render_change(out: &mut Vec<u8>, change: &LoggedChange) {
     let change = ChangeOut {
@@ -432,6 +437,18 @@ mod tests {
 
     fn window(start: i64, size: i64) -> Arc<Window> {
         Arc::new(Window::from_rows(start, size, (start..start + size).map(change).collect()).unwrap())
+    }
+
+    #[test]
+    fn rendering_is_pinned() {
+        let mut out = Vec::new();
+        render_change(&mut out, &change(4));
+        render_change(&mut out, &change(5));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"version":4,"collection":"products","key":"k4é","op":"upsert","data":{"id":"k4","n":4,"s":"a\"b"}}{"version":5,"collection":"products","key":"k5é","op":"delete"}"#,
+            "the layout of a change changed: bump RENDERING (cached compressed ranges hold rendered bytes)"
+        );
     }
 
     #[test]

@@ -241,7 +241,7 @@ async fn a_cached_closed_window_is_compressed_once_per_coding_also_from_redis() 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("dks:*:m:*")
+            .arg("dks:*:m1:*")
             .query_async(&mut conn)
             .await
             .unwrap();
