@@ -288,46 +288,4 @@ mod tests {
         body[crc_at] ^= 1;
         assert!(decode(Coding::Gzip, &body).is_err(), "the CRC is checked");
     }
-
-    /// Compress time and size per coding and level, for protocol §7.2 (not a test: `cargo test --release --lib
-    /// levels -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn levels() {
-        let demo = |n: usize| sample(n, 1);
-        for n in [100, 1000] {
-            let plain = demo(n);
-            println!("{n} changes: {} bytes", plain.len());
-            let mut runs: Vec<(Coding, u32)> = Vec::new();
-            runs.extend([4, 5, 6, 9].map(|l| (Coding::Br, l)));
-            runs.extend([1, 3, 6, 12, 19].map(|l| (Coding::Zstd, l)));
-            runs.extend([1, 4, 5, 6, 9].map(|l| (Coding::Gzip, l)));
-            for (coding, level) in runs {
-                let start = std::time::Instant::now();
-                let rounds = 20;
-                let mut size = 0;
-                for _ in 0..rounds {
-                    size = match coding {
-                        Coding::Br => {
-                            let mut out = Vec::new();
-                            let params = brotli::enc::BrotliEncoderParams {
-                                quality: level as i32,
-                                lgwin: i32::from(BROTLI_LGWIN),
-                                catable: true,
-                                appendable: true,
-                                use_dictionary: false,
-                                ..Default::default()
-                            };
-                            brotli::BrotliCompress(&mut &plain[..], &mut out, &params).unwrap();
-                            out.len()
-                        }
-                        Coding::Zstd => zstd::bulk::compress(&plain, level as i32).unwrap().len(),
-                        _ => deflate_sync_flushed(&plain, level).unwrap().len(),
-                    };
-                }
-                let each = start.elapsed() / rounds;
-                println!("  {coding:?} {level}: {size} bytes, {each:?}");
-            }
-        }
-    }
 }
