@@ -13,6 +13,12 @@
 //!
 //! A member of a closed window's range never changes, so the feed keeps it in the cache (`Feed::encode_json`):
 //! a cached page then costs the compression of its own short text, not of its changes.
+//!
+//! The price is context: a member cannot refer to bytes of the window before it. On a 1,024-change page of the
+//! benchmark's sale history (267 KB of JSON, `tests/api/compression.rs` `measure`) the joined page was 12.7 KB
+//! in br against 10.0 KB for the whole page compressed at once (13.1 KB against 12.7 KB in zstd, 20.2 KB
+//! against 19.3 KB in gzip). Being catable costs brotli nothing measurable (same size with and without, on one
+//! window and on the whole page); members spanning several windows would win most of the gap back.
 
 use crate::domain::Coding;
 use bytes::{BufMut, Bytes, BytesMut};
