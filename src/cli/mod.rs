@@ -424,7 +424,11 @@ async fn cache_warm(config: &Config, scope: Option<String>, windows: i64) -> any
         bail!("DUKASYNC_REDIS_URL is not set: only Redis can be warmed from outside the server");
     };
     let db = connect(config).await?;
-    let redis = std::sync::Arc::new(Redis::with_timeout(url, config.cache.redis_timeout)?);
+    let redis = std::sync::Arc::new(Redis::with_timeout(
+        url,
+        config.redis_ca.as_ref(),
+        config.cache.redis_timeout,
+    )?);
     if !redis.ping().await {
         bail!("cannot reach Redis at DUKASYNC_REDIS_URL");
     }
@@ -479,9 +483,23 @@ async fn check_schema(state: &AppState) -> anyhow::Result<()> {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
             bail!("the database has no dukasync schema; run `dukasync migrate` first")
         }
+        // An outage passes, a TLS mismatch does not: the start fails with one line, as a configuration error.
+        Err(sqlx::Error::Tls(err)) => bail!(
+            "cannot connect to PostgreSQL over TLS as DUKASYNC_DATABASE_URL says ({err}); check its sslmode and sslrootcert"
+        ),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("28000") && refuses_plain(e.message()) => bail!(
+            "PostgreSQL accepts only TLS connections ({}); set sslmode=verify-full (or require) in DUKASYNC_DATABASE_URL",
+            e.message()
+        ),
         Err(err) => {
             tracing::warn!(error = %err, "PostgreSQL is not reachable at start-up; serving as not ready");
             Ok(())
         }
     }
+}
+
+/// Whether a refused login (SQLSTATE 28000) says the connection was refused for being unencrypted: pg_hba.conf
+/// has only `hostssl` lines for it ("no encryption" since PostgreSQL 14, "SSL off" before).
+fn refuses_plain(message: &str) -> bool {
+    message.contains("no encryption") || message.contains("SSL off")
 }
