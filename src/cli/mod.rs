@@ -484,7 +484,7 @@ async fn check_schema(state: &AppState) -> anyhow::Result<()> {
             bail!("the database has no dukasync schema; run `dukasync migrate` first")
         }
         // An outage passes, a TLS mismatch does not: the start fails with one line, as a configuration error.
-        Err(sqlx::Error::Tls(err)) => bail!(
+        Err(err) if is_tls_failure(&err) => bail!(
             "cannot connect to PostgreSQL over TLS as DUKASYNC_DATABASE_URL says ({err}); check its sslmode and sslrootcert"
         ),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("28000") && refuses_plain(e.message()) => bail!(
@@ -495,6 +495,16 @@ async fn check_schema(state: &AppState) -> anyhow::Result<()> {
             tracing::warn!(error = %err, "PostgreSQL is not reachable at start-up; serving as not ready");
             Ok(())
         }
+    }
+}
+
+/// Whether connecting failed in TLS: sqlx's own TLS errors (e.g. "server does not support TLS" for
+/// `sslmode=require`), and the certificate checks of rustls, which reach us wrapped in an I/O error.
+fn is_tls_failure(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()),
+        _ => false,
     }
 }
 

@@ -35,6 +35,8 @@ mod reference;
 mod summary;
 // The caches seen through the API.
 mod cache;
+// TLS to PostgreSQL and Redis.
+mod tls;
 // The written contract: the OpenAPI description and the protocol vectors.
 mod openapi;
 mod vectors;
