@@ -3,8 +3,8 @@
 //!
 //! PostgreSQL itself says which of the server's connections are encrypted (`pg_stat_ssl`): the server names
 //! them `application_name = 'dukasync'`, so the test's own pool (without that name) is never counted. A wrong
-//! CA fails `dukasync serve`'s start with one line; a server already running whose CA stops matching answers
-//! 503 `unavailable`. Redis over `rediss://` with `DUKASYNC_REDIS_CA_FILE`: the snapshot's keys land in Redis
+//! CA (or `sslrootcert=system`, the bundled public roots) fails `dukasync serve`'s start with one line; a server
+//! already running whose CA stops matching answers 503 `unavailable`. Redis over `rediss://` with `DUKASYNC_REDIS_CA_FILE`: the snapshot's keys land in Redis
 //! and are read back over the TLS port; with a wrong CA Redis counts as down and the answers are unchanged.
 
 use crate::common::*;
@@ -139,21 +139,14 @@ async fn require_without_a_ca_encrypts_and_disable_does_not() {
     assert!(connections.iter().all(|(ssl, _)| !*ssl), "{connections:?}");
 }
 
-#[tokio::test]
-async fn a_wrong_ca_fails_the_start_and_a_running_server_answers_unavailable() {
-    let wrong = WrongCa::new();
-    let plain_url = fresh_database().await;
-    let plain_db = sqlx::PgPool::connect_lazy(&plain_url).unwrap();
-    dukasync::demo::load(&plain_db).await.expect("demo data loads");
-    let token = issue_token(&plain_db, OWNER, "owner-phone").await;
-    let url = with_query(&plain_url, &format!("sslmode=verify-full&sslrootcert={}", wrong.path()));
-
-    // `dukasync serve` refuses to start, with one line saying why.
+/// Runs `dukasync serve` on `url`, which must fail to start, naming DUKASYNC_DATABASE_URL's TLS settings
+/// without showing the password. Returns its stderr.
+async fn serve_fails(url: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dukasync"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DUKASYNC_DATABASE_URL", &url)
+        .env("DUKASYNC_DATABASE_URL", url)
         .env("DUKASYNC_LISTEN", "127.0.0.1:0")
         .env("DUKASYNC_LOG", "error")
         .stdout(Stdio::null())
@@ -167,22 +160,36 @@ async fn a_wrong_ca_fails_the_start_and_a_running_server_answers_unavailable() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("dukasync serve kept running with a wrong CA");
+            let _ = child.wait();
+            panic!("dukasync serve kept running on {}", dukasync::config::redact_url(url));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success());
+    assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("cannot connect to PostgreSQL over TLS as DUKASYNC_DATABASE_URL says")
-            && stderr.contains("sslrootcert"),
+            && stderr.contains("check its sslmode and sslrootcert"),
         "{stderr}"
     );
-    assert!(
-        !stderr.contains(&url),
-        "the URL (with its password) is not printed: {stderr}"
-    );
+    let password = url::Url::parse(url).unwrap().password().unwrap().to_string();
+    assert!(!stderr.contains(&password), "the password is not printed: {stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_wrong_ca_fails_the_start_and_a_running_server_answers_unavailable() {
+    let wrong = WrongCa::new();
+    let plain_url = fresh_database().await;
+    let plain_db = sqlx::PgPool::connect_lazy(&plain_url).unwrap();
+    dukasync::demo::load(&plain_db).await.expect("demo data loads");
+    let token = issue_token(&plain_db, OWNER, "owner-phone").await;
+    let url = with_query(&plain_url, &format!("sslmode=verify-full&sslrootcert={}", wrong.path()));
+
+    // `dukasync serve` refuses to start, with one line saying why.
+    let stderr = serve_fails(&url).await;
+    assert!(stderr.contains("invalid peer certificate: UnknownIssuer"), "{stderr}");
 
     // A server already running (here: started in-process, which skips the start-up check) answers 503.
     let app = TestApp::on_database(&url, &[]).await;
@@ -191,6 +198,11 @@ async fn a_wrong_ca_fails_the_start_and_a_running_server_answers_unavailable() {
     let body: ErrorBody = resp.json().await.unwrap();
     assert_eq!(body.error.code, "unavailable");
     assert_eq!(app.get("/readyz", None).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // sslrootcert=system: the bundled public roots (no file named `system` is read), which never signed the dev
+    // CA's certificate.
+    let stderr = serve_fails(&with_query(&plain_url, "sslrootcert=system")).await;
+    assert!(stderr.contains("invalid peer certificate: UnknownIssuer"), "{stderr}");
 }
 
 /// A server with Redis only (no memory layer): every cached read goes to Redis.
