@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HOME_DIR=${DUKASYNC_HOME:-$ROOT/.dukasync}
 [[ $HOME_DIR == /* ]] || HOME_DIR=$PWD/$HOME_DIR   # we cd / below, so make it absolute
-PGROOT=$HOME_DIR/pg PGDATA=$HOME_DIR/pg/data RDIR=$HOME_DIR/redis
+PGROOT=$HOME_DIR/pg PGDATA=$HOME_DIR/pg/data RDIR=$HOME_DIR/redis TLS_DIR=$HOME_DIR/tls
 ENV_FILE=$HOME_DIR/env PORTS_FILE=$HOME_DIR/ports PW_FILE=$HOME_DIR/pg-password
 # Stray libpq settings from the caller's shell must not redirect our admin psql.
 unset PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSERVICE PGOPTIONS
@@ -56,13 +56,15 @@ who_has() {  # best effort: ' ("proc",pid=N)'
 }
 
 load_ports() {  # the ports persisted by the last start
-  PG_PORT='' REDIS_PORT=''
+  PG_PORT='' REDIS_PORT='' REDIS_TLS_PORT=''
   # shellcheck disable=SC1090
   [[ -f $PORTS_FILE ]] && . "$PORTS_FILE"
   return 0
 }
 
-save_ports() { printf 'PG_PORT=%s\nREDIS_PORT=%s\n' "$PG_PORT" "$REDIS_PORT" >"$PORTS_FILE"; }
+save_ports() {
+  printf 'PG_PORT=%s\nREDIS_PORT=%s\nREDIS_TLS_PORT=%s\n' "$PG_PORT" "$REDIS_PORT" "${REDIS_TLS_PORT:-}" >"$PORTS_FILE"
+}
 choose_ports() {  # env overrides win over persisted ports, and get persisted
   load_ports
   PG_PORT=${DUKASYNC_PG_PORT:-$PG_PORT} REDIS_PORT=${DUKASYNC_REDIS_PORT:-$REDIS_PORT}
@@ -83,8 +85,37 @@ choose_ports() {  # env overrides win over persisted ports, and get persisted
     # Persist a hashed pick at once: a half-failed start must find the same ports again.
     [[ -n ${DUKASYNC_PG_PORT:-}${DUKASYNC_REDIS_PORT:-} ]] || save_ports
   fi
-  [[ $PG_PORT =~ ^[0-9]+$ && $REDIS_PORT =~ ^[0-9]+$ && $PG_PORT != "$REDIS_PORT" ]] ||
-    die "bad ports: pg=$PG_PORT redis=$REDIS_PORT"
+  # Redis' TLS port: 1000 above the pair (21000-21999 for hashed pairs: no other checkout's pair, still below
+  # the ephemeral range). A ports file of an older start has none; it is added now.
+  REDIS_TLS_PORT=${DUKASYNC_REDIS_TLS_PORT:-${REDIS_TLS_PORT:-$((PG_PORT + 1000))}}
+  [[ $PG_PORT =~ ^[0-9]+$ && $REDIS_PORT =~ ^[0-9]+$ && $REDIS_TLS_PORT =~ ^[0-9]+$ && $PG_PORT != "$REDIS_PORT" &&
+    $REDIS_TLS_PORT != "$PG_PORT" && $REDIS_TLS_PORT != "$REDIS_PORT" ]] ||
+    die "bad ports: pg=$PG_PORT redis=$REDIS_PORT redis-tls=$REDIS_TLS_PORT"
+}
+
+# --- TLS ----------------------------------------------------------------------
+# A private CA and one server certificate (127.0.0.1 and localhost) for both services, made once and kept in
+# $TLS_DIR: the TLS tests (tests/api/tls.rs) trust ca.crt. Plain connections keep working on both services.
+tls_certs() {
+  mkdir -p "$TLS_DIR"
+  if [[ ! -s $TLS_DIR/ca.crt || ! -s $TLS_DIR/ca.key ]]; then
+    say "making a private CA in $TLS_DIR"
+    (umask 077 && openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 3650 \
+      -subj "/CN=dukasync dev CA" -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" 2>/dev/null) ||
+      die "openssl could not make the CA in $TLS_DIR"
+    rm -f "$TLS_DIR/server.crt"  # signed by an older CA
+  fi
+  if [[ ! -s $TLS_DIR/server.crt || ! -s $TLS_DIR/server.key ]]; then
+    say "making the services' TLS certificate (127.0.0.1, localhost)"
+    (umask 077 && openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj "/CN=127.0.0.1" \
+      -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null &&
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$TLS_DIR/server.ext" &&
+      openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$TLS_DIR/server.ext" -out "$TLS_DIR/server.crt" 2>/dev/null) ||
+      die "openssl could not make the server certificate in $TLS_DIR"
+    rm -f "$TLS_DIR/server.csr" "$TLS_DIR/server.ext" "$TLS_DIR/ca.srl"
+  fi
+  chmod 644 "$TLS_DIR/ca.crt" "$TLS_DIR/server.crt"
 }
 
 # --- postgres -----------------------------------------------------------------
@@ -106,6 +137,28 @@ check_traversable() {  # the run user must reach $PGROOT through every parent di
   local d=$PGROOT bad=$PGROOT
   while [[ $d != / ]]; do d=$(dirname "$d"); as_pg test -x "$d" || bad=$d; done  # topmost blocker
   die "user $PG_USER cannot reach $PGROOT: $bad is not traversable (chmod o+x it, or set DUKASYNC_HOME elsewhere)"
+}
+
+pg_write_conf() {
+  local sockdir=${PGROOT//"'"/"''"}
+  # The server's copy of the certificate and key, owned by the run user (postgres refuses a key others can read).
+  install -m 644 "$TLS_DIR/server.crt" "$PGDATA/server.crt"
+  install -m 600 "$TLS_DIR/server.key" "$PGDATA/server.key"
+  ((EUID == 0)) && chown "$PG_USER:" "$PGDATA/server.crt" "$PGDATA/server.key"
+  # Rewritten each start so port/socket changes apply. fsync stays on: benchmarks need durability. ssl = on
+  # offers TLS (sslmode=prefer and stricter use it); pg_hba's host lines still accept plain connections.
+  as_pg tee "$PGDATA/dukasync.conf" >/dev/null <<EOF
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$sockdir'
+max_connections = 200
+shared_buffers = 128MB
+fsync = on
+password_encryption = 'scram-sha-256'
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+EOF
 }
 
 pg_start() {
@@ -130,19 +183,15 @@ pg_start() {
   if pg_running; then
     [[ $(pg_live_port) == "$PG_PORT" ]] || die "postgres already running on port $(pg_live_port), not $PG_PORT; run stop first"
     say "postgres already running on 127.0.0.1:$PG_PORT"
+    # Started by an older version of this script: TLS is turned on by a reload (no restart needed).
+    if [[ $(as_pg "$PSQL" -X -At -h "$PGROOT" -p "$PG_PORT" -U postgres -d postgres -c 'SHOW ssl' 2>/dev/null) != on ]]; then
+      pg_write_conf
+      as_pg "$PGBIN/pg_ctl" -D "$PGDATA" reload >/dev/null || die "pg_ctl reload failed, see $PGROOT/log"
+      say "postgres: TLS turned on (reloaded)"
+    fi
   else
     port_busy "$PG_PORT" && die "port $PG_PORT is in use by another process$(who_has "$PG_PORT"); set DUKASYNC_PG_PORT"
-    local sockdir=${PGROOT//"'"/"''"}
-    # Rewritten each start so port/socket changes apply. fsync stays on: benchmarks need durability.
-    as_pg tee "$PGDATA/dukasync.conf" >/dev/null <<EOF
-port = $PG_PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$sockdir'
-max_connections = 200
-shared_buffers = 128MB
-fsync = on
-password_encryption = 'scram-sha-256'
-EOF
+    pg_write_conf
     # 9>&-: daemons must not inherit (and so hold forever) our lock fd.
     if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGROOT/log" -w -t 60 start >/dev/null 9>&-; then
       # The listener check above cannot see a port held as the local end of an outgoing connection.
@@ -180,20 +229,40 @@ redis_ping() {
   timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "PING\r\n" >&3 && read -r l <&3 && [[ $l == +PONG* ]]' _ "$1" 2>/dev/null
 }
 
+redis_stop() {
+  local pid i
+  pid=$(redis_pid) || return 1
+  kill -TERM "$pid"
+  for ((i = 0; i < 150; i++)); do is_redis "$pid" || break; sleep 0.2; done
+  is_redis "$pid" && die "redis (pid $pid) did not exit after 30s"
+  rm -f "$RDIR/redis.pid"
+}
+
 redis_start() {
   mkdir -p "$RDIR"
   if redis_pid >/dev/null; then
     redis_ping "$REDIS_PORT" || die "our redis (pid $(redis_pid)) does not answer on port $REDIS_PORT; run stop first"
-    say "redis already running on 127.0.0.1:$REDIS_PORT"; return 0
+    if port_busy "$REDIS_TLS_PORT"; then
+      say "redis already running on 127.0.0.1:$REDIS_PORT (TLS $REDIS_TLS_PORT)"; return 0
+    fi
+    # Started by an older version of this script, without the TLS port. It is only a cache: restart it.
+    say "restarting redis to add its TLS port"
+    redis_stop
   fi
   port_busy "$REDIS_PORT" && die "port $REDIS_PORT is in use by another process$(who_has "$REDIS_PORT"); set DUKASYNC_REDIS_PORT"
+  port_busy "$REDIS_TLS_PORT" &&
+    die "port $REDIS_TLS_PORT is in use by another process$(who_has "$REDIS_TLS_PORT"); set DUKASYNC_REDIS_TLS_PORT"
+  # The TLS port beside the plain one; clients need not present a certificate (--tls-auth-clients no).
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --tls-port "$REDIS_TLS_PORT" --tls-cert-file "$TLS_DIR/server.crt" --tls-key-file "$TLS_DIR/server.key" \
+    --tls-ca-cert-file "$TLS_DIR/ca.crt" --tls-auth-clients no \
     --dir "$RDIR" --pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" \
     --maxmemory 256mb --maxmemory-policy allkeys-lru 9>&- || die "redis-server failed, see $RDIR/redis.log"
   local i
   for ((i = 0; i < 50; i++)); do redis_ping "$REDIS_PORT" && break; sleep 0.2; done
   redis_ping "$REDIS_PORT" || die "redis did not answer on port $REDIS_PORT, see $RDIR/redis.log"
-  say "redis started on 127.0.0.1:$REDIS_PORT"
+  port_busy "$REDIS_TLS_PORT" || die "redis does not listen on its TLS port $REDIS_TLS_PORT, see $RDIR/redis.log"
+  say "redis started on 127.0.0.1:$REDIS_PORT (TLS $REDIS_TLS_PORT)"
 }
 
 # --- commands -----------------------------------------------------------------
@@ -204,7 +273,7 @@ cmd_start() {
   [[ -d $HOME_DIR ]] || { mkdir -p "$HOME_DIR"; chmod 755 "$HOME_DIR"; }  # postgres user must traverse it
   lock
   PGBIN=$(find_pgbin) || die "no /usr/lib/postgresql/*/bin/initdb after install"; PSQL=$PGBIN/psql; [[ -x $PSQL ]] || PSQL=$(command -v psql) || die "psql not found"
-  choose_ports; pick_pg_user; pg_start; redis_start
+  choose_ports; pick_pg_user; tls_certs; pg_start; redis_start
   save_ports  # overrides are persisted only once they worked
   (umask 077 && cat >"$ENV_FILE" <<EOF
 DUKASYNC_DATABASE_URL=postgres://dukasync:$PASSWORD@127.0.0.1:$PG_PORT/dukasync
@@ -212,6 +281,8 @@ DUKASYNC_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 DUKASYNC_PG_PORT=$PG_PORT
 DUKASYNC_REDIS_PORT=$REDIS_PORT
 DUKASYNC_PG_BIN=$PGBIN
+DUKASYNC_TEST_TLS_CA=$TLS_DIR/ca.crt
+DUKASYNC_TEST_REDIS_TLS_URL=rediss://127.0.0.1:$REDIS_TLS_PORT/
 EOF
   )
   echo "DUKASYNC_DATABASE_URL=postgres://dukasync:***@127.0.0.1:$PG_PORT/dukasync"
@@ -226,12 +297,7 @@ cmd_stop() {
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null || die "pg_ctl stop failed, see $PGROOT/log"
     say "postgres stopped"
   else say "postgres not running"; fi
-  local pid i
-  if pid=$(redis_pid); then
-    kill -TERM "$pid"
-    for ((i = 0; i < 150; i++)); do is_redis "$pid" || break; sleep 0.2; done
-    is_redis "$pid" && die "redis (pid $pid) did not exit after 30s"
-    rm -f "$RDIR/redis.pid"; say "redis stopped"
+  if redis_stop; then say "redis stopped"
   else say "redis not running"; fi
 }
 
@@ -242,7 +308,7 @@ cmd_status() {  # exit 0 only if both are running
     echo "postgres: running on 127.0.0.1:$(pg_live_port) (data $PGDATA)"
   else echo "postgres: stopped${PG_PORT:+ (port $PG_PORT)}"; rc=3; fi
   if pid=$(redis_pid) && redis_ping "$REDIS_PORT"; then
-    echo "redis:    running on 127.0.0.1:$REDIS_PORT (pid $pid)"
+    echo "redis:    running on 127.0.0.1:$REDIS_PORT, TLS ${REDIS_TLS_PORT:-?} (pid $pid)"
   else echo "redis:    stopped${REDIS_PORT:+ (port $REDIS_PORT)}"; rc=3; fi
   return "$rc"
 }

@@ -6,6 +6,7 @@
 
 mod cors;
 pub mod jwt;
+pub mod tls;
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
@@ -96,10 +97,17 @@ pub struct Config {
     /// `DUKASYNC_COLLECTIONS_FILE` (optional): a collections file (protocol §9) instead of the built-in
     /// `deploy/collections.toml`. Read and checked once at start-up, before anything else runs.
     pub collections_file: Option<std::path::PathBuf>,
-    /// `DUKASYNC_DATABASE_URL` (required): PostgreSQL URL.
+    /// `DUKASYNC_DATABASE_URL` (required): PostgreSQL URL. Its `sslmode` and `sslrootcert` choose TLS as in
+    /// libpq (`config::tls`).
     pub database_url: Secret,
+    /// The URL's TLS settings, checked at start-up (`config::tls`).
+    pub database_tls: tls::DatabaseTls,
     /// `DUKASYNC_REDIS_URL` (optional): Redis for the shared cache; absent means in-process cache only.
+    /// `rediss://` is TLS.
     pub redis_url: Option<Secret>,
+    /// `DUKASYNC_REDIS_CA_FILE` (optional, with `rediss://` only): the PEM CA that Redis' certificate must
+    /// chain to, instead of the bundled Mozilla roots.
+    pub redis_ca: Option<tls::CaFile>,
     /// `DUKASYNC_LISTEN`: address to bind (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
     /// `DUKASYNC_DB_MAX_CONNECTIONS`: PostgreSQL pool size (default 16).
@@ -166,11 +174,17 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let database_url = env.required("DUKASYNC_DATABASE_URL")?;
-        check_url("DUKASYNC_DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        let database_tls = tls::database(&check_url(
+            "DUKASYNC_DATABASE_URL",
+            &database_url,
+            &["postgres", "postgresql"],
+        )?)?;
         let redis_url = env.optional_string("DUKASYNC_REDIS_URL");
-        if let Some(url) = &redis_url {
-            check_url("DUKASYNC_REDIS_URL", url, &["redis", "rediss"])?;
-        }
+        let parsed_redis_url = match &redis_url {
+            Some(url) => Some(check_url("DUKASYNC_REDIS_URL", url, &["redis", "rediss"])?),
+            None => None,
+        };
+        let redis_ca = tls::redis(parsed_redis_url.as_ref(), env.optional_string("DUKASYNC_REDIS_CA_FILE"))?;
         let limits = Limits {
             max_body_bytes: env.parse_or("DUKASYNC_MAX_BODY_BYTES", 1024 * 1024, 1..=64 * 1024 * 1024)?,
             default_page_size: env.parse_or("DUKASYNC_DEFAULT_PAGE_SIZE", 500, 1..=10_000)?,
@@ -194,7 +208,9 @@ impl Config {
         Ok(Config {
             collections_file: env.optional_string("DUKASYNC_COLLECTIONS_FILE").map(Into::into),
             database_url: Secret::new(database_url),
+            database_tls,
             redis_url: redis_url.map(Secret::new),
+            redis_ca,
             listen: env.parse_or_default("DUKASYNC_LISTEN", "127.0.0.1:8080".parse().expect("literal"))?,
             db_max_connections: env.parse_or("DUKASYNC_DB_MAX_CONNECTIONS", 16, 2..=1000)?,
             token_cache_ttl: Duration::from_secs(env.parse_or("DUKASYNC_TOKEN_CACHE_SECS", 5, 0..=300)?),
@@ -258,7 +274,7 @@ fn durability<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Durabil
     })
 }
 
-fn check_url(variable: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+fn check_url(variable: &'static str, value: &str, schemes: &[&str]) -> Result<url::Url, ConfigError> {
     let parsed = url::Url::parse(value).map_err(|e| ConfigError {
         variable,
         problem: format!("is not a valid URL ({e})"),
@@ -269,7 +285,7 @@ fn check_url(variable: &'static str, value: &str, schemes: &[&str]) -> Result<()
             problem: format!("must start with {}://", schemes[0]),
         });
     }
-    Ok(())
+    Ok(parsed)
 }
 
 struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);

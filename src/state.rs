@@ -78,7 +78,7 @@ impl AppState {
         let redis = config
             .redis_url
             .as_ref()
-            .map(|url| Redis::with_timeout(url, config.cache.redis_timeout).map(Arc::new))
+            .map(|url| Redis::with_timeout(url, config.redis_ca.as_ref(), config.cache.redis_timeout).map(Arc::new))
             .transpose()?;
         let cache = Arc::new(Cache::new(config.cache.memory_bytes, redis.clone()));
         let hub = Arc::new(FeedHub::default());

@@ -14,7 +14,7 @@ pub mod stats;
 mod layered;
 pub use layered::Cache;
 
-use crate::config::Secret;
+use crate::config::{tls::CaFile, Secret};
 use redis::aio::MultiplexedConnection;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -33,13 +33,27 @@ pub struct Redis {
 impl Redis {
     /// Parses the URL; connecting happens on first use, so a Redis that is down at start-up is not fatal.
     pub fn new(url: &Secret) -> anyhow::Result<Self> {
-        Self::with_timeout(url, REDIS_TIMEOUT)
+        Self::with_timeout(url, None, REDIS_TIMEOUT)
     }
 
-    /// Like [`Redis::new`], with every call bounded by `timeout`.
-    pub fn with_timeout(url: &Secret, timeout: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url.expose())
-            .map_err(|_| anyhow::anyhow!("DUKASYNC_REDIS_URL is not a usable Redis URL"))?;
+    /// Like [`Redis::new`], with every call bounded by `timeout`. A `rediss://` URL is TLS: Redis' certificate
+    /// must chain to `ca` (`DUKASYNC_REDIS_CA_FILE`) if given, else to the bundled Mozilla roots. A TLS failure
+    /// is a failed connection like any other: Redis counts as down and requests fall back to PostgreSQL.
+    pub fn with_timeout(url: &Secret, ca: Option<&CaFile>, timeout: Duration) -> anyhow::Result<Self> {
+        let client = match ca {
+            None => redis::Client::open(url.expose()),
+            Some(ca) => redis::Client::build_with_tls(
+                url.expose(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.pem.clone()),
+                },
+            ),
+        }
+        // The error may quote the URL, password included: never show it.
+        .map_err(|_| {
+            anyhow::anyhow!("DUKASYNC_REDIS_URL is not a usable Redis URL (or DUKASYNC_REDIS_CA_FILE not a usable CA)")
+        })?;
         Ok(Redis {
             client,
             connection: Mutex::new(None),

@@ -425,7 +425,11 @@ async fn cache_warm(config: &Config, scope: Option<String>, windows: i64) -> any
         bail!("DUKASYNC_REDIS_URL is not set: only Redis can be warmed from outside the server");
     };
     let db = connect(config).await?;
-    let redis = std::sync::Arc::new(Redis::with_timeout(url, config.cache.redis_timeout)?);
+    let redis = std::sync::Arc::new(Redis::with_timeout(
+        url,
+        config.redis_ca.as_ref(),
+        config.cache.redis_timeout,
+    )?);
     if !redis.ping().await {
         bail!("cannot reach Redis at DUKASYNC_REDIS_URL");
     }
@@ -511,9 +515,33 @@ async fn check_schema(state: &AppState) -> anyhow::Result<()> {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
             bail!("the database has no dukasync schema; run `dukasync migrate` first")
         }
+        // An outage passes, a TLS mismatch does not: the start fails with one line, as a configuration error.
+        Err(err) if is_tls_failure(&err) => bail!(
+            "cannot connect to PostgreSQL over TLS as DUKASYNC_DATABASE_URL says ({err}); check its sslmode and sslrootcert"
+        ),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("28000") && refuses_plain(e.message()) => bail!(
+            "PostgreSQL accepts only TLS connections ({}); set sslmode=verify-full (or require) in DUKASYNC_DATABASE_URL",
+            e.message()
+        ),
         Err(err) => {
             tracing::warn!(error = %err, "PostgreSQL is not reachable at start-up; serving as not ready");
             Ok(())
         }
     }
+}
+
+/// Whether connecting failed in TLS: sqlx's own TLS errors (e.g. "server does not support TLS" for
+/// `sslmode=require`), and the certificate checks of rustls, which reach us wrapped in an I/O error.
+fn is_tls_failure(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()),
+        _ => false,
+    }
+}
+
+/// Whether a refused login (SQLSTATE 28000) says the connection was refused for being unencrypted: pg_hba.conf
+/// has only `hostssl` lines for it ("no encryption" since PostgreSQL 14, "SSL off" before).
+fn refuses_plain(message: &str) -> bool {
+    message.contains("no encryption") || message.contains("SSL off")
 }

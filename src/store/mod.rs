@@ -22,14 +22,17 @@ pub mod token_admin;
 pub mod tokens;
 pub mod windows;
 
-use crate::config::{redact_url, Config};
+use crate::config::{
+    redact_url,
+    tls::{self, SslMode},
+    Config,
+};
 use anyhow::Context;
 use sqlx::{
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions, PgSslMode},
     ConnectOptions, Connection, PgPool,
 };
 use std::{
-    str::FromStr,
     sync::{
         atomic::{AtomicU64, Ordering},
         OnceLock,
@@ -41,15 +44,16 @@ use std::{
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens the pool lazily: the server starts even while PostgreSQL is down, reports not-ready, and answers 503
-/// until it is back.
+/// until it is back. Every connection of the process (the pool's, the LISTEN connection, the CLI's) comes from
+/// here, so all use the URL's TLS settings (`config::tls`).
 pub fn connect_lazy(config: &Config) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(config.database_url.expose())
-        .with_context(|| {
-            format!(
-                "DUKASYNC_DATABASE_URL is not usable ({})",
-                redact_url(config.database_url.expose())
-            )
-        })?
+    let options = connect_options(config).with_context(|| {
+        format!(
+            "DUKASYNC_DATABASE_URL is not usable ({})",
+            redact_url(config.database_url.expose())
+        )
+    })?;
+    let options = options
         .application_name("dukasync")
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
     Ok(PgPoolOptions::new()
@@ -71,6 +75,33 @@ pub fn connect_lazy(config: &Config) -> anyhow::Result<PgPool> {
             })
         })
         .connect_lazy_with(options))
+}
+
+/// The URL's options with libpq's TLS rules applied (`config::tls::DatabaseTls`).
+fn connect_options(config: &Config) -> Result<PgConnectOptions, sqlx::Error> {
+    let tls = &config.database_tls;
+    let mut url = url::Url::parse(config.database_url.expose()).map_err(sqlx::Error::config)?;
+    if tls.system_roots {
+        // sqlx would read a file named `system`; without one it trusts its bundled roots, which is the point.
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(key, _)| !tls::is_root_cert_key(key))
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    let options = PgConnectOptions::from_url(&url)?;
+    Ok(match tls.mode {
+        Some(mode) => options.ssl_mode(match mode {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Allow => PgSslMode::Allow,
+            SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require => PgSslMode::Require,
+            SslMode::VerifyCa => PgSslMode::VerifyCa,
+            SslMode::VerifyFull => PgSslMode::VerifyFull,
+        }),
+        None => options,
+    })
 }
 
 /// A pooled connection idle at least this long is pinged before use (and replaced if that fails).

@@ -37,6 +37,8 @@ mod summary;
 // The caches seen through the API, and compressed pages of the feed.
 mod cache;
 mod compression;
+// TLS to PostgreSQL and Redis.
+mod tls;
 // The written contract: the OpenAPI description and the protocol vectors.
 mod openapi;
 mod vectors;
