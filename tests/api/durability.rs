@@ -29,6 +29,9 @@ impl Receiver {
         url.query_pairs_mut().append_pair("application_name", name);
         let child = Command::new(format!("{bin}/pg_receivewal"))
             .arg("--synchronous")
+            // It reports a flush at once, except the end of a segment, which waits for the status interval
+            // (10 s by default; other tests write WAL in the same cluster meanwhile). deploy/pitr.sh does the same.
+            .arg("--status-interval=1")
             .arg("--no-loop")
             .arg("-D")
             .arg(&dir)
@@ -87,7 +90,7 @@ async fn durable_seq_follows_what_a_standby_has_flushed() {
     let name = format!("dks_test_{}", &Uuid::new_v4().simple().to_string()[..12]);
     let app = TestApp::start_with(&[
         ("DUKASYNC_DURABLE_STANDBYS", name.as_str()),
-        ("DUKASYNC_DURABLE_WAIT_MS", "1500"),
+        ("DUKASYNC_DURABLE_WAIT_MS", "3000"),
     ])
     .await;
     let device = Device::new(&app, WATER_CASHIER, "water-counter", "water").await;
