@@ -12,6 +12,7 @@
 #   deploy/pitr.sh after-restore DATA_DIR
 #                                        once that PostgreSQL runs: waits for the end of recovery, removes the
 #                                        recovery settings, starts a new archive generation and re-creates the slot
+#   deploy/pitr.sh restart-archive       after the slot was lost (status says LOST): a new archive generation
 #   deploy/pitr.sh verify                pg_verifybackup + a trial restore of the newest base and all WAL
 #   deploy/pitr.sh status                receiver lag, the slot's retained WAL, archive sizes (exit 3: not streaming)
 #
@@ -21,7 +22,7 @@
 #                             or PGPASSWORD) of a role with REPLICATION and pg_monitor
 #                             (default: host=127.0.0.1 port=5432 user=dukasync_backup)
 #   DUKASYNC_PITR_KEEP_BASES  base backups kept (default 4); WAL older than the oldest kept one is removed
-#   DUKASYNC_PG_BIN           where the PostgreSQL programs are (default: PATH, then /usr/lib/postgresql/N/bin)
+#   DUKASYNC_PG_BIN           where the PostgreSQL programs are (default: the newest /usr/lib/postgresql/N/bin, then PATH)
 #
 # Run it as the user PostgreSQL runs as (postgres): a restored data directory must belong to that user, and the
 # restored server's restore_command reads the archive.
@@ -41,10 +42,10 @@ INFO=dukasync-base.info # written into each base directory after it was verified
 # Lines of postgresql.auto.conf that `restore` writes and `after-restore` removes.
 RECOVERY_KEYS='restore_command|recovery_target_time|recovery_target_action|recovery_target_timeline'
 
-# PostgreSQL programs: DUKASYNC_PG_BIN, else PATH, else the newest /usr/lib/postgresql/N/bin (Debian keeps
-# pg_ctl and friends there, not on PATH).
+# PostgreSQL programs: DUKASYNC_PG_BIN, else the newest /usr/lib/postgresql/N/bin (Debian keeps pg_ctl,
+# pg_verifybackup and friends there, not on PATH), else PATH. One version for all of them.
 pg_prog() {
-  if [[ -z ${DUKASYNC_PG_BIN:-} ]] && ! command -v "$1" >/dev/null; then
+  if [[ -z ${DUKASYNC_PG_BIN:-} ]]; then
     local d
     d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r | head -1)
     [[ -x $d/$1 ]] && { echo "$d/$1"; return 0; }
@@ -283,7 +284,7 @@ wait_promoted() {
 cmd_after_restore() {
   refuse_root
   (($# == 1)) || die "usage: $0 after-restore DATA_DIR"
-  local data=$1 gen
+  local data=$1
   [[ -f $data/PG_VERSION ]] || die "$data is not a data directory"
   lock_or_die 8 receive "the WAL receiver is running: stop it first (systemctl stop dukasync-walreceive)"
   wait_promoted "${DUKASYNC_PITR_PROMOTE_TIMEOUT:-3600}"
@@ -293,12 +294,17 @@ cmd_after_restore() {
   local auto=$data/postgresql.auto.conf
   grep -Ev "^[[:space:]]*($RECOVERY_KEYS)[[:space:]]*=|^# Written by deploy/pitr.sh restore" "$auto" >"$auto.new" || true
   mv "$auto.new" "$auto"
-  # The promoted server runs on a new timeline, and slots are never in base backups. The old archive (its
-  # bases and WAL) belongs to the old history: the receiver would resume from its newest file, on the old
-  # timeline, at a position a restore to a time has left behind. So a new generation starts: the old one
-  # moves to before-<time>/ (kept until this one has DUKASYNC_PITR_KEEP_BASES bases), the slot is created
-  # anew, the receiver starts on an empty wal/ (pg_receivewal 15 then starts at the slot's position), and a
-  # new base backup makes the new WAL usable.
+  new_generation
+}
+
+# The promoted server runs on a new timeline, and slots are never in base backups. The old archive (its bases and
+# WAL) belongs to the old history: the receiver would resume from its newest file, on the old timeline, at a
+# position a restore to a time has left behind. So a new generation starts: the old one moves to before-<time>/
+# (kept until this one has DUKASYNC_PITR_KEEP_BASES bases), the slot is created anew, the receiver starts on an
+# empty wal/ (pg_receivewal 15 then starts at the slot's position), and a new base backup makes the new WAL
+# usable. The same holds when the slot was lost (max_slot_wal_keep_size): the archive has a gap from there on.
+new_generation() {
+  local gen
   gen=$DIR/before-$(date -u +%Y%m%dT%H%M%SZ)
   mkdir -p "$gen"
   [[ -d $WAL ]] && mv "$WAL" "$gen/wal"
@@ -310,7 +316,15 @@ cmd_after_restore() {
   fi
   sql "SELECT pg_create_physical_replication_slot('$SLOT', true)" >/dev/null || die "could not create the slot $SLOT"
   say "created the slot $SLOT on timeline $(sql "SELECT timeline_id FROM pg_control_checkpoint()")."
-  say "next: systemctl start dukasync-walreceive; $0 base; then start the dukasync servers"
+  say "next: systemctl start dukasync-walreceive; $0 base (systemctl start dukasync-basebackup); then start the dukasync servers"
+}
+
+# After the slot was lost (status says LOST): the same new generation, on a running primary.
+cmd_restart_archive() {
+  refuse_root
+  lock_or_die 8 receive "the WAL receiver is running: stop it first (systemctl stop dukasync-walreceive)"
+  [[ $(sql "SELECT pg_is_in_recovery()") == f ]] || die "PostgreSQL is in recovery; wait for it (or use after-restore)"
+  new_generation
 }
 
 # --- verify -------------------------------------------------------------------------------------------
@@ -398,7 +412,7 @@ cmd_status() {
   if [[ -n $slot ]]; then
     IFS='|' read -r active restart wstatus retained safe <<<"$slot"
     echo "slot $SLOT: active $active, restart_lsn $restart, WAL retained for it $retained, wal_status $wstatus, room before it is invalidated $safe"
-    [[ $wstatus == lost ]] && { echo "slot $SLOT is LOST: the receiver missed WAL; take a base backup now"; rc=3; }
+    [[ $wstatus == lost ]] && { echo "slot $SLOT is LOST: the archive has a gap; stop the receiver, run $0 restart-archive, start it, run $0 base"; rc=3; }
   else
     echo "slot $SLOT: missing (run $0 setup)"; rc=3
   fi
@@ -416,7 +430,8 @@ case ${1:-} in
   base) cmd_base ;;
   restore) shift; cmd_restore "$@" ;;
   after-restore) shift; cmd_after_restore "$@" ;;
+  restart-archive) cmd_restart_archive ;;
   verify) cmd_verify ;;
   status) cmd_status ;;
-  *) echo "usage: $0 setup|receive|base|restore DATA_DIR [--time T]|after-restore DATA_DIR|verify|status" >&2; exit 2 ;;
+  *) echo "usage: $0 setup|receive|base|restore DATA_DIR [--time T]|after-restore DATA_DIR|restart-archive|verify|status" >&2; exit 2 ;;
 esac

@@ -240,6 +240,12 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
       pid() { return receiverChild?.pid ?? null; },
       /** Resolves once the receiver streams (after a restart, for example). */
       streaming: () => waitFor('the WAL receiver to stream', streaming),
+      /** Resolves once the receiver has flushed all WAL written so far (what pg_stat_replication says). */
+      async caughtUp() {
+        const target = await psql('SELECT pg_current_wal_insert_lsn()');
+        await waitFor('the WAL receiver to flush everything', async () =>
+          (await psql(`SELECT flush_lsn >= '${target}' FROM pg_stat_replication WHERE application_name = 'dukasync_wal'`)) === 't');
+      },
     },
 
     /** The disk died: the data directory goes while PostgreSQL runs, then the postmaster and its children are killed. */
@@ -256,7 +262,8 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
     },
 
     /**
-     * deploy/RUNBOOK.md, "Lost disk", step by step. Resolves with { ms } (from the start to a database that
+     * deploy/RUNBOOK.md, "Lost disk", steps 1 and 3 to 6 (the caller stops and starts its own dukasync servers:
+     * steps 1 and 7). Resolves with { ms } (from the start to a database that
      * takes writes and is archived again, with a new base), and its parts: restoreMs (pitr.sh restore),
      * recoveryMs (PostgreSQL's replay until it promoted itself), the replay's end (replayedLsn,
      * lastReplayedXact: the commit time of the last transaction replayed) and the script's output.

@@ -104,16 +104,9 @@ test('after the data directory is destroyed mid-write, the restore has every row
     const w2 = startWriter(c, { from: maxAcked + 2 });
     await sleep(1000);
     await w2.stop();
-    const safe2 = await c.receiver.streaming().then(async () => {
-      // Wait until the receiver has flushed everything written so far, so every row of w2 must survive.
-      const target = await c.psql('SELECT pg_current_wal_insert_lsn()');
-      for (;;) {
-        const flushed = await c.psql("SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'dukasync_wal'");
-        if (flushed && lsn(flushed) >= lsn(target)) break;
-        await sleep(50);
-      }
-      return [...w2.acked.keys()];
-    });
+    // Once the receiver has flushed everything written so far, every row of w2 must survive.
+    await c.receiver.caughtUp();
+    const safe2 = [...w2.acked.keys()];
     assert.ok(safe2.length > 10, `the second writer committed ${safe2.length} rows`);
     const verified = await c.pitr('verify');
     assert.match(verified.stdout, /^verified: /);
@@ -134,7 +127,7 @@ test('a restore to a time has the rows committed before it and none committed af
     for (let id = 1; id <= 30; id++) await c.psql(`INSERT INTO sales (id) VALUES (${id})`, { db: 'dukasync' });
     const time = await c.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
     for (let id = 31; id <= 60; id++) await c.psql(`INSERT INTO sales (id) VALUES (${id})`, { db: 'dukasync' });
-    await c.receiver.streaming();
+    await c.receiver.caughtUp(); // rows 1-30 are archived: the time, not the receiver, decides
     await c.destroy();
     const r = await c.restore({ time });
     const present = await ids(c);
@@ -162,12 +155,7 @@ test('verify passes on a good archive and fails when a segment is missing or dam
     }
     await c.psql('INSERT INTO sales (id) VALUES (5)', { db: 'dukasync' });
     const wal = path.join(c.pitrDir, 'wal');
-    const target = await c.psql('SELECT pg_current_wal_insert_lsn()');
-    for (;;) {
-      const flushed = await c.psql("SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'dukasync_wal'");
-      if (flushed && lsn(flushed) >= lsn(target)) break;
-      await sleep(50);
-    }
+    await c.receiver.caughtUp();
     const good = await c.pitr('verify');
     assert.match(good.stdout, /^verified: .*dukasync: 2 changes, newest version 9/);
 
