@@ -69,7 +69,7 @@ sql() { # one query on the primary's postgres database, unaligned rows
 now_ns() { date -u +%s%N; }
 elapsed() { local ms=$((($(now_ns) - $1) / 1000000)); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
 
-# Holds an exclusive lock for the rest of this process (and of what it execs): fd 8 receiver, fd 7 base.
+# Holds an exclusive lock for the rest of this process (and of what it execs): fd 8 receiver, 7 base, 6 verify.
 lock_or_die() { # FD NAME MESSAGE
   mkdir -p "$DIR"
   eval "exec $1>\"\$DIR/.$2.lock\""
@@ -137,7 +137,7 @@ cmd_receive() {
   # pg_stat_replication to tell phones what is safe). --no-loop: a lost connection ends the process, and
   # systemd (Restart=always) starts it again, visible in the journal. The lock (fd 8) stays held by
   # pg_receivewal itself through exec.
-  exec "$(pg_prog pg_receivewal)" -D "$WAL" --slot="$SLOT" --synchronous --no-loop --verbose \
+  exec "$(pg_prog pg_receivewal)" -D "$WAL" --slot="$SLOT" --synchronous --status-interval=1 --no-loop --verbose \
     -d "$(conn_with application_name "$SLOT")"
 }
 
@@ -196,6 +196,9 @@ restore_into() { # TARGET TIME(or empty): the work of `restore` (verify reuses i
   [[ $target != *\'* && $WAL != *\'* && $WAL != *\"* ]] || die "paths with quotes are not supported"
   if [[ -n $time ]]; then
     target_ns=$(date -u -d "$time" +%s%N 2>/dev/null) || die "cannot read the time '$time' (use 'YYYY-MM-DD HH:MM:SS+00')"
+    # PostgreSQL refuses to start when the WAL ends before the target ("recovery ended before configured
+    # recovery target was reached").
+    ((target_ns < $(now_ns))) || die "$time is in the future; leave out --time to restore to the latest commit"
   fi
   local -a bases
   mapfile -t bases < <(list_bases)
@@ -221,12 +224,13 @@ restore_into() { # TARGET TIME(or empty): the work of `restore` (verify reuses i
     f=${p##*/}
     f=${f%.partial}
     [[ -f $WAL/$f ]] && continue
+    # The receiver may finish the segment (rename it) meanwhile: then restore_command finds it complete.
     if [[ -f $target/pg_wal/$f ]]; then
-      nz_archive=$(tr -d '\0' <"$p" | wc -c)
+      nz_archive=$(tr -d '\0' <"$p" 2>/dev/null | wc -c)
       nz_base=$(tr -d '\0' <"$target/pg_wal/$f" | wc -c)
       ((nz_archive > nz_base)) || continue
     fi
-    cp "$p" "$target/pg_wal/$f"
+    cp "$p" "$target/pg_wal/$f" 2>/dev/null || [[ -f $WAL/$f ]] || die "could not copy $p into $target/pg_wal"
   done
   # Recovery settings of an earlier restore may be in the backed-up postgresql.auto.conf: drop them first.
   local auto=$target/postgresql.auto.conf
@@ -332,6 +336,8 @@ cmd_verify() {
   refuse_root
   local t0 newest start_seg f s max=-1 tmp pgdata sock
   t0=$(now_ns)
+  lock_or_die 6 verify "another verify on $DIR is running"
+  rm -rf "$DIR"/.verify-* # left by a verify that was killed
   newest=$(list_bases | tail -1)
   [[ -n $newest ]] || die "no base backup in $BASE"
   "$(pg_prog pg_verifybackup)" -q -i "$INFO" "$BASE/$newest" || die "pg_verifybackup failed on $BASE/$newest"
@@ -381,7 +387,7 @@ cmd_verify() {
   q() { "$(pg_prog psql)" -X -A -t -q -v ON_ERROR_STOP=1 -h "$sock" -U "$user" -d "$1" -c "$2"; }
   local replay_lsn replay_ts need sanity=''
   replay_lsn=$(q postgres "SELECT pg_last_wal_replay_lsn()")
-  replay_ts=$(q postgres "SELECT coalesce(pg_last_xact_replay_timestamp()::text, 'none')")
+  replay_ts=$(q postgres "SELECT coalesce(pg_last_xact_replay_timestamp()::text, 'none since the base')")
   need=$(lsn_of_seg "$max")
   [[ $(q postgres "SELECT '$replay_lsn'::pg_lsn >= '$need'::pg_lsn") == t ]] ||
     { grep -E 'redo done|invalid|could not' "$tmp/log" >&2 || true

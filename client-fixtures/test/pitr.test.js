@@ -78,6 +78,8 @@ test('after the data directory is destroyed mid-write, the restore has every row
     // A random moment, once a few hundred rows are in.
     await sleep(1500 + Math.random() * 2000);
     const flushedBefore = w.maxFlush;
+    const ackedBefore = w.acked.size;
+    const lastAckedLsn = [...w.acked.values()].reduce((a, b) => (b > a ? b : a), 0n);
     await c.destroy();
     await w.done; // the writer's connection died with the server
     const acked = [...w.acked.keys()];
@@ -92,7 +94,9 @@ test('after the data directory is destroyed mid-write, the restore has every row
     const lostAcked = acked.filter((id) => !present.has(id));
     const maxAcked = Math.max(...acked);
     t.diagnostic(
-      `committed ${acked.length} rows (newest ${maxAcked}), ${safe.length} known flushed by the receiver when the disk died, ` +
+      `when destroy() began: ${ackedBefore} rows committed, the receiver's reported flush ${lastAckedLsn - flushedBefore} bytes ` +
+        `behind the newest commit (${ackedBefore - [...w.acked].filter(([, at]) => at <= flushedBefore).length} rows not yet reported); ` +
+        `in all ${acked.length} rows committed (newest ${maxAcked}), ${safe.length} known flushed by the receiver, ` +
         `${present.size} present after the restore; acknowledged but lost: ${lostAcked.length}; ` +
         `restore ${r.ms} ms (pitr.sh restore ${r.restoreMs} ms, replay until promoted ${r.recoveryMs} ms, then receiver and a new base); ` +
         `last replayed commit ${r.lastReplayedXact}`,
