@@ -235,7 +235,16 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
     /** Runs `deploy/pitr.sh ARGS...` as the PostgreSQL user; resolves with { stdout, stderr }. */
     pitr: pitrFull,
     receiver: {
-      pause() { receiverChild?.kill('SIGSTOP'); },
+      /** SIGSTOP to pg_receivewal; resolves once it is stopped. Past wal_sender_timeout (60 s) the server drops it. */
+      async pause() {
+        const child = receiverChild;
+        if (!child) throw new Error('the receiver is not running');
+        child.kill('SIGSTOP');
+        await waitFor('the receiver to stop', () => {
+          const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+          return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+        });
+      },
       resume() { receiverChild?.kill('SIGCONT'); },
       pid() { return receiverChild?.pid ?? null; },
       /** Resolves once the receiver streams (after a restart, for example). */

@@ -146,7 +146,7 @@ test('a restore to a time has the rows committed before it and none committed af
   }
 });
 
-test('verify passes on a good archive and fails when a segment is missing or damaged', { timeout: 300_000 }, async () => {
+test('a paused receiver reports nothing flushed until resumed; verify passes on a good archive and fails when a segment is missing or damaged', { timeout: 300_000 }, async () => {
   const c = await pitrCluster();
   try {
     await c.psql('CREATE TABLE sales (id bigint PRIMARY KEY)', { db: 'dukasync' });
@@ -160,6 +160,19 @@ test('verify passes on a good archive and fails when a segment is missing or dam
     await c.psql('INSERT INTO sales (id) VALUES (5)', { db: 'dukasync' });
     const wal = path.join(c.pitrDir, 'wal');
     await c.receiver.caughtUp();
+    // A paused receiver: the commit's WAL is not reported flushed (what the server tells phones), status says so;
+    // resumed, it catches up.
+    await c.receiver.pause();
+    await c.psql('INSERT INTO sales (id) VALUES (6)', { db: 'dukasync' });
+    const commitLsn = await c.psql('SELECT pg_current_wal_insert_lsn()');
+    const status = await c.pitr('status');
+    const behind = Number(/(\d+) bytes not yet flushed/.exec(status.stdout)?.[1]);
+    assert.ok(behind > 0, status.stdout);
+    const flushed = await c.psql("SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'dukasync_wal'");
+    assert.ok(lsn(flushed) < lsn(commitLsn), `flushed ${flushed} while paused, commit at ${commitLsn}`);
+    c.receiver.resume();
+    await c.receiver.caughtUp();
+
     const good = await c.pitr('verify');
     assert.match(good.stdout, /^verified: .*dukasync: 2 changes, newest version 9/);
 
