@@ -115,7 +115,8 @@ cmd_setup() {
   # The receiver, and pg_basebackup's two connections (files and WAL).
   ((senders >= 3)) || die "max_wal_senders is $senders; need at least 3 (receiver + a base backup's two)"
   slots=$(sql "SHOW max_replication_slots")
-  ((slots >= 1)) || die "max_replication_slots is 0; set it to at least 1 and restart PostgreSQL"
+  # dukasync_wal, and the temporary slot pg_basebackup -X stream makes for its WAL.
+  ((slots >= 2)) || die "max_replication_slots is $slots; need at least 2 (dukasync_wal + a base backup's temporary slot)"
   super=$(sql "SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user")
   [[ $super == t ]] || die "the role of DUKASYNC_PITR_CONN has no REPLICATION attribute (ALTER ROLE ... REPLICATION)"
   if [[ -z $(sql "SELECT 1 FROM pg_replication_slots WHERE slot_name = '$SLOT'") ]]; then
@@ -270,7 +271,7 @@ cmd_restore() {
   say "restored in $RESTORE_TIME (base $RESTORED_BASE). Next (deploy/RUNBOOK.md, \"Lost disk\"):"
   say "  1. start PostgreSQL on $target (systemctl start postgresql): it replays the WAL and promotes itself"
   say "  2. $0 after-restore $target"
-  say "  3. systemctl start dukasync-walreceive; $0 base (systemctl start dukasync-basebackup)"
+  say "  3. $0 base (systemctl start dukasync-basebackup), then systemctl start dukasync-walreceive"
   say "  4. start the dukasync servers"
 }
 
@@ -304,9 +305,9 @@ cmd_after_restore() {
 # The promoted server runs on a new timeline, and slots are never in base backups. The old archive (its bases and
 # WAL) belongs to the old history: the receiver would resume from its newest file, on the old timeline, at a
 # position a restore to a time has left behind. So a new generation starts: the old one moves to before-<time>/
-# (kept until this one has DUKASYNC_PITR_KEEP_BASES bases), the slot is created anew, the receiver starts on an
-# empty wal/ (pg_receivewal 15 then starts at the slot's position), and a new base backup makes the new WAL
-# usable. The same holds when the slot was lost (max_slot_wal_keep_size): the archive has a gap from there on.
+# (kept until this one has DUKASYNC_PITR_KEEP_BASES bases) and the slot is created anew. Then (the runbook) a
+# new base backup, and only then the receiver, on an empty wal/: pg_receivewal 15 starts at the slot's position,
+# from before that base, and never reports WAL as archived that no base can replay. The same holds when the slot was lost (max_slot_wal_keep_size): the archive has a gap from there on.
 new_generation() {
   local gen
   gen=$DIR/before-$(date -u +%Y%m%dT%H%M%SZ)
@@ -320,7 +321,7 @@ new_generation() {
   fi
   sql "SELECT pg_create_physical_replication_slot('$SLOT', true)" >/dev/null || die "could not create the slot $SLOT"
   say "created the slot $SLOT on timeline $(sql "SELECT timeline_id FROM pg_control_checkpoint()")."
-  say "next: systemctl start dukasync-walreceive; $0 base (systemctl start dukasync-basebackup); then start the dukasync servers"
+  say "next: $0 base (systemctl start dukasync-basebackup), then systemctl start dukasync-walreceive, then the dukasync servers"
 }
 
 # After the slot was lost (status says LOST): the same new generation, on a running primary.
@@ -418,7 +419,7 @@ cmd_status() {
   if [[ -n $slot ]]; then
     IFS='|' read -r active restart wstatus retained safe <<<"$slot"
     echo "slot $SLOT: active $active, restart_lsn $restart, WAL retained for it $retained, wal_status $wstatus, room before it is invalidated $safe"
-    [[ $wstatus == lost ]] && { echo "slot $SLOT is LOST: the archive has a gap; stop the receiver, run $0 restart-archive, start it, run $0 base"; rc=3; }
+    [[ $wstatus == lost ]] && { echo "slot $SLOT is LOST: the archive has a gap; stop the receiver, run $0 restart-archive, then $0 base, then start the receiver"; rc=3; }
   else
     echo "slot $SLOT: missing (run $0 setup)"; rc=3
   fi

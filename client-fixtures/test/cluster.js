@@ -5,7 +5,8 @@
 //
 // destroy() removes the data directory while PostgreSQL runs and then SIGKILLs it (the disk died); restore()
 // runs exactly the steps of deploy/RUNBOOK.md, "Lost disk" (pitr.sh restore, start PostgreSQL, pitr.sh
-// after-restore, start the receiver, pitr.sh base). The archive (DUKASYNC_PITR_DIR) lives beside the data
+// after-restore, pitr.sh base, start the receiver). A server left running through it reconnects by itself; it
+// sees no receiver (nothing reported archived) until the new base exists. The archive (DUKASYNC_PITR_DIR) lives beside the data
 // directory in the temp dir and survives destroy(): it stands for the second disk of the runbook.
 //
 // Run as root (as the tests here are), PostgreSQL and pitr.sh run as the system user `postgres` (or
@@ -273,7 +274,7 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
     /**
      * deploy/RUNBOOK.md, "Lost disk", steps 1 and 3 to 6 (the caller stops and starts its own dukasync servers:
      * steps 1 and 7). Resolves with { ms } (from the start to a database that
-     * takes writes and is archived again, with a new base), and its parts: restoreMs (pitr.sh restore),
+     * takes writes and is archived again: a new base and the receiver streaming), and its parts: restoreMs (pitr.sh restore),
      * recoveryMs (PostgreSQL's replay until it promoted itself), the replay's end (replayedLsn,
      * lastReplayedXact: the commit time of the last transaction replayed) and the script's output.
      */
@@ -289,9 +290,9 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
       const [replayedLsn, lastReplayedXact] = (await psql(
         "SELECT pg_last_wal_replay_lsn(), coalesce(pg_last_xact_replay_timestamp()::text, '')",
       )).split('|');
-      startReceiver(); // 5. systemctl start dukasync-walreceive
+      await pitr('base'); // 6. systemctl start dukasync-basebackup (pitr.sh base), then
+      startReceiver(); //    systemctl start dukasync-walreceive
       await waitFor('the WAL receiver to stream', streaming);
-      await pitr('base'); // 6. pitr.sh base
       destroyed = false;
       return {
         ms: Date.now() - t0,
