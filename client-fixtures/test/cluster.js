@@ -224,6 +224,18 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
   await waitFor('the WAL receiver to stream', streaming);
   await pitr('base');
 
+  // If the test process ends without stop() (a test timed out waiting for this cluster), take it along.
+  const onExit = () => {
+    receiverWanted = false;
+    try { receiverChild?.kill('SIGKILL'); } catch { /* gone */ }
+    try {
+      const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      process.kill(pid, 'SIGQUIT'); // immediate shutdown
+    } catch { /* not running */ }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
+
   let destroyed = false;
   return {
     url,
@@ -247,6 +259,10 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
         });
       },
       resume() { receiverChild?.kill('SIGCONT'); },
+      /** systemctl stop dukasync-walreceive: resolves once it exited; no restart until start(). */
+      stop: stopReceiver,
+      /** systemctl start dukasync-walreceive (restarted 1 s after each exit from then on). */
+      start() { if (!receiverChild) startReceiver(); },
       pid() { return receiverChild?.pid ?? null; },
       /** Resolves once the receiver streams (after a restart, for example). */
       streaming: () => waitFor('the WAL receiver to stream', streaming),
@@ -306,6 +322,7 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
 
     /** Everything down, the temp dir removed. */
     async stop() {
+      process.removeListener('exit', onExit);
       await stopReceiver();
       if (existsSync(path.join(dataDir, 'postmaster.pid'))) {
         await pgCtl('-m', 'immediate', '-w', 'stop').catch(() => {});

@@ -206,3 +206,35 @@ test('a paused receiver reports nothing flushed until resumed; verify passes on 
     await c.stop();
   }
 });
+
+test('a receiver that stays behind past max_slot_wal_keep_size loses its slot instead of filling the disk; restart-archive starts a good archive again', { timeout: 300_000 }, async () => {
+  const c = await pitrCluster();
+  try {
+    await c.psql("ALTER SYSTEM SET max_slot_wal_keep_size = '32MB'");
+    await c.psql('SELECT pg_reload_conf()');
+    await c.psql('CREATE TABLE sales (id bigint PRIMARY KEY)', { db: 'dukasync' });
+    // A dead receiver (a SIGSTOPped one would not do: the server's WAL sender, told to release the slot, blocks
+    // sending its error to a client that reads nothing, and the checkpoint waits for it).
+    await c.receiver.stop();
+    // Five segments more than the slot may hold, then a checkpoint (which removes old WAL).
+    for (let id = 1; id <= 5; id++) {
+      await c.psql(`INSERT INTO sales (id) VALUES (${id})`, { db: 'dukasync' });
+      await c.psql('SELECT pg_switch_wal()');
+    }
+    await c.psql('CHECKPOINT');
+    assert.equal(await c.psql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'dukasync_wal'"), 'lost');
+    await assert.rejects(c.pitr('status'), /slot dukasync_wal is LOST/);
+
+    // The runbook's steps (BACKUP.md, "When the receiver falls behind"), the receiver still stopped.
+    await c.pitr('restart-archive');
+    await c.pitr('base');
+    c.receiver.start();
+    await c.receiver.streaming();
+    await c.psql('INSERT INTO sales (id) VALUES (6)', { db: 'dukasync' });
+    await c.receiver.caughtUp();
+    assert.match((await c.pitr('status')).stdout, /wal_status reserved/);
+    assert.match((await c.pitr('verify')).stdout, /^verified: /);
+  } finally {
+    await c.stop();
+  }
+});
