@@ -248,7 +248,10 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
     /** Runs `deploy/pitr.sh ARGS...` as the PostgreSQL user; resolves with { stdout, stderr }. */
     pitr: pitrFull,
     receiver: {
-      /** SIGSTOP to pg_receivewal; resolves once it is stopped. Past wal_sender_timeout (60 s) the server drops it. */
+      /**
+       * SIGSTOP to pg_receivewal; resolves once it is stopped. A frozen receiver keeps its connection: do not let
+       * the slot pass max_slot_wal_keep_size meanwhile (the checkpoint would wait for it; BACKUP.md).
+       */
       async pause() {
         const child = receiverChild;
         if (!child) throw new Error('the receiver is not running');
