@@ -6,8 +6,8 @@
 // destroy() removes the data directory while PostgreSQL runs and then SIGKILLs it (the disk died); restore()
 // runs exactly the steps of deploy/RUNBOOK.md, "Lost disk" (pitr.sh restore, start PostgreSQL, pitr.sh
 // after-restore, pitr.sh base, start the receiver). A server left running through it reconnects by itself; it
-// sees no receiver (nothing reported archived) until the new base exists. The archive (DUKASYNC_PITR_DIR) lives beside the data
-// directory in the temp dir and survives destroy(): it stands for the second disk of the runbook.
+// sees no receiver (nothing reported archived) until the new base exists. The archive (DUKASYNC_PITR_DIR) lives
+// beside the data directory in the temp dir and survives destroy(): it stands for the second disk of the runbook.
 //
 // Run as root (as the tests here are), PostgreSQL and pitr.sh run as the system user `postgres` (or
 // `dukasync-pg`, created as deploy/services.sh does), since initdb and pg_ctl refuse root.
@@ -153,7 +153,10 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
   const pitr = async (...args) => (await run(PITR, args)).stdout;
   const pitrFull = (...args) => run(PITR, args);
   const psql = async (sql, { db = 'postgres' } = {}) =>
-    (await run(path.join(pgBin, 'psql'), ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-h', dir, '-p', String(port), '-U', 'postgres', '-d', db, '-c', sql])).stdout.trim();
+    (await run(path.join(pgBin, 'psql'), [
+      ...['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1'],
+      ...['-h', dir, '-p', String(port), '-U', 'postgres', '-d', db, '-c', sql],
+    ])).stdout.trim();
   const pgCtl = (...args) => run(path.join(pgBin, 'pg_ctl'), ['-D', dataDir, '-l', path.join(dir, 'postgres.log'), ...args]);
 
   // --- the receiver: `pitr.sh receive`, restarted 1 s after it exits, as systemd's Restart=always does ---
@@ -169,7 +172,11 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
     child.stderr.pipe(receiverLog, { end: false });
     child.on('exit', () => {
       if (receiverChild === child) receiverChild = null;
-      if (receiverWanted) restartTimer = setTimeout(() => { restartTimer = null; if (receiverWanted && !receiverChild) startReceiver(); }, 1000);
+      if (!receiverWanted) return;
+      restartTimer = setTimeout(() => {
+        restartTimer = null;
+        if (receiverWanted && !receiverChild) startReceiver();
+      }, 1000);
     });
   };
   const stopReceiver = async () => {
@@ -190,7 +197,10 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
 
   // --- the cluster -----------------------------------------------------------------------------------
   const loc = execFileSync('locale', ['-a'], { encoding: 'utf8' }).split('\n').some((l) => /^c\.utf-?8$/i.test(l)) ? 'C.UTF-8' : 'C';
-  await run(path.join(pgBin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', `--locale=${loc}`]);
+  await run(path.join(pgBin, 'initdb'), [
+    ...['-D', dataDir, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256'],
+    ...['-E', 'UTF8', `--locale=${loc}`],
+  ]);
   writeFileSync(path.join(dataDir, 'postgresql.conf'), "\ninclude 'dukasync.conf'\n", { flag: 'a' });
   // The same settings as deploy/services.sh, plus what archiving needs (PostgreSQL 15's defaults already
   // have wal_level = replica, 10 WAL senders and 10 slots: set anyway, as the deploy profile does).
@@ -292,19 +302,19 @@ export async function pitrCluster({ pgBin = findPgBin(), log = false } = {}) {
 
     /**
      * deploy/RUNBOOK.md, "Lost disk", steps 1 and 3 to 6 (the caller stops and starts its own dukasync servers:
-     * steps 1 and 7). Resolves with { ms } (from the start to a database that
-     * takes writes and is archived again: a new base and the receiver streaming), and its parts: restoreMs (pitr.sh restore),
-     * recoveryMs (PostgreSQL's replay until it promoted itself), the replay's end (replayedLsn,
-     * lastReplayedXact: the commit time of the last transaction replayed) and the script's output.
+     * steps 1 and 7). Resolves with { ms } (from the start to a database that takes writes and is archived
+     * again: a new base and the receiver streaming), and its parts: restoreMs (pitr.sh restore), recoveryMs
+     * (PostgreSQL's replay until it promoted itself), the replay's end (replayedLsn, lastReplayedXact: the commit
+     * time of the last transaction replayed) and the script's output.
      */
     async restore({ time } = {}) {
       const t0 = Date.now();
       await stopReceiver(); // 1. systemctl stop dukasync-walreceive
       if (!destroyed && existsSync(dataDir)) throw new Error('restore() after destroy() (or stop PostgreSQL and move the data dir away)');
-      const r = await pitrFull('restore', dataDir, ...(time ? ['--time', time] : [])); // 2. pitr.sh restore
+      const r = await pitrFull('restore', dataDir, ...(time ? ['--time', time] : [])); // 3. pitr.sh restore
       const t1 = Date.now();
-      await pgCtl('-w', '-t', '600', 'start'); // 3. systemctl start postgresql
-      const after = await pitrFull('after-restore', dataDir); // 4. pitr.sh after-restore (waits for promotion)
+      await pgCtl('-w', '-t', '600', 'start'); // 4. systemctl start postgresql
+      const after = await pitrFull('after-restore', dataDir); // 5. pitr.sh after-restore (waits for promotion)
       const t2 = Date.now();
       const [replayedLsn, lastReplayedXact] = (await psql(
         "SELECT pg_last_wal_replay_lsn(), coalesce(pg_last_xact_replay_timestamp()::text, '')",

@@ -35,7 +35,8 @@ function startWriter(c, { from = 1 } = {}) {
     const id = next++;
     psql.stdin.write(
       `INSERT INTO sales (id) VALUES (${id});\n` +
-        `SELECT 'ack', ${id}, pg_current_wal_insert_lsn(), coalesce((SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'dukasync_wal')::text, '0/0');\n`,
+        `SELECT 'ack', ${id}, pg_current_wal_insert_lsn(), coalesce((SELECT flush_lsn FROM pg_stat_replication ` +
+        `WHERE application_name = 'dukasync_wal')::text, '0/0');\n`,
     );
   };
   psql.stdin.on('error', () => {}); // the server went away
@@ -69,7 +70,9 @@ const ids = async (c) =>
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-test('after the data directory is destroyed mid-write, the restore has every row the receiver had flushed, and the archive works again', { timeout: 300_000 }, async (t) => {
+const FLUSHED_SURVIVE =
+  'after the data directory is destroyed mid-write, the restore has every row the receiver had flushed, and the archive works again';
+test(FLUSHED_SURVIVE, { timeout: 300_000 }, async (t) => {
   const c = await pitrCluster();
   try {
     await c.psql('CREATE TABLE sales (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())', { db: 'dukasync' });
@@ -146,7 +149,9 @@ test('a restore to a time has the rows committed before it and none committed af
   }
 });
 
-test('a paused receiver reports nothing flushed until resumed; verify passes on a good archive and fails when a segment is missing or damaged', { timeout: 300_000 }, async () => {
+const PAUSE_AND_VERIFY =
+  'a paused receiver reports nothing flushed until resumed; verify passes on a good archive and fails when a segment is missing or damaged';
+test(PAUSE_AND_VERIFY, { timeout: 300_000 }, async () => {
   const c = await pitrCluster();
   try {
     await c.psql('CREATE TABLE sales (id bigint PRIMARY KEY)', { db: 'dukasync' });
@@ -207,7 +212,10 @@ test('a paused receiver reports nothing flushed until resumed; verify passes on 
   }
 });
 
-test('a receiver that stays behind past max_slot_wal_keep_size loses its slot instead of filling the disk; restart-archive starts a good archive again', { timeout: 300_000 }, async () => {
+const SLOT_LOST =
+  'a receiver that stays behind past max_slot_wal_keep_size loses its slot instead of filling the disk; ' +
+  'restart-archive starts a good archive again';
+test(SLOT_LOST, { timeout: 300_000 }, async () => {
   const c = await pitrCluster();
   try {
     await c.psql("ALTER SYSTEM SET max_slot_wal_keep_size = '32MB'");
