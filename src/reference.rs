@@ -38,26 +38,7 @@ pub enum BodyFormat {
     MessagePack,
 }
 
-/// A content coding, as negotiated by `Accept-Encoding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
-    Identity,
-    Gzip,
-    Br,
-    Zstd,
-}
-
-impl Coding {
-    /// The `Content-Encoding` token (`None` for identity).
-    pub fn token(self) -> Option<&'static str> {
-        match self {
-            Coding::Identity => None,
-            Coding::Gzip => Some("gzip"),
-            Coding::Br => Some("br"),
-            Coding::Zstd => Some("zstd"),
-        }
-    }
-}
+pub use crate::domain::Coding;
 
 /// A response body ready to send.
 #[derive(Debug, Clone)]

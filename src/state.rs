@@ -204,6 +204,11 @@ impl AppState {
             "dukasync_feed_resets_total",
             "reset_required (410) answers of the feed (pulls and checksums), by reason: the client drops its copy of the scope and pulls from zero.",
         );
+        self.feed.compressions().render(
+            &mut out,
+            "dukasync_feed_window_compressions_total",
+            "Ranges of closed feed windows compressed for compressed pages, by coding: each is compressed once and then served from the cache (memory, Redis) until evicted.",
+        );
         metrics::process::Process::read().render(&mut out);
         metrics::process::render_build_info(&mut out);
         if let Ok(heads) = store::scope_heads(&self.db).await {

@@ -20,14 +20,17 @@ pub enum CacheKind {
     SnapshotBlob,
     /// Encoded and compressed snapshot representations (in-process only).
     Representation,
+    /// Compressed members of closed windows' ranges, one per coding (`feed::coded`).
+    WindowMember,
 }
 
 impl CacheKind {
-    pub const ALL: [CacheKind; 4] = [
+    pub const ALL: [CacheKind; 5] = [
         CacheKind::Window,
         CacheKind::SnapshotPointer,
         CacheKind::SnapshotBlob,
         CacheKind::Representation,
+        CacheKind::WindowMember,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl CacheKind {
             CacheKind::SnapshotPointer => "snapshot_pointer",
             CacheKind::SnapshotBlob => "snapshot_blob",
             CacheKind::Representation => "representation",
+            CacheKind::WindowMember => "window_member",
         }
     }
 
@@ -64,7 +68,7 @@ struct Counters {
 /// The statistics of one server instance.
 #[derive(Default)]
 pub struct Stats {
-    kinds: [Counters; 4],
+    kinds: [Counters; 5],
     /// Redis commands that failed or timed out.
     pub redis_errors: AtomicU64,
     /// 1 while Redis is considered reachable (the circuit is closed).

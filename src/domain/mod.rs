@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod change;
 pub mod codes;
+pub mod coding;
 pub mod collections;
 pub mod commands;
 pub mod conflict;
@@ -13,6 +14,8 @@ pub mod principal;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+pub use coding::Coding;
 
 /// A scope is one business; its id is a short slug such as `water`, used in URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 //! A pull reads `version > since` in version order from one snapshot, so it can neither miss nor repeat a
 //! committed change. A cursor the server cannot honour answers `reset_required` (410), never an empty page.
 
+pub mod coded;
 pub mod cursor;
 pub mod heads;
 pub mod hub;
@@ -19,17 +20,21 @@ pub mod windows;
 
 use crate::error::ErrorCode;
 use crate::{
+    cache::{keys, memory::Value as CacheValue, stats::CacheKind},
+    concurrency::single_flight::SingleFlight,
     config::Limits,
-    domain::{collections, ScopeId},
+    domain::{collections, Coding, ScopeId},
     error::{Error, ResetReason, Result},
     metrics::StaticCounter,
     store,
     wire::{ChecksumReport, CollectionChecksum},
 };
+use bytes::Bytes;
+use coded::{Effort, Member};
 use cursor::Cursor;
 use hub::{FeedHub, SharedRead};
 use longpoll::{LongPolls, Parked, WaitSlot, Waited};
-use page::{Changes, FeedPage, Slice};
+use page::{Changes, FeedPage, Segment, Slice, WindowJson};
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
@@ -110,6 +115,10 @@ pub struct Feed {
     shutdown: CancellationToken,
     /// `reset_required` answers by reason (see [`Feed::reset`]).
     resets: StaticCounter<1>,
+    /// Compressions of closed windows' ranges, by coding: one per range and coding while it stays cached.
+    compressions: StaticCounter<1>,
+    /// One compression of a window range at a time, shared by the requests that need it.
+    compressing: SingleFlight<String, Member>,
 }
 
 impl Feed {
@@ -120,6 +129,8 @@ impl Feed {
             hub,
             shutdown,
             resets: StaticCounter::new(["reason"], &ResetReason::ALL.map(|r| [r.as_str()])),
+            compressions: StaticCounter::new(["coding"], &Coding::COMPRESSED.map(|c| [c.token().unwrap_or("")])),
+            compressing: SingleFlight::default(),
         }
     }
 
@@ -274,6 +285,106 @@ impl Feed {
         &self.resets
     }
 
+    /// Compressions of closed windows' ranges, by coding, for `/metrics`.
+    pub fn compressions(&self) -> &StaticCounter<1> {
+        &self.compressions
+    }
+
+    /// `page`'s JSON body in `coding`, and the coding it is in: identity when `coding` is, or when the body is
+    /// shorter than [`coded::MIN_COMPRESSED_BYTES`]. Decoded, it is byte for byte [`FeedPage::json_parts`].
+    /// Ranges of closed windows of at least [`coded::MIN_MEMBER_BYTES`] are compressed once per coding and
+    /// kept in the cache next to their window (memory, then Redis, all looked up at once); the rest of the page
+    /// (its own text, the open tail, short ranges) is compressed per request at a fast level.
+    pub async fn encode_json(&self, scope: &ScopeId, page: &FeedPage, coding: Coding) -> Result<(Vec<Bytes>, Coding)> {
+        let segments = page.json_segments();
+        let total: usize = segments.iter().map(|s| s.bytes().len()).sum();
+        if coding == Coding::Identity || total < coded::MIN_COMPRESSED_BYTES {
+            return Ok((page::into_parts(segments), Coding::Identity));
+        }
+        let namespace = self.windows.cache.namespace_known();
+        // The page as pieces: text compressed here, and ranges of closed windows with their cache keys.
+        let mut pieces: Vec<Piece> = Vec::with_capacity(segments.len());
+        for segment in segments {
+            match (segment, namespace) {
+                (Segment::Window(json), Some(ns)) if json.as_ref().len() >= coded::MIN_MEMBER_BYTES => {
+                    let key = self.member_key(ns, scope, &json, coding);
+                    pieces.push(Piece::Range(key, json));
+                }
+                (other, _) => match pieces.last_mut() {
+                    Some(Piece::Text(text)) => text.extend_from_slice(other.bytes()),
+                    _ => pieces.push(Piece::Text(other.bytes().to_vec())),
+                },
+            }
+        }
+        let keys: Vec<String> = pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Range(key, _) => Some(key.clone()),
+                Piece::Text(_) => None,
+            })
+            .collect();
+        let mut cached = self
+            .windows
+            .cache
+            .get_many(CacheKind::WindowMember, &keys, |_, bytes| {
+                Member::from_stored(bytes).map(|_| CacheValue::Bytes(bytes.clone()))
+            })
+            .await
+            .into_iter()
+            .map(|value| value.and_then(stored_member));
+        let mut members = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            members.push(match piece {
+                Piece::Text(text) => per_request(text, coding).await?,
+                Piece::Range(key, json) => match cached.next().flatten() {
+                    Some(member) => member,
+                    None => self.compress_range(key, json, coding).await?,
+                },
+            });
+        }
+        Ok((coded::join(coding, &members).map_err(internal)?, coding))
+    }
+
+    /// The cache key of a closed window's range in `coding`: it names the window's last tag, so it is only ever
+    /// used for the window it was made from (after that window was checked, see `windows`).
+    fn member_key(&self, ns: &str, scope: &ScopeId, json: &WindowJson, coding: Coding) -> String {
+        let window = &json.window;
+        let size = self.windows.size;
+        let index = (window.start - 1) / i64::from(size.max(1));
+        keys::window_member(
+            ns,
+            scope,
+            (size, index, window.end_tag()),
+            json.positions.clone(),
+            page::RENDERING,
+            coding.token().unwrap_or(""),
+        )
+    }
+
+    /// Compresses a closed window's range once for all the requests that want it at the same time, and keeps
+    /// it in the cache.
+    async fn compress_range(&self, key: String, json: WindowJson, coding: Coding) -> Result<Member> {
+        let cache = &self.windows.cache;
+        let member = self
+            .compressing
+            .run(key.clone(), || async {
+                // A request that compressed it just before this one asked has left it in memory.
+                if let Some(member) = cache.peek_local(&key).and_then(stored_member) {
+                    return Ok(member);
+                }
+                let member = tokio::task::spawn_blocking(move || coded::member(json.as_ref(), coding, Effort::Once))
+                    .await
+                    .map_err(internal)?
+                    .map_err(internal)?;
+                self.compressions.add([coding.token().unwrap_or("")], 1);
+                let bytes = member.to_stored();
+                cache.put(CacheKind::WindowMember, &key, CacheValue::Bytes(bytes.clone()), &bytes);
+                Ok::<_, Error>(member)
+            })
+            .await?;
+        Ok((*member).clone())
+    }
+
     /// The scope's checksum at `version` (default: head). Versions outside the retained history answer
     /// `reset_required`, like cursors.
     pub async fn checksum(&self, scope: &ScopeId, version: Option<i64>) -> Result<ChecksumReport> {
@@ -311,6 +422,46 @@ impl Feed {
             collections,
         })
     }
+}
+
+/// A piece of a page to compress: text of this request, or a closed window's range under its cache key.
+enum Piece {
+    Text(Vec<u8>),
+    Range(String, WindowJson),
+}
+
+/// Above this many bytes, text is compressed on the blocking pool rather than on the request's worker.
+const BLOCKING_COMPRESS_BYTES: usize = 64 * 1024;
+
+/// Compresses a page's own text (per request, at a fast level).
+async fn per_request(text: Vec<u8>, coding: Coding) -> Result<Member> {
+    if text.len() <= BLOCKING_COMPRESS_BYTES {
+        return coded::member(&text, coding, Effort::PerRequest).map_err(internal);
+    }
+    tokio::task::spawn_blocking(move || coded::member(&text, coding, Effort::PerRequest))
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+}
+
+/// A whole body (a MessagePack page) in `coding`, compressed per request, and the coding it is in: identity
+/// when `coding` is, or below [`coded::MIN_COMPRESSED_BYTES`].
+pub async fn encode_body(body: Vec<u8>, coding: Coding) -> Result<(Vec<Bytes>, Coding)> {
+    if coding == Coding::Identity || body.len() < coded::MIN_COMPRESSED_BYTES {
+        return Ok((vec![Bytes::from(body)], Coding::Identity));
+    }
+    let member = per_request(body, coding).await?;
+    Ok((coded::join(coding, &[member]).map_err(internal)?, coding))
+}
+
+/// A member as the cache holds it.
+fn stored_member(value: CacheValue) -> Option<Member> {
+    value.into_bytes().and_then(|bytes| Member::from_stored(&bytes))
+}
+
+/// A failure that is the server's own (compression), never the client's.
+fn internal(error: impl Into<anyhow::Error>) -> Error {
+    Error::Internal(error.into())
 }
 
 /// Why `since` cannot be honoured against `slice`, if it cannot.

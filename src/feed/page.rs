@@ -47,6 +47,11 @@ impl<'a> From<&'a LoggedChange> for ChangeRef<'a> {
     }
 }
 
+/// The version of [`render_change`]'s layout. Compressed ranges of windows are cached (in Redis too, across
+/// deploys) as *rendered* bytes, and their keys name this version: bump it whenever the layout changes, so a
+/// new server never sends an old layout (`rendering_is_pinned` below fails first).
+pub const RENDERING: u32 = 1;
+
 /// Appends one change as a page's JSON writes it (the one definition of that layout: [`ChangeOut`]).
 pub fn render_change(out: &mut Vec<u8>, change: &LoggedChange) {
     let change = ChangeOut {
@@ -228,9 +233,10 @@ impl Changes {
 
 /// The JSON of a range of a window's changes, as an owner `Bytes` can borrow from: the window stays alive
 /// (and its bytes in place) as long as a response still holds them.
-struct WindowJson {
-    window: Arc<Window>,
-    positions: Range<usize>,
+#[derive(Debug, Clone)]
+pub struct WindowJson {
+    pub window: Arc<Window>,
+    pub positions: Range<usize>,
 }
 
 impl AsRef<[u8]> for WindowJson {
@@ -239,26 +245,54 @@ impl AsRef<[u8]> for WindowJson {
     }
 }
 
-/// A page's bytes as the buffers it is written from: text the page rendered, and ranges of windows shared as
+/// A piece of a page's JSON: text the page rendered, or a range of a closed window shared as it is.
+#[derive(Debug, Clone)]
+pub enum Segment {
+    Text(Bytes),
+    Window(WindowJson),
+}
+
+impl Segment {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Segment::Text(text) => text,
+            Segment::Window(json) => json.as_ref(),
+        }
+    }
+}
+
+/// The buffers of `segments`, window ranges shared, not copied.
+pub fn into_parts(segments: Vec<Segment>) -> Vec<Bytes> {
+    segments
+        .into_iter()
+        .map(|segment| match segment {
+            Segment::Text(text) => text,
+            Segment::Window(json) => Bytes::from_owner(json),
+        })
+        .collect()
+}
+
+/// A page's bytes as the pieces it is written from: text the page rendered, and ranges of windows shared as
 /// they are.
 struct Parts {
-    done: Vec<Bytes>,
+    done: Vec<Segment>,
     text: Vec<u8>,
 }
 
 impl Parts {
     fn share(&mut self, json: WindowJson) {
         if !self.text.is_empty() {
-            self.done.push(Bytes::from(std::mem::take(&mut self.text)));
+            self.done
+                .push(Segment::Text(Bytes::from(std::mem::take(&mut self.text))));
         }
         if !json.as_ref().is_empty() {
-            self.done.push(Bytes::from_owner(json));
+            self.done.push(Segment::Window(json));
         }
     }
 
-    fn finish(mut self) -> Vec<Bytes> {
+    fn finish(mut self) -> Vec<Segment> {
         if !self.text.is_empty() {
-            self.done.push(Bytes::from(self.text));
+            self.done.push(Segment::Text(Bytes::from(self.text)));
         }
         self.done
     }
@@ -303,6 +337,12 @@ impl FeedPage {
     /// copied into the response but shared with the window they are held in (a unit test below checks the
     /// sharing).
     pub fn json_parts(&self) -> Vec<Bytes> {
+        into_parts(self.json_segments())
+    }
+
+    /// The JSON body as [`FeedPage::json_parts`] writes it, each piece saying where it comes from (for
+    /// compressed pages: `coded`).
+    pub fn json_segments(&self) -> Vec<Segment> {
         let mut out = Parts {
             done: Vec::new(),
             text: Vec::with_capacity(self.changes.rendered_len_estimate() + 128),
@@ -397,6 +437,18 @@ mod tests {
 
     fn window(start: i64, size: i64) -> Arc<Window> {
         Arc::new(Window::from_rows(start, size, (start..start + size).map(change).collect()).unwrap())
+    }
+
+    #[test]
+    fn rendering_is_pinned() {
+        let mut out = Vec::new();
+        render_change(&mut out, &change(4));
+        render_change(&mut out, &change(5));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"version":4,"collection":"products","key":"k4é","op":"upsert","data":{"id":"k4","n":4,"s":"a\"b"}}{"version":5,"collection":"products","key":"k5é","op":"delete"}"#,
+            "the layout of a change changed: bump RENDERING (cached compressed ranges hold rendered bytes)"
+        );
     }
 
     #[test]

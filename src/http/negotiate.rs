@@ -2,6 +2,22 @@
 //! coding of `Accept-Encoding` and the entity tags of `If-None-Match` (`reference::Wanted`).
 
 use crate::reference::{Coding, IfNoneMatch};
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts},
+};
+
+/// The coding a request accepts best (see [`coding`]), as an extractor. A header that is not text names none.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptEncoding(pub Coding);
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptEncoding {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let value = parts.headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+        Ok(AcceptEncoding(coding(value)))
+    }
+}
 
 /// The coding to use for an `Accept-Encoding` value: the supported one with the highest weight above zero; on
 /// equal weights br, then zstd, then gzip. `*` stands for codings not named. Identity otherwise.
@@ -34,7 +50,7 @@ pub fn coding(accept_encoding: Option<&str>) -> Coding {
             .unwrap_or(0.0)
     };
     let mut best = (Coding::Identity, 0.0f32);
-    for coding in [Coding::Br, Coding::Zstd, Coding::Gzip] {
+    for coding in Coding::COMPRESSED {
         let q = weight(coding.token().unwrap_or(""));
         if q > best.1 {
             best = (coding, q);

@@ -33,8 +33,9 @@ mod scope_setup;
 mod conflicts;
 mod reference;
 mod summary;
-// The caches seen through the API.
+// The caches seen through the API, and compressed pages of the feed.
 mod cache;
+mod compression;
 // The written contract: the OpenAPI description and the protocol vectors.
 mod openapi;
 mod vectors;

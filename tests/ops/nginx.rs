@@ -275,7 +275,8 @@ async fn the_site_serves_tls_with_http2_compression_and_request_ids_and_redirect
     assert_eq!((health.status, health.http_version.as_str()), (200, "2"));
     assert!(health.header("strict-transport-security").is_some());
 
-    // A page of changes is compressed when the client accepts gzip; curl --compressed decodes it.
+    // A page of changes is compressed when the client accepts it (curl offers gzip, br and zstd; the server
+    // prefers br); curl --compressed decodes it.
     let page = nginx
         .curl(
             "/v1/scopes/retail/changes?since=0",
@@ -283,7 +284,7 @@ async fn the_site_serves_tls_with_http2_compression_and_request_ids_and_redirect
         )
         .await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-encoding"), Some("gzip"));
+    assert_eq!(page.header("content-encoding"), Some("br"));
     let decoded: ChangesPage = serde_json::from_slice(&page.body).unwrap();
     assert!(!decoded.changes.is_empty());
 
@@ -309,6 +310,64 @@ async fn the_site_serves_tls_with_http2_compression_and_request_ids_and_redirect
 }
 
 /// Waiting long-polls summed over the instances behind nginx, read from each one's /metrics.
+#[tokio::test]
+async fn pages_the_server_compressed_pass_through_nginx_as_they_are() {
+    let (a, b) = two_instances().await;
+    let nginx = Nginx::start(&[&a, &b], &[], |s| s);
+    let token = a.token(OWNER, "owner-phone").await;
+    let path = "/v1/scopes/retail/changes?since=0";
+    let direct = |coding: Option<&'static str>| {
+        let mut req = a.http.get(a.url(path)).bearer_auth(&token);
+        if let Some(coding) = coding {
+            req = req.header("accept-encoding", coding);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let encoding = resp
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_string());
+            (encoding, resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (none, plain) = direct(None).await;
+    assert_eq!(none, None);
+    assert!(plain.len() >= 1024, "a page the server compresses");
+    for coding in ["gzip", "br", "zstd"] {
+        // Without --compressed curl leaves the body as it came: the bytes on the wire.
+        let through = nginx
+            .curl(
+                path,
+                &["-H", &bearer(&token), "-H", &format!("Accept-Encoding: {coding}")],
+            )
+            .await;
+        assert_eq!(through.status, 200);
+        assert_eq!(through.header("content-encoding"), Some(coding), "{}", through.headers);
+        assert!(
+            through.header("vary").is_some_and(|v| v.contains("accept-encoding")),
+            "headers are lowercased"
+        );
+        // Both instances compress the same page to the same bytes: what nginx forwarded is the server's
+        // encoding, not nginx's own gzip (level 5) of it.
+        let (server_coding, server_bytes) = direct(Some(coding)).await;
+        assert_eq!(server_coding.as_deref(), Some(coding));
+        assert!(
+            through.body == server_bytes,
+            "{coding}: nginx changed the server's bytes"
+        );
+        assert!(dukasync::feed::coded::decode(coded(coding), &through.body).unwrap() == plain);
+    }
+}
+
+fn coded(token: &str) -> dukasync::domain::Coding {
+    use dukasync::domain::Coding;
+    match token {
+        "gzip" => Coding::Gzip,
+        "br" => Coding::Br,
+        _ => Coding::Zstd,
+    }
+}
+
 async fn waiters(apps: &[&TestApp]) -> f64 {
     let mut total = 0.0;
     for app in apps {
