@@ -637,34 +637,43 @@ async fn run() -> anyhow::Result<()> {
     pgbench.synchronous_commit = sync_commit.clone();
 
     // The floor under a sale: the rows a sale writes, as plain SQL (benches/pgbench/sale.sql), same clients.
-    let sale_floor = if want("pgbench_sale") {
-        eprintln!("bench: pgbench sale script");
-        probe.memory.phase("pgbench_sale");
+    // The floor under a sale: the rows a sale writes, as plain SQL (benches/pgbench/sale.sql), same clients; one
+    // sale a transaction, then four (about what group commit puts in one replay transaction here).
+    let mut sale_floor = Vec::new();
+    if want("pgbench_sale") {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pgbench");
-        let floor = references::pgbench_script(
-            &var("DUKASYNC_DATABASE_URL")?,
-            &dir.join("sale-setup.sql"),
-            &dir.join("sale.sql"),
-            PUSH_DEVICES as u32,
-            seconds as u32,
-            mem.postmaster_pid,
-        )
-        .unwrap_or_else(|e| {
-            eprintln!("bench: pgbench sale script failed: {e:#}");
-            references::PgbenchScript {
-                error: Some(format!("{e:#}")),
-                ..Default::default()
-            }
-        });
-        probe.memory.phase(BETWEEN);
-        eprintln!(
-            "bench:   {:.0} tps p99 {:.2} ms, cluster CPU {:?} ms/tx",
-            floor.tps, floor.p99_ms, floor.postgres_cluster_cpu_ms_per_tx
-        );
-        floor
-    } else {
-        references::PgbenchScript::default()
-    };
+        let url = var("DUKASYNC_DATABASE_URL")?;
+        let setup = dir.join("sale-setup.sql");
+        for per in [1, 4] {
+            let name = format!("pgbench_sale_x{per}");
+            eprintln!("bench: {name}");
+            probe.memory.phase(&name);
+            let floor = references::pgbench_script(&references::ScriptRun {
+                url: &url,
+                setup: (per == 1).then_some(setup.as_path()),
+                script: &dir.join("sale.sql"),
+                sales_per_transaction: per,
+                work: &work,
+                clients: PUSH_DEVICES as u32,
+                seconds: seconds as u32,
+                postmaster: mem.postmaster_pid,
+            })
+            .unwrap_or_else(|e| {
+                eprintln!("bench: {name} failed: {e:#}");
+                references::PgbenchScript {
+                    sales_per_transaction: per,
+                    error: Some(format!("{e:#}")),
+                    ..Default::default()
+                }
+            });
+            probe.memory.phase(BETWEEN);
+            eprintln!(
+                "bench:   {:.0} tps p99 {:.2} ms, cluster CPU {:?} ms/sale",
+                floor.tps, floor.p99_ms, floor.postgres_cluster_cpu_ms_per_sale
+            );
+            sale_floor.push(floor);
+        }
+    }
 
     for (name, per, workload, what) in [
         (

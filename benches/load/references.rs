@@ -149,6 +149,8 @@ pub fn pgbench(url: &str, scale: u32, clients: u32, seconds: u32) -> anyhow::Res
 #[derive(Serialize, Default)]
 pub struct PgbenchScript {
     pub script: String,
+    /// Sales in each transaction (1: one commit per sale; more: as dukasync's group commit has them).
+    pub sales_per_transaction: u32,
     pub clients: u32,
     pub seconds: f64,
     pub transactions: u64,
@@ -160,29 +162,70 @@ pub struct PgbenchScript {
     pub setup_seconds: f64,
     /// CPU of the whole PostgreSQL cluster (every process, background ones included) per transaction, ms.
     pub postgres_cluster_cpu_ms_per_tx: Option<f64>,
+    /// The same per sale.
+    pub postgres_cluster_cpu_ms_per_sale: Option<f64>,
     pub machine_busy_pct: Option<f64>,
     pub error: Option<String>,
 }
 
-pub fn pgbench_script(
-    url: &str,
-    setup: &Path,
-    script: &Path,
-    clients: u32,
-    seconds: u32,
-    postmaster: Option<u32>,
-) -> anyhow::Result<PgbenchScript> {
+pub struct ScriptRun<'a> {
+    pub url: &'a str,
+    /// Run once with psql before the script, when given.
+    pub setup: Option<&'a Path>,
+    pub script: &'a Path,
+    /// Sales per transaction: the script's sale repeated (see [`grouped_script`]) into a file in `work`.
+    pub sales_per_transaction: u32,
+    pub work: &'a Path,
+    pub clients: u32,
+    pub seconds: u32,
+    pub postmaster: Option<u32>,
+}
+
+/// benches/pgbench/sale.sql with `k` sales in its one transaction: the `\set sale_*` lines and the statements
+/// between `BEGIN;` and `END;` repeated, each copy's variables renamed `:sale<i>_`.
+pub fn grouped_script(text: &str, k: u32) -> anyhow::Result<String> {
+    let begin = text.find("\nBEGIN;\n").context("no BEGIN; line")? + "\nBEGIN;\n".len();
+    let end = text.find("\nEND;\n").context("no END; line")? + 1;
+    let (head, body, tail) = (&text[..begin], &text[begin..end], &text[end..]);
+    let copies = |part: &str| -> String { (1..=k).map(|i| part.replace(":sale_", &format!(":sale{i}_"))).collect() };
+    let sets: String = head
+        .lines()
+        .filter(|l| l.starts_with("\\set sale_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let other: String = head
+        .lines()
+        .filter(|l| !l.starts_with("\\set sale_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let sets = (1..=k)
+        .map(|i| sets.replace("\\set sale_", &format!("\\set sale{i}_")))
+        .collect::<String>();
+    // The `\set` lines must come before `\startpipeline`.
+    let other = other.replacen("\\startpipeline\n", &format!("{sets}\\startpipeline\n"), 1);
+    Ok(format!("{other}{}{tail}", copies(body)))
+}
+
+pub fn pgbench_script(r: &ScriptRun) -> anyhow::Result<PgbenchScript> {
+    let (url, clients, seconds, postmaster) = (r.url, r.clients, r.seconds, r.postmaster);
     let started = Instant::now();
-    let psql = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-        .arg(setup)
-        .arg(url)
-        .output()
-        .context("cannot run psql")?;
-    if !psql.status.success() {
-        bail!("{} failed: {}", setup.display(), String::from_utf8_lossy(&psql.stderr));
+    if let Some(setup) = r.setup {
+        let psql = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(setup)
+            .arg(url)
+            .output()
+            .context("cannot run psql")?;
+        if !psql.status.success() {
+            bail!("{} failed: {}", setup.display(), String::from_utf8_lossy(&psql.stderr));
+        }
     }
     let setup_seconds = started.elapsed().as_secs_f64();
+    let script = r.work.join(format!("sale-x{}.sql", r.sales_per_transaction));
+    fs::write(
+        &script,
+        grouped_script(&fs::read_to_string(r.script)?, r.sales_per_transaction)?,
+    )?;
     let logs = std::env::temp_dir().join(format!("pgbench-script-{}", std::process::id()));
     fs::create_dir_all(&logs)?;
     let prefix = logs.join("tx");
@@ -201,7 +244,7 @@ pub fn pgbench_script(
             &seconds.to_string(),
         ])
         .arg("-f")
-        .arg(script)
+        .arg(&script)
         .arg("--log")
         .arg(format!("--log-prefix={}", prefix.display()))
         .arg(url)
@@ -229,8 +272,12 @@ pub fn pgbench_script(
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("pgbench printed no tps")?;
+    let per_tx = cluster_cpu_ms
+        .filter(|_| transactions > 0)
+        .map(|ms| ms / transactions as f64);
     Ok(PgbenchScript {
-        script: script.display().to_string(),
+        script: r.script.display().to_string(),
+        sales_per_transaction: r.sales_per_transaction,
         clients,
         seconds: seconds as f64,
         transactions,
@@ -240,9 +287,9 @@ pub fn pgbench_script(
         p99_ms: percentiles.p99_ms,
         max_ms: percentiles.max_ms,
         setup_seconds,
-        postgres_cluster_cpu_ms_per_tx: cluster_cpu_ms
-            .filter(|_| transactions > 0)
-            .map(|ms| (ms / transactions as f64 * 1000.0).round() / 1000.0),
+        postgres_cluster_cpu_ms_per_tx: per_tx.map(|ms| (ms * 1000.0).round() / 1000.0),
+        postgres_cluster_cpu_ms_per_sale: per_tx
+            .map(|ms| (ms / r.sales_per_transaction as f64 * 1000.0).round() / 1000.0),
         machine_busy_pct: Some(busy),
         error: None,
     })
