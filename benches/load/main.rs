@@ -6,7 +6,8 @@
 //!
 //! Settings (environment): `DUKASYNC_DATABASE_URL` (the fresh, migrated bench database), `DUKASYNC_REDIS_URL`
 //! (optional, passed to the server), `BENCH_PGBENCH_URL` (a scratch database for pgbench), `BENCH_SERVER`
-//! (the release binary), `BENCH_SECONDS` (per throughput scenario, default 8), `BENCH_OUT`, `BENCH_COMMAND`.
+//! (the release binary), `BENCH_SECONDS` (per throughput scenario, default 8), `BENCH_OUT`, `BENCH_COMMAND`,
+//! `BENCH_LINKS` (the emulated mobile links the phone scenarios run on: `4g,3g` by default; benches/load/link.rs).
 //! The stack (benches/vps-stack.sh sets these): `BENCH_STACK`, `BENCH_STACK_POSTGRES`, `BENCH_STACK_REDIS`,
 //! `BENCH_STACK_SERVER` (what was started, with which configuration, for the report), `BENCH_POSTMASTER_PID` and
 //! `BENCH_REDIS_PID` (whose process trees are sampled; without them: the bench connection's postmaster, and the

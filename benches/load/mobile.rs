@@ -415,11 +415,6 @@ pub async fn run(m: &Mobile<'_>, links: &[Profile], want: impl Fn(&str) -> bool)
                 .await?,
             );
         }
-        if want("mobile_sale_push") {
-            eprintln!("bench: mobile sale pushes on {label}");
-            let link = Link::start(p, m.upstream).await?;
-            out.push(sales(&link, m).await?);
-        }
         if want("mobile_revalidate") {
             eprintln!("bench: mobile revalidation on {label}");
             let link = Link::start(p, m.upstream).await?;
@@ -438,6 +433,12 @@ pub async fn run(m: &Mobile<'_>, links: &[Profile], want: impl Fn(&str) -> bool)
             out.push(cold);
             out.push(warm);
         }
+    }
+    // Sales last, on every link: they add to the scope, which the pulls above must find as the run loaded it.
+    for p in links.iter().filter(|_| want("mobile_sale_push")) {
+        eprintln!("bench: mobile sale pushes on {}", p.name);
+        let link = Link::start(*p, m.upstream).await?;
+        out.push(sales(&link, m).await?);
     }
     Ok(out)
 }
