@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A `record_sale` of one unit, paid in cash at the product's current price.
-fn sale(seq: i64, item: &Sellable) -> Value {
+pub(crate) fn sale(seq: i64, item: &Sellable) -> Value {
     json!({"seq": seq, "id": Uuid::new_v4(), "type": "command", "command": "record_sale",
            "key": format!("bench-sale-{}", Uuid::new_v4()),
            "args": {"lines": [{"product_id": item.product, "quantity": "1", "unit_price": item.price}],

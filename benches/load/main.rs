@@ -6,7 +6,8 @@
 //!
 //! Settings (environment): `DUKASYNC_DATABASE_URL` (the fresh, migrated bench database), `DUKASYNC_REDIS_URL`
 //! (optional, passed to the server), `BENCH_PGBENCH_URL` (a scratch database for pgbench), `BENCH_SERVER`
-//! (the release binary), `BENCH_SECONDS` (per throughput scenario, default 8), `BENCH_OUT`, `BENCH_COMMAND`.
+//! (the release binary), `BENCH_SECONDS` (per throughput scenario, default 8), `BENCH_OUT`, `BENCH_COMMAND`,
+//! `BENCH_LINKS` (the emulated mobile links the phone scenarios run on: `4g,3g` by default; benches/load/link.rs).
 //! The stack (benches/vps-stack.sh sets these): `BENCH_STACK`, `BENCH_STACK_POSTGRES`, `BENCH_STACK_REDIS`,
 //! `BENCH_STACK_SERVER` (what was started, with which configuration, for the report), `BENCH_POSTMASTER_PID` and
 //! `BENCH_REDIS_PID` (whose process trees are sampled; without them: the bench connection's postmaster, and the
@@ -14,6 +15,8 @@
 
 mod dataset;
 mod devices;
+mod link;
+mod mobile;
 mod references;
 mod report;
 mod stats;
@@ -294,29 +297,59 @@ async fn run() -> anyhow::Result<()> {
     let hot_file = work.join("hot.paths");
     fs::write(&hot_file, format!("{hot_path}\n"))?;
 
-    let wrk_scenario =
-        |name: &str, what: &str, base: &str, file: &Path, tok: &str, inm: &str| -> anyhow::Result<Outcome> {
-            eprintln!("bench: {name}");
-            probe.start(name);
-            let mut o = wrk::run(
-                &script,
-                &wrk::Run {
-                    base,
-                    paths_file: file,
-                    token: tok,
-                    if_none_match: inm,
-                    connections: READ_CONNECTIONS,
-                    seconds,
-                },
-            )?;
-            o.name = name.into();
-            o.what = what.into();
-            Ok(o)
-        };
+    let wrk_encoded = |name: &str,
+                       what: &str,
+                       base: &str,
+                       file: &Path,
+                       tok: &str,
+                       inm: &str,
+                       accept_encoding: &str|
+     -> anyhow::Result<Outcome> {
+        eprintln!("bench: {name}");
+        probe.start(name);
+        let mut o = wrk::run(
+            &script,
+            &wrk::Run {
+                base,
+                paths_file: file,
+                token: tok,
+                if_none_match: inm,
+                accept_encoding,
+                connections: READ_CONNECTIONS,
+                seconds,
+            },
+        )?;
+        o.name = name.into();
+        o.what = what.into();
+        Ok(o)
+    };
+    let wrk_scenario = |name: &str, what: &str, base: &str, file: &Path, tok: &str, inm: &str| {
+        wrk_encoded(name, what, base, file, tok, inm, "")
+    };
 
     // Reference: nginx, same bytes, same generator.
     let nginx_port = free_port()?;
-    let nginx = references::Nginx::start(&work.join("nginx"), &page, nginx_port)?;
+    // The same page gzip-coded, as nginx's gzip_static serves it: the server's own gzip bytes when it compresses
+    // pages, else gzip -6 of the plain page (and the report says which).
+    let (gz_page, server_gzip) = {
+        let r = http
+            .get(format!("{base}{hot_path}"))
+            .bearer_auth(&token)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await?
+            .error_for_status()?;
+        let coded = r.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+        let body = r.bytes().await?;
+        if coded {
+            (body.to_vec(), true)
+        } else {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            std::io::Write::write_all(&mut z, &page)?;
+            (z.finish()?, false)
+        }
+    };
+    let nginx = references::Nginx::start(&work.join("nginx"), &page, &gz_page, nginx_port)?;
     references::wait_for_port(nginx_port)?;
     let nginx_file = work.join("nginx.paths");
     fs::write(&nginx_file, "/page.json\n")?;
@@ -438,6 +471,81 @@ async fn run() -> anyhow::Result<()> {
     }
 
     let nginx_after = measure_nginx("nginx_static_page_after_reads")?;
+
+    // A cached compressed page: nginx's gzip_static serving the same gzip bytes, before and after the server
+    // answering the same page to `Accept-Encoding: gzip` and to `br, gzip`.
+    let mut compressed = report::Compressed {
+        plain_bytes: page.len(),
+        gzip_bytes: gz_page.len(),
+        server_gzip,
+        ..Default::default()
+    };
+    if want("pull_same_page_gzip") {
+        let check = http
+            .get(format!("{nginx_base}/page.json"))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await?;
+        if check.headers().get("content-encoding").is_none_or(|v| v != "gzip") || check.bytes().await? != gz_page {
+            bail!("nginx's gzip_static does not serve the page's gzip bytes");
+        }
+        let br = http
+            .get(format!("{base}{hot_path}"))
+            .bearer_auth(&token)
+            .header("accept-encoding", "br, gzip")
+            .send()
+            .await?;
+        compressed.server_br_encoding = br
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("identity")
+            .to_string();
+        compressed.server_br_bytes = br.bytes().await?.len();
+        let nginx_gz = |name: &str| -> anyhow::Result<Outcome> {
+            let mut o = wrk_encoded(
+                name,
+                "reference: nginx gzip_static serving the gzip bytes of the 100-change page (Accept-Encoding: gzip)",
+                &nginx_base,
+                &nginx_file,
+                "",
+                "",
+                "gzip",
+            )?;
+            if let Some(start) = probe.started.borrow_mut().take() {
+                o.machine_busy_pct = Some(probe.cpu.since(&start).2);
+            }
+            o.response_bytes = Some(gz_page.len());
+            probe.memory.phase(BETWEEN);
+            Ok(o)
+        };
+        compressed.nginx.push(nginx_gz("nginx_gzip_static_page")?);
+        for (name, accept, what) in [
+            (
+                "pull_same_page_gzip",
+                "gzip",
+                "GET the same 100-change page with Accept-Encoding: gzip",
+            ),
+            (
+                "pull_same_page_br",
+                "br, gzip",
+                "GET the same 100-change page with Accept-Encoding: br, gzip",
+            ),
+        ] {
+            let mut o = wrk_encoded(name, what, &base, &hot_file, &token, "", accept)?;
+            o.response_bytes = Some(if accept == "gzip" {
+                if server_gzip {
+                    gz_page.len()
+                } else {
+                    page.len()
+                }
+            } else {
+                compressed.server_br_bytes
+            });
+            finish(&mut o, &probe, &mut outcomes).await;
+        }
+        compressed.nginx.push(nginx_gz("nginx_gzip_static_page_after")?);
+    }
     nginx.stop();
 
     if want("initial_sync_100k") {
@@ -473,6 +581,45 @@ async fn run() -> anyhow::Result<()> {
         finish(&mut o, &probe, &mut outcomes).await;
     }
 
+    // A phone on an emulated 4G and 3G link (benches/load/link.rs), through the same server.
+    let mut mobile_outcomes = Vec::new();
+    if [
+        "mobile_initial_sync",
+        "mobile_day_pull",
+        "mobile_sale_push",
+        "mobile_revalidate",
+    ]
+    .iter()
+    .any(|n| want(n))
+    {
+        let links: Vec<link::Profile> = env::var("BENCH_LINKS")
+            .unwrap_or_else(|_| "4g,3g".into())
+            .split(',')
+            .filter_map(|n| [link::LTE, link::THREE_G].into_iter().find(|p| p.name == n.trim()))
+            .collect();
+        let day_changes = 2_000;
+        let big_head_now = dukasync::store::scope_heads(&db)
+            .await?
+            .into_iter()
+            .find(|(s, _)| s == big)
+            .map(|h| h.1)
+            .context("big scope")?;
+        let day_cursor = cursors_at(&http, &base, big, &token, &[big_head_now - day_changes])
+            .await?
+            .remove(0);
+        probe.memory.phase("mobile");
+        let m = mobile::Mobile {
+            upstream: base.trim_start_matches("http://").parse()?,
+            scope: big,
+            token: &token,
+            day_cursor,
+            day_changes,
+            sellable: &data.sellable,
+        };
+        mobile_outcomes = mobile::run(&m, &links, &want).await?;
+        probe.memory.phase(BETWEEN);
+    }
+
     eprintln!("bench: pgbench");
     probe.memory.phase("pgbench");
     let mut pgbench = if want("pgbench") {
@@ -489,6 +636,45 @@ async fn run() -> anyhow::Result<()> {
     probe.memory.phase(BETWEEN);
     pgbench.fsync = fsync.clone();
     pgbench.synchronous_commit = sync_commit.clone();
+
+    // The floor under a sale: the rows a sale writes, as plain SQL (benches/pgbench/sale.sql), same clients.
+    // The floor under a sale: the rows a sale writes, as plain SQL (benches/pgbench/sale.sql), same clients; one
+    // sale a transaction, then four (about what group commit puts in one replay transaction here).
+    let mut sale_floor = Vec::new();
+    if want("pgbench_sale") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pgbench");
+        let url = var("DUKASYNC_DATABASE_URL")?;
+        let setup = dir.join("sale-setup.sql");
+        for per in [1, 4] {
+            let name = format!("pgbench_sale_x{per}");
+            eprintln!("bench: {name}");
+            probe.memory.phase(&name);
+            let floor = references::pgbench_script(&references::ScriptRun {
+                url: &url,
+                setup: (per == 1).then_some(setup.as_path()),
+                script: &dir.join("sale.sql"),
+                sales_per_transaction: per,
+                work: &work,
+                clients: PUSH_DEVICES as u32,
+                seconds: seconds as u32,
+                postmaster: mem.postmaster_pid,
+            })
+            .unwrap_or_else(|e| {
+                eprintln!("bench: {name} failed: {e:#}");
+                references::PgbenchScript {
+                    sales_per_transaction: per,
+                    error: Some(format!("{e:#}")),
+                    ..Default::default()
+                }
+            });
+            probe.memory.phase(BETWEEN);
+            eprintln!(
+                "bench:   {:.0} tps p99 {:.2} ms, cluster CPU {:?} ms/sale",
+                floor.tps, floor.p99_ms, floor.postgres_cluster_cpu_ms_per_sale
+            );
+            sale_floor.push(floor);
+        }
+    }
 
     for (name, per, workload, what) in [
         (
@@ -517,6 +703,7 @@ async fn run() -> anyhow::Result<()> {
         eprintln!("bench: {name}");
         let replays_before = replay_counts(&probe.metrics_url).await;
         probe.start(name);
+        let cluster = mem.postmaster_pid.map(system::ClusterCpu::mark);
         let mut o = devices::push(
             &http,
             &devices::Push {
@@ -534,6 +721,16 @@ async fn run() -> anyhow::Result<()> {
         o.what = format!(
             "{PUSH_DEVICES} devices over the 3 scopes; {what}; fsync={fsync}, synchronous_commit={sync_commit}"
         );
+        if let Some(cluster) = cluster {
+            let cpu = cluster.since();
+            let ops = o.ops_per_s.unwrap_or(0.0) * o.seconds;
+            o.postgres_cluster_cpu_ms_per_req =
+                (o.requests > 0).then(|| (cpu / o.requests as f64 * 1000.0).round() / 1000.0);
+            if ops > 0.0 {
+                o.notes
+                    .push(format!("PostgreSQL cluster CPU {:.3} ms per operation", cpu / ops));
+            }
+        }
         if let (Some((t0, p0)), Some((t1, p1))) = (replays_before, replay_counts(&probe.metrics_url).await) {
             let (transactions, pushes) = (t1 - t0, p1 - p0);
             o.notes.push(format!(
@@ -581,6 +778,9 @@ async fn run() -> anyhow::Result<()> {
         nginx: nginx_outcome,
         nginx_after_reads: nginx_after,
         pgbench,
+        sale_floor,
+        compressed,
+        mobile: mobile_outcomes,
         scenarios: outcomes,
         services: mem,
         server_peak_rss_mib_last_scenario: server_peak_overall,

@@ -28,6 +28,9 @@ pub struct Outcome {
     pub server_cpu_ms_per_req: Option<f64>,
     /// CPU the bench database's PostgreSQL backends spent per request, ms.
     pub postgres_cpu_ms_per_req: Option<f64>,
+    /// CPU of the whole PostgreSQL cluster (all its processes, background ones included) per request, ms: the
+    /// figure the floor under a sale (pgbench's sale script) is measured with.
+    pub postgres_cluster_cpu_ms_per_req: Option<f64>,
     /// How busy all CPUs were during the scenario, everything included (others compile on this machine).
     pub machine_busy_pct: Option<f64>,
     pub notes: Vec<String>,

@@ -175,6 +175,58 @@ impl CpuProbe {
     }
 }
 
+/// CPU (user + system) of a process and of its children it has reaped so far (`cutime`, `cstime`), ms.
+fn cpu_with_reaped_ms(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) * 10.0
+}
+
+/// CPU of a whole PostgreSQL cluster between two points: the postmaster, every child alive at either point
+/// (backends, walwriter, checkpointer, autovacuum) and the children that exited meanwhile, which the postmaster
+/// reaped into its `cutime`/`cstime` (pgbench's backends end before the run does). A child alive at the start
+/// that exited meanwhile is reaped whole, so its CPU before the start is taken off again.
+pub struct ClusterCpu {
+    postmaster: u32,
+    own: f64,
+    children: std::collections::HashMap<u32, f64>,
+}
+
+impl ClusterCpu {
+    pub fn mark(postmaster: u32) -> Self {
+        ClusterCpu {
+            postmaster,
+            own: cpu_with_reaped_ms(postmaster),
+            children: children(postmaster).into_iter().map(|p| (p, cpu_ms(p))).collect(),
+        }
+    }
+
+    /// The cluster's CPU since the mark, ms.
+    pub fn since(&self) -> f64 {
+        let now = ClusterCpu::mark(self.postmaster);
+        let mut total = now.own - self.own;
+        for (pid, ms) in &now.children {
+            total += ms - self.children.get(pid).copied().unwrap_or(0.0);
+        }
+        for (pid, ms) in &self.children {
+            if !now.children.contains_key(pid) {
+                total -= ms;
+            }
+        }
+        total
+    }
+}
+
+/// How busy all CPUs were since `start` (from [`cpu_jiffies`]), percent.
+pub fn busy_pct_since(start: (u64, u64)) -> f64 {
+    let now = cpu_jiffies();
+    let busy = now.0.saturating_sub(start.0) as f64;
+    let total = now.1.saturating_sub(start.1).max(1) as f64;
+    (busy / total * 1000.0).round() / 10.0
+}
+
 /// (busy, total) jiffies of all CPUs so far, from /proc/stat.
 pub fn cpu_jiffies() -> (u64, u64) {
     let stat = fs::read_to_string("/proc/stat").unwrap_or_default();

@@ -25,6 +25,8 @@ pub struct Run<'a> {
     pub paths_file: &'a Path,
     pub token: &'a str,
     pub if_none_match: &'a str,
+    /// `Accept-Encoding` to send ("": none, so answers are plain).
+    pub accept_encoding: &'a str,
     pub connections: usize,
     pub seconds: u64,
 }
@@ -40,6 +42,7 @@ pub fn run(script: &Path, run: &Run) -> anyhow::Result<Outcome> {
         .arg(run.paths_file)
         .arg(run.token)
         .arg(run.if_none_match)
+        .arg(run.accept_encoding)
         .output()
         .context("cannot run wrk (apt-get install wrk)")?;
     let stdout = String::from_utf8_lossy(&output.stdout);

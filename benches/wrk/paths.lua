@@ -1,5 +1,5 @@
 -- GETs a random path from a file, one path a line; prints the result as one JSON line.
--- wrk ... -s benches/wrk/paths.lua URL -- PATHS_FILE TOKEN [IF_NONE_MATCH]
+-- wrk ... -s benches/wrk/paths.lua URL -- PATHS_FILE TOKEN [IF_NONE_MATCH] [ACCEPT_ENCODING]
 local paths = {}
 
 function init(args)
@@ -8,6 +8,7 @@ function init(args)
   end
   if args[2] and #args[2] > 0 then wrk.headers["Authorization"] = "Bearer " .. args[2] end
   if args[3] and #args[3] > 0 then wrk.headers["If-None-Match"] = args[3] end
+  if args[4] and #args[4] > 0 then wrk.headers["Accept-Encoding"] = args[4] end
 end
 
 function request()
