@@ -1,8 +1,8 @@
 //! A phone on an emulated mobile link (`link.rs`): the initial sync of the big scope, a day's pull, sale pushes
 //! and the revalidation of every reference dataset, each through a fresh link, with the bytes that crossed it.
 //!
-//! Requests are the reference client's (client-fixtures/src/api.js): `changes?since=..&wait=0` with no `limit`
-//! (the server's default page), JSON bodies, and the `Accept-Encoding: br, gzip` a browser sends; compressed
+//! Requests are the reference client's (client-fixtures/src/client.js): while catching up,
+//! `changes?since=..&wait=0&limit=10000` (its catch-up page, the server's largest), JSON bodies, and the `Accept-Encoding: br, gzip` a browser sends; compressed
 //! answers are decoded and every page parsed, as the client does.
 
 use crate::{
@@ -21,6 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 use uuid::Uuid;
+
+/// The reference client's page while catching up (`CATCH_UP_PAGE_SIZE` in client-fixtures/src/client.js).
+const CATCH_UP_PAGE_SIZE: u32 = 10_000;
 
 /// What a browser sends on every request.
 pub const ACCEPT_ENCODING: &str = "br, gzip";
@@ -141,7 +144,11 @@ async fn pull(link: &Link, m: &Mobile<'_>, since: &str, scenario: &str, what: St
     let started = Instant::now();
     let mut cursor = since.to_string();
     loop {
-        let url = format!("{}/v1/scopes/{}/changes?since={cursor}&wait=0", link.base(), m.scope);
+        let url = format!(
+            "{}/v1/scopes/{}/changes?since={cursor}&wait=0&limit={CATCH_UP_PAGE_SIZE}",
+            link.base(),
+            m.scope
+        );
         let (status, encoding, body, _) = fetch(&http, &url, m.token, None).await?;
         o.requests += 1;
         if status != 200 {
