@@ -50,7 +50,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// `DUKASYNC_DEFAULT_PAGE_SIZE`: changes per pull page when `limit` is absent (default 500).
     pub default_page_size: u32,
-    /// `DUKASYNC_MAX_PAGE_SIZE`: larger `limit` values are clamped to this (default 1000).
+    /// `DUKASYNC_MAX_PAGE_SIZE`: larger `limit` values are clamped to this (default 10000: a device catching up
+    /// asks for large pages, since on a mobile link each page costs a round trip).
     pub max_page_size: u32,
     /// `DUKASYNC_MAX_WAIT_SECS`: longest long-poll `wait` (default 30); larger values are clamped.
     pub max_wait: Duration,
@@ -188,7 +189,7 @@ impl Config {
         let limits = Limits {
             max_body_bytes: env.parse_or("DUKASYNC_MAX_BODY_BYTES", 1024 * 1024, 1..=64 * 1024 * 1024)?,
             default_page_size: env.parse_or("DUKASYNC_DEFAULT_PAGE_SIZE", 500, 1..=10_000)?,
-            max_page_size: env.parse_or("DUKASYNC_MAX_PAGE_SIZE", 1000, 1..=10_000)?,
+            max_page_size: env.parse_or("DUKASYNC_MAX_PAGE_SIZE", 10_000, 1..=10_000)?,
             max_wait: Duration::from_secs(env.parse_or("DUKASYNC_MAX_WAIT_SECS", 30, 0..=300)?),
             max_batch_ops: env.parse_or("DUKASYNC_MAX_BATCH_OPS", 500, 1..=10_000)?,
             max_in_flight: env.parse_or("DUKASYNC_MAX_IN_FLIGHT", 4096, 1..=1_000_000)?,

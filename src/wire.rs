@@ -77,7 +77,7 @@ pub struct ChangesQuery {
     /// but cannot detect a restored or different database; prefer the cursor.
     pub since: Option<String>,
     /// Most changes per page (default `DUKASYNC_DEFAULT_PAGE_SIZE`, 500); larger values are clamped to
-    /// `DUKASYNC_MAX_PAGE_SIZE` (1000); 0 counts as 1. Above 4294967295: 400 `invalid_query`.
+    /// `DUKASYNC_MAX_PAGE_SIZE` (10000); 0 counts as 1. Above 4294967295: 400 `invalid_query`.
     #[param(value_type = Option<i64>, format = Int64, minimum = 0, maximum = 4294967295_i64)]
     pub limit: Option<u32>,
     /// Seconds to wait for a change when none is newer than `since` (long-poll); clamped to

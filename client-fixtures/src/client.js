@@ -17,6 +17,9 @@ import { pair } from './pair.js';
 
 const rowId = (collection, key) => `${collection}\x1f${key}`;
 const GENERIC = new Set(['create', 'put', 'update', 'delete']);
+// Changes per page while catching up: the server's largest page (protocol §5). A 100,000-change initial sync is 10
+// round trips instead of 200 at the server's default page size (benches/README.md, "Mobile links and floors").
+const CATCH_UP_PAGE_SIZE = 10000;
 // A long-poll answered empty sooner than this was ended by the server's bounds, not by its wait running out.
 const EARLY_LONG_POLL_MS = 1000;
 
@@ -28,13 +31,16 @@ export class SyncClient extends EventTarget {
    * @param {Array<object>} o.collections the definitions `db` was opened for (`GET /v1/collections`)
    * @param {Api} o.api
    * @param {number} [o.batchSize] most operations per push
-   * @param {number} [o.pageSize] most changes per pull page (the server's default when absent)
+   * @param {number} [o.pageSize] most changes per long-poll page (the server's default when absent)
+   * @param {number} [o.catchUpPageSize] most changes per page while catching up (a pull without `wait`): large,
+   *   since on a mobile link each page costs a round trip (default 10000, the server's largest; `pageSize` when
+   *   only that is given)
    * @param {number} [o.longPollSecs] `wait` of the live loop once caught up
    * @param {number} [o.confirmEveryMs] how often the live loop asks whether acknowledged operations are durable
    *   yet, while some are not (§10.3)
    * @param {{baseMs: number, maxMs: number}} [o.backoff] exponential backoff with full jitter
    */
-  constructor({ scope, db, api, collections, batchSize = 100, pageSize, longPollSecs = 25, confirmEveryMs = 5000, backoff = { baseMs: 500, maxMs: 30000 } }) {
+  constructor({ scope, db, api, collections, batchSize = 100, pageSize, catchUpPageSize, longPollSecs = 25, confirmEveryMs = 5000, backoff = { baseMs: 500, maxMs: 30000 } }) {
     super();
     this.scope = scope;
     this.db = db;
@@ -45,6 +51,7 @@ export class SyncClient extends EventTarget {
     this.synced = [...this.collections.keys()];
     this.batchSize = batchSize;
     this.pageSize = pageSize;
+    this.catchUpPageSize = catchUpPageSize ?? pageSize ?? CATCH_UP_PAGE_SIZE;
     this.longPollSecs = longPollSecs;
     this.confirmEveryMs = confirmEveryMs;
     this.backoff = backoff;
@@ -380,7 +387,8 @@ export class SyncClient extends EventTarget {
     this.#setState({ pulling: true });
     let page;
     try {
-      page = await this.api.changes(this.scope, since, { wait, limit: this.pageSize, signal });
+      const limit = wait > 0 ? this.pageSize : this.catchUpPageSize;
+      page = await this.api.changes(this.scope, since, { wait, limit, signal });
     } catch (err) {
       this.#setState({ pulling: false, online: !(err instanceof ApiError && err.status === 0) });
       if (err instanceof ApiError && err.status === 410) {

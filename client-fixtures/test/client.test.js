@@ -398,3 +398,21 @@ test("an outbox the service worker replayed reads 0 on the page's client, and nu
   assert.equal(page.net.posts, 0, 'nothing was sent twice');
   await page.client.close();
 });
+
+test('catching up asks for large pages, a long-poll for the usual one', async () => {
+  const a = await device(server, ownerToken);
+  const pulls = () => a.net.sent.filter((r) => r.method === 'GET' && r.url.includes('/changes?')).map((r) => new URL(r.url).searchParams);
+  await a.client.pullOnce();
+  await a.client.pullOnce({ wait: 1 });
+  const [catchUp, longPoll] = pulls();
+  // Each page costs a round trip on a mobile link: 10 instead of 200 for a 100,000-change scope.
+  assert.equal(catchUp.get('limit'), '10000');
+  assert.equal(catchUp.get('wait'), '0');
+  assert.equal(longPoll.get('limit'), null, 'the server default page for a long-poll');
+  await a.client.close();
+
+  const b = await device(server, ownerToken, { pageSize: 7 });
+  await b.client.pullOnce();
+  assert.equal(new URL(b.net.sent.find((r) => r.url.includes('/changes?')).url).searchParams.get('limit'), '7', 'pageSize alone sets both');
+  await b.client.close();
+});

@@ -336,8 +336,10 @@ export interface OpenOptions extends IndexedDBOptions {
   appStores?: AppStores;
   /** Most operations per push (100). */
   batchSize?: number;
-  /** Most changes per pull page (the server's default). */
+  /** Most changes per long-poll page (the server's default). */
   pageSize?: number;
+  /** Most changes per page while catching up (a pull without `wait`); default 10000, or `pageSize` when only that is given. */
+  catchUpPageSize?: number;
   /** The live loop's long-poll `wait`, in seconds (25). */
   longPollSecs?: number;
   /** How often the live loop asks whether acknowledged operations are durable yet, while some are not (ms, 5000). */
