@@ -12,7 +12,10 @@
 //!   the brotli crate's `BroCatli` joins them into one standard stream, rewriting only the bytes at each seam.
 //!
 //! A member of a closed window's range never changes, so the feed keeps it in the cache (`Feed::encode_json`):
-//! a cached page then costs the compression of its own short text, not of its changes.
+//! a cached page then costs its own short text, not the compression of its changes. That text (envelope,
+//! separators, up to [`STORED_MAX_BYTES`]) is not compressed but written as the coding's uncompressed block
+//! ([`stored`]): a compressor set up per request had cost more than the rest of the answer (benches/README.md,
+//! "Cached compressed pages: where the time went").
 //!
 //! The price is context: a member cannot refer to bytes of the window before it. On a 1,024-change page of the
 //! benchmark's sale history (267 KB of JSON, `tests/api/compression.rs` `measure`) the joined page was 12.7 KB
@@ -148,10 +151,11 @@ fn deflate_sync_flushed(plain: &[u8], level: u32) -> io::Result<Vec<u8>> {
 }
 
 /// Per-request text up to this many bytes (the envelope `{"changes":[`, `],"cursor":...}`, separators) is
-/// framed as stored bytes ([`stored`]) instead of compressed. Setting up a compressor for it cost more than the
-/// whole answer of a cached plain page: miniz's deflate state and a brotli quality-5 encoder are hundreds of KB,
-/// allocated and cleared per call, and a zstd context per call too (`tests/api/compression.rs` `measure_text`).
-/// Text this short, a cursor and a few digits, would shrink by a few dozen bytes at most.
+/// written as stored bytes ([`stored`]) instead of compressed. Compressing it set up a compressor per call
+/// (flate2's deflate state, a brotli quality-5 encoder: over 100 KB each, allocated and cleared) and cost about
+/// as much server CPU as the whole answer of a cached plain page (benches/README.md, "Cached compressed pages:
+/// where the time went"). Text this short, a cursor and a few digits, shrinks by a few dozen bytes at most: the
+/// benchmark's 100-change page went from 2,344 to 2,338 bytes in gzip and from 1,548-1,549 to 1,549 in br.
 pub const STORED_MAX_BYTES: usize = 512;
 
 /// `plain` as a member that is not compressed, written by hand without any compressor state (at most
