@@ -12,7 +12,10 @@
 //!   the brotli crate's `BroCatli` joins them into one standard stream, rewriting only the bytes at each seam.
 //!
 //! A member of a closed window's range never changes, so the feed keeps it in the cache (`Feed::encode_json`):
-//! a cached page then costs the compression of its own short text, not of its changes.
+//! a cached page then costs its own short text, not the compression of its changes. That text (envelope,
+//! separators, up to [`STORED_MAX_BYTES`]) is not compressed but written as the coding's uncompressed block
+//! ([`stored`]): a compressor set up per request had cost more than the rest of the answer (benches/README.md,
+//! "Cached compressed pages: where the time went").
 //!
 //! The price is context: a member cannot refer to bytes of the window before it. On a 1,024-change page of the
 //! benchmark's sale history (267 KB of JSON, `tests/api/compression.rs` `measure`) the joined page was 12.7 KB
@@ -147,6 +150,85 @@ fn deflate_sync_flushed(plain: &[u8], level: u32) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Per-request text up to this many bytes (the envelope `{"changes":[`, `],"cursor":...}`, separators) is
+/// written as stored bytes ([`stored`]) instead of compressed. Compressing it set up a compressor per call
+/// (flate2's deflate state, a brotli quality-5 encoder: over 100 KB each, allocated and cleared) and cost about
+/// as much server CPU as the whole answer of a cached plain page (benches/README.md, "Cached compressed pages:
+/// where the time went"). Text this short, a cursor and a few digits, shrinks by a few dozen bytes at most: the
+/// benchmark's 100-change page went from 2,344 to 2,338 bytes in gzip and from 1,548-1,549 to 1,549 in br.
+pub const STORED_MAX_BYTES: usize = 512;
+
+/// `plain` as a member that is not compressed, written by hand without any compressor state (at most
+/// 65,535 bytes, so that every coding needs exactly one block):
+/// - **gzip:** one stored DEFLATE block, not final. It starts byte aligned (after the gzip header or a
+///   member's sync flush) and ends byte aligned, as a sync-flushed member does: a zero byte (BFINAL 0, BTYPE
+///   00, padding), LEN and its complement, little endian, then the bytes (RFC 1951 §3.2.4).
+/// - **zstd:** one frame, single segment with its content size, one Raw block that is the last (RFC 8878
+///   §3.1.1).
+/// - **br:** a stream of the members' window (`WBITS` 18), one uncompressed meta-block (ISLAST 0, MNIBBLES
+///   4, MLEN - 1, ISUNCOMPRESSED 1: 24 bits, so the bytes start aligned), then an empty last meta-block
+///   (ISLAST 1, ISLASTEMPTY 1), RFC 7932 §9.2. A stream beginning with an uncompressed meta-block is what
+///   `BroCatli` needs to join it after another.
+pub fn stored(plain: &[u8], coding: Coding) -> io::Result<Member> {
+    let n = plain.len();
+    if n > usize::from(u16::MAX) {
+        return Err(io::Error::other("a stored member holds at most 65,535 bytes"));
+    }
+    let mut out = Vec::with_capacity(n + 16);
+    match coding {
+        Coding::Identity => return Err(io::Error::other("identity has no members")),
+        Coding::Gzip => {
+            let len = n as u16;
+            out.push(0x00);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&(!len).to_le_bytes());
+            out.extend_from_slice(plain);
+        }
+        Coding::Zstd => {
+            out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+            if n < 256 {
+                // Frame header descriptor: Single_Segment_flag, a 1-byte Frame_Content_Size.
+                out.extend_from_slice(&[0x20, n as u8]);
+            } else {
+                // Single_Segment_flag and a 2-byte Frame_Content_Size, which holds the size minus 256.
+                out.push(0x60);
+                out.extend_from_slice(&((n - 256) as u16).to_le_bytes());
+            }
+            // Block header: Last_Block 1, Block_Type 0 (Raw), Block_Size, 3 bytes little endian.
+            out.extend_from_slice(&(((n as u32) << 3) | 1).to_le_bytes()[..3]);
+            out.extend_from_slice(plain);
+        }
+        Coding::Br => {
+            debug_assert_eq!(BROTLI_LGWIN, 18, "WBITS 18 is the 4 bits 0b0011");
+            // Nothing at all for no bytes: `join` leaves empty members out (a stream shorter than 5 bytes
+            // cannot be joined).
+            if n > 0 {
+                let header: u32 = 0b0011 | (((n - 1) as u32) << 7) | (1 << 23);
+                out.extend_from_slice(&header.to_le_bytes()[..3]);
+                out.extend_from_slice(plain);
+                out.push(0b11);
+            }
+        }
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(plain);
+    Ok(Member {
+        bytes: Bytes::from(out),
+        crc: crc.finalize(),
+        len: n as u32,
+    })
+}
+
+/// A page's own text as a member: stored when short ([`STORED_MAX_BYTES`]), else compressed at the per-request
+/// level.
+pub fn per_request(plain: &[u8], coding: Coding) -> io::Result<Member> {
+    if plain.len() <= STORED_MAX_BYTES {
+        stored(plain, coding)
+    } else {
+        member(plain, coding, Effort::PerRequest)
+    }
+}
+
 /// The gzip header: deflate, no name or time, unknown OS.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty final block with fixed codes: ends the DEFLATE stream after the last sync-flushed member.
@@ -178,11 +260,15 @@ pub fn join(coding: Coding, members: &[Member]) -> io::Result<Vec<Bytes>> {
         Coding::Br => {
             use brotli::concat::{BroCatli, BroCatliResult};
             let total: usize = members.iter().map(|m| m.bytes.len()).sum();
+            if total == 0 {
+                // WBITS 18, then ISLAST and ISLASTEMPTY: the empty stream.
+                return Ok(vec![Bytes::from_static(&[0x33])]);
+            }
             let mut out = vec![0u8; total + 16 * members.len() + 16];
             let mut written = 0;
             let mut cat = BroCatli::new_with_window_size(BROTLI_LGWIN);
             let fail = |what: &str| io::Error::other(format!("brotli members could not be joined ({what})"));
-            for m in members {
+            for m in members.iter().filter(|m| !m.bytes.is_empty()) {
                 cat.new_brotli_file();
                 let mut read = 0;
                 while read < m.bytes.len() {
@@ -275,6 +361,76 @@ mod tests {
             assert_eq!(
                 decode(coding, &compress_whole(&whole, coding).unwrap().concat()).unwrap(),
                 whole
+            );
+        }
+    }
+
+    #[test]
+    fn stored_members_decode_with_the_real_decoders_alone_and_between_compressed_ones() {
+        // Sizes at each edge of the hand-written headers: empty, one byte, zstd's 1- and 2-byte content size
+        // (255, 256, 257), the per-request limit, the largest one.
+        let sizes = [0, 1, 255, 256, 257, STORED_MAX_BYTES, usize::from(u16::MAX)];
+        let text: Vec<u8> = sample(300, 7).into_iter().cycle().take(usize::from(u16::MAX)).collect();
+        for coding in Coding::COMPRESSED {
+            for &n in &sizes {
+                let alone = join(coding, &[stored(&text[..n], coding).unwrap()]).unwrap().concat();
+                assert_eq!(decode(coding, &alone).unwrap(), &text[..n], "{coding:?} {n} alone");
+            }
+            // Stored first, last, next to each other and between compressed members.
+            let pieces: Vec<(Vec<u8>, bool)> = vec![
+                (b"{\"changes\":[".to_vec(), true),
+                (sample(200, 1), false),
+                (b",".to_vec(), true),
+                (Vec::new(), true),
+                (text[..300].to_vec(), true),
+                (sample(50, 201), false),
+                (b"],\"cursor\":\"x\",\"has_more\":false,\"head\":1}".to_vec(), true),
+            ];
+            let members: Vec<Member> = pieces
+                .iter()
+                .map(|(p, raw)| match raw {
+                    true => stored(p, coding).unwrap(),
+                    false => member(p, coding, Effort::Once).unwrap(),
+                })
+                .collect();
+            let body = join(coding, &members).unwrap().concat();
+            let whole: Vec<u8> = pieces.iter().flat_map(|(p, _)| p.clone()).collect();
+            assert_eq!(decode(coding, &body).unwrap(), whole, "{coding:?} spliced");
+            assert!(stored(&text, coding).is_ok());
+            assert!(
+                stored(&[text.as_slice(), b"x"].concat(), coding).is_err(),
+                "one block at most"
+            );
+        }
+        // The decoders do read the hand-written headers: a wrong length complement (gzip), content size (zstd)
+        // or length (brotli) fails.
+        for (coding, at) in [(Coding::Gzip, 3), (Coding::Zstd, 5), (Coding::Br, 1)] {
+            let mut body = join(coding, &[stored(b"0123456789", coding).unwrap()])
+                .unwrap()
+                .concat();
+            let at = if coding == Coding::Gzip {
+                GZIP_HEADER.len() + at
+            } else {
+                at
+            };
+            body[at] ^= 0x04;
+            assert!(decode(coding, &body).is_err(), "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn short_text_is_stored_and_longer_text_compressed() {
+        for coding in Coding::COMPRESSED {
+            let short = sample(3, 1);
+            assert!(short.len() <= STORED_MAX_BYTES);
+            assert_eq!(
+                per_request(&short, coding).unwrap().bytes,
+                stored(&short, coding).unwrap().bytes
+            );
+            let long = sample(30, 1);
+            assert!(
+                per_request(&long, coding).unwrap().bytes.len() < long.len() / 2,
+                "{coding:?}"
             );
         }
     }

@@ -433,10 +433,11 @@ enum Piece {
 /// Above this many bytes, text is compressed on the blocking pool rather than on the request's worker.
 const BLOCKING_COMPRESS_BYTES: usize = 64 * 1024;
 
-/// Compresses a page's own text (per request, at a fast level).
+/// A page's own text as a member, per request: stored when short (the envelope, separators), else compressed at
+/// a fast level (`coded::per_request`).
 async fn per_request(text: Vec<u8>, coding: Coding) -> Result<Member> {
     if text.len() <= BLOCKING_COMPRESS_BYTES {
-        return coded::member(&text, coding, Effort::PerRequest).map_err(internal);
+        return coded::per_request(&text, coding).map_err(internal);
     }
     tokio::task::spawn_blocking(move || coded::member(&text, coding, Effort::PerRequest))
         .await
