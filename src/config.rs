@@ -275,6 +275,14 @@ fn durability<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Durabil
     })
 }
 
+/// A configuration problem of `variable` (for the submodules' checks).
+fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
 fn check_url(variable: &'static str, value: &str, schemes: &[&str]) -> Result<url::Url, ConfigError> {
     let parsed = url::Url::parse(value).map_err(|e| ConfigError {
         variable,

@@ -4,7 +4,7 @@
 //! (a JWKS URL or file, an HS256 secret, or both) and `DUKASYNC_JWT_AUDIENCE` are required, so a half-configured
 //! server stops at start-up instead of accepting tokens for any audience.
 
-use super::{ConfigError, Env, Secret};
+use super::{problem, ConfigError, Env, Secret};
 use std::{path::PathBuf, time::Duration};
 
 /// Shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least as long as the hash (256 bits).
@@ -121,13 +121,6 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Op
         jwks_refresh: secs("DUKASYNC_JWT_JWKS_REFRESH_SECS", 300, 10..=86_400)?,
         jwks_min_refetch: secs("DUKASYNC_JWT_JWKS_MIN_REFETCH_SECS", 30, 1..=3600)?,
     }))
-}
-
-fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        problem: problem.into(),
-    }
 }
 
 #[cfg(test)]

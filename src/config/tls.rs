@@ -7,7 +7,7 @@
 //! line. Redis: `rediss://` is TLS; `DUKASYNC_REDIS_CA_FILE` replaces the bundled roots by a private CA.
 //! Certificate files are read here, once; a file that cannot be read is a start-up error, never an outage.
 
-use super::ConfigError;
+use super::{problem, ConfigError};
 use std::{fmt, path::PathBuf};
 
 const DATABASE_URL: &str = "DUKASYNC_DATABASE_URL";
@@ -175,13 +175,6 @@ fn read_certificates(variable: &'static str, what: &str, path: &std::path::Path)
         ));
     }
     Ok(pem)
-}
-
-fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        problem: problem.into(),
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 use crate::common::*;
 use dukasync::wire::ChangesPage;
 use serde_json::json;
-use std::io::Read;
 
 /// Small windows, so the demo scope plus the rows written here make many closed ones.
 const WINDOW: &str = "16";
@@ -45,22 +44,6 @@ async fn fetch(app: &TestApp, token: &str, path: &str, accept_encoding: Option<&
         vary,
         body,
     }
-}
-
-/// Decodes with the crates' own decoders (gzip: a decoder that reads one gzip member only).
-fn decode(coding: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    match coding {
-        "gzip" => {
-            flate2::read::GzDecoder::new(body).read_to_end(&mut out).unwrap();
-        }
-        "br" => {
-            brotli::Decompressor::new(body, 4096).read_to_end(&mut out).unwrap();
-        }
-        "zstd" => out = zstd::decode_all(body).unwrap(),
-        other => panic!("unexpected coding {other}"),
-    }
-    out
 }
 
 /// Writes `n` products with some bulk to `water`, one transaction each `per` rows.

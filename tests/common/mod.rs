@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 mod app;
+mod coding;
 mod db;
 mod device;
 mod ledger;
@@ -15,4 +16,4 @@ mod redis;
 
 // Each test binary uses a part of the harness; the rest would be reported unused there.
 #[allow(unused_imports)]
-pub use self::{app::*, db::*, device::*, ledger::*, locks::*, plans::*, redis::*};
+pub use self::{app::*, coding::*, db::*, device::*, ledger::*, locks::*, plans::*, redis::*};
