@@ -120,16 +120,6 @@ async fn compact(app: &TestApp, below: i64) {
     tx.commit().await.unwrap();
 }
 
-/// A metric's value summed over the samples whose labels contain every one of `labels`.
-async fn metric(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn the_same_writes_and_reads_answer_identically_with_any_cache_and_with_redis_killed_halfway() {
     let redis_only = RedisProcess::start();
@@ -215,34 +205,28 @@ async fn the_same_writes_and_reads_answer_identically_with_any_cache_and_with_re
     }
     // The caches were actually used, and the killed Redis was actually bypassed.
     assert!(
-        metric(
-            &memory,
-            "dukasync_cache_lookups_total",
-            &["window", "memory", "result=\"hit\""]
-        )
-        .await
+        memory
+            .metric_sum("dukasync_cache_lookups_total", &["window", "memory", "result=\"hit\""])
+            .await
             > 0.0
     );
     assert!(
-        metric(
-            &redis,
-            "dukasync_cache_lookups_total",
-            &["window", "redis", "result=\"hit\""]
-        )
-        .await
+        redis
+            .metric_sum("dukasync_cache_lookups_total", &["window", "redis", "result=\"hit\""])
+            .await
             > 0.0
     );
     assert!(
-        metric(
-            &redis,
-            "dukasync_cache_lookups_total",
-            &["snapshot_blob", "redis", "result=\"hit\""]
-        )
-        .await
+        redis
+            .metric_sum(
+                "dukasync_cache_lookups_total",
+                &["snapshot_blob", "redis", "result=\"hit\""]
+            )
+            .await
             > 0.0
     );
-    assert!(metric(&killed, "dukasync_cache_fallbacks_total", &[]).await > 0.0);
-    assert_eq!(metric(&killed, "dukasync_cache_redis_up", &[]).await, 0.0);
+    assert!(killed.metric_sum("dukasync_cache_fallbacks_total", &[]).await > 0.0);
+    assert_eq!(killed.metric_sum("dukasync_cache_redis_up", &[]).await, 0.0);
 }
 
 /// Two servers on one database: `plain` without any cache, `cached` with Redis only (no memory layer, so
@@ -282,12 +266,8 @@ async fn all_same(plain: &TestApp, cached: &TestApp, token: &str, requests: &[Re
 }
 
 async fn redis_hits(app: &TestApp) -> f64 {
-    metric(
-        app,
-        "dukasync_cache_lookups_total",
-        &["layer=\"redis\"", "result=\"hit\""],
-    )
-    .await
+    app.metric_sum("dukasync_cache_lookups_total", &["layer=\"redis\"", "result=\"hit\""])
+        .await
 }
 
 /// Repeats the requests until Redis serves hits again (it reconnected by itself), or fails after 15 s.
@@ -311,16 +291,16 @@ async fn a_paused_redis_is_bypassed_and_used_again_when_it_resumes() {
     until_redis_hits_again(&plain, &cached, &token, &requests).await;
 
     redis.signal("STOP");
-    let fallbacks = metric(&cached, "dukasync_cache_fallbacks_total", &[]).await;
+    let fallbacks = cached.metric_sum("dukasync_cache_fallbacks_total", &[]).await;
     all_same(&plain, &cached, &token, &requests).await;
-    assert!(metric(&cached, "dukasync_cache_fallbacks_total", &[]).await > fallbacks);
-    assert_eq!(metric(&cached, "dukasync_cache_redis_up", &[]).await, 0.0);
+    assert!(cached.metric_sum("dukasync_cache_fallbacks_total", &[]).await > fallbacks);
+    assert_eq!(cached.metric_sum("dukasync_cache_redis_up", &[]).await, 0.0);
     let report: Value = cached.get("/v1/admin/cache", Some(&token)).await.json().await.unwrap();
     assert_eq!(report["redis"], "down");
 
     redis.signal("CONT");
     until_redis_hits_again(&plain, &cached, &token, &requests).await;
-    assert_eq!(metric(&cached, "dukasync_cache_redis_up", &[]).await, 1.0);
+    assert_eq!(cached.metric_sum("dukasync_cache_redis_up", &[]).await, 1.0);
 }
 
 #[tokio::test]
@@ -332,7 +312,7 @@ async fn a_killed_redis_is_bypassed_and_a_restarted_one_is_used_without_restarti
 
     redis.kill();
     all_same(&plain, &cached, &token, &requests).await;
-    assert!(metric(&cached, "dukasync_cache_redis_errors_total", &[]).await > 0.0);
+    assert!(cached.metric_sum("dukasync_cache_redis_errors_total", &[]).await > 0.0);
 
     let _restarted = RedisProcess::start_on(port);
     until_redis_hits_again(&plain, &cached, &token, &requests).await;
@@ -345,20 +325,14 @@ async fn a_flushed_redis_is_refilled() {
     until_redis_hits_again(&plain, &cached, &token, &requests).await;
     let mut conn = redis_connection(&redis).await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-    let misses = metric(
-        &cached,
-        "dukasync_cache_lookups_total",
-        &["layer=\"redis\"", "result=\"miss\""],
-    )
-    .await;
+    let misses = cached
+        .metric_sum("dukasync_cache_lookups_total", &["layer=\"redis\"", "result=\"miss\""])
+        .await;
     all_same(&plain, &cached, &token, &requests).await;
     assert!(
-        metric(
-            &cached,
-            "dukasync_cache_lookups_total",
-            &["layer=\"redis\"", "result=\"miss\""]
-        )
-        .await
+        cached
+            .metric_sum("dukasync_cache_lookups_total", &["layer=\"redis\"", "result=\"miss\""])
+            .await
             > misses
     );
     until_redis_hits_again(&plain, &cached, &token, &requests).await;
@@ -378,7 +352,7 @@ async fn corrupted_redis_values_are_misses_detected_by_their_hash() {
     );
     // First the snapshot bytes alone (their pointers intact, so they are read), then every other key.
     for keys in [blobs, others] {
-        let corrupt = metric(&cached, "dukasync_cache_corrupt_total", &[]).await;
+        let corrupt = cached.metric_sum("dukasync_cache_corrupt_total", &[]).await;
         for (i, key) in keys.iter().enumerate() {
             let mut value: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap();
             match i % 3 {
@@ -394,7 +368,7 @@ async fn corrupted_redis_values_are_misses_detected_by_their_hash() {
                 .unwrap();
         }
         all_same(&plain, &cached, &token, &requests).await;
-        let detected = metric(&cached, "dukasync_cache_corrupt_total", &[]).await - corrupt;
+        let detected = cached.metric_sum("dukasync_cache_corrupt_total", &[]).await - corrupt;
         assert!(
             detected >= keys.len() as f64,
             "{detected} of {} corrupted values detected",
@@ -433,8 +407,12 @@ async fn the_hit_rate_rises_on_repeated_pulls() {
         for request in &requests {
             assert_eq!(send(&app, &token, request).await.status, 200);
         }
-        let h = metric(&app, "dukasync_cache_lookups_total", &["window", "result=\"hit\""]).await;
-        let m = metric(&app, "dukasync_cache_lookups_total", &["window", "result=\"miss\""]).await;
+        let h = app
+            .metric_sum("dukasync_cache_lookups_total", &["window", "result=\"hit\""])
+            .await;
+        let m = app
+            .metric_sum("dukasync_cache_lookups_total", &["window", "result=\"miss\""])
+            .await;
         rates.push((h - hits) / ((h - hits) + (m - misses)));
         (hits, misses) = (h, m);
     }
@@ -506,22 +484,16 @@ async fn cache_warm_fills_redis_so_a_fresh_server_starts_with_hits() {
     for cache in ["snapshot_pointer", "snapshot_blob", "window"] {
         let labels = [cache, "layer=\"redis\""];
         assert!(
-            metric(
-                &fresh,
-                "dukasync_cache_lookups_total",
-                &[&labels[..], &["hit"]].concat()
-            )
-            .await
+            fresh
+                .metric_sum("dukasync_cache_lookups_total", &[&labels[..], &["hit"]].concat())
+                .await
                 > 0.0,
             "{cache}"
         );
         assert_eq!(
-            metric(
-                &fresh,
-                "dukasync_cache_lookups_total",
-                &[&labels[..], &["miss"]].concat()
-            )
-            .await,
+            fresh
+                .metric_sum("dukasync_cache_lookups_total", &[&labels[..], &["miss"]].concat())
+                .await,
             0.0,
             "{cache}: warm left nothing to miss"
         );

@@ -216,15 +216,6 @@ async fn redis_only(redis_url: &str, ca: &str) -> TestApp {
     .await
 }
 
-async fn metric(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn snapshot(app: &TestApp, token: &str) -> (StatusCode, String) {
     let resp = app.get("/v1/scopes/water/reference/products", Some(token)).await;
     (resp.status(), resp.text().await.unwrap())
@@ -264,24 +255,17 @@ async fn a_snapshot_cached_over_rediss_lands_in_redis_and_is_read_back_over_tls(
         "{keys:?}"
     );
     // Read back from Redis (no memory layer), through the server's one connection: on the TLS port.
-    let hits = metric(
-        &app,
-        "dukasync_cache_lookups_total",
-        &["layer=\"redis\"", "result=\"hit\""],
-    )
-    .await;
+    let hits = app
+        .metric_sum("dukasync_cache_lookups_total", &["layer=\"redis\"", "result=\"hit\""])
+        .await;
     assert_eq!(snapshot(&app, &token).await, first);
     assert!(
-        metric(
-            &app,
-            "dukasync_cache_lookups_total",
-            &["layer=\"redis\"", "result=\"hit\""]
-        )
-        .await
+        app.metric_sum("dukasync_cache_lookups_total", &["layer=\"redis\"", "result=\"hit\""])
+            .await
             > hits
     );
     assert!(clients_on_port(&mut plain, tls_port).await >= 1);
-    assert_eq!(metric(&app, "dukasync_cache_redis_up", &[]).await, 1.0);
+    assert_eq!(app.metric_sum("dukasync_cache_redis_up", &[]).await, 1.0);
 }
 
 #[tokio::test]
@@ -297,17 +281,13 @@ async fn with_a_wrong_redis_ca_redis_is_down_and_the_answers_come_from_postgresq
         assert_eq!(answer.0, StatusCode::OK);
         assert_eq!(answer, snapshot(&reference, &token).await);
     }
-    assert!(metric(&app, "dukasync_cache_fallbacks_total", &[]).await > 0.0);
+    assert!(app.metric_sum("dukasync_cache_fallbacks_total", &[]).await > 0.0);
     assert_eq!(
-        metric(
-            &app,
-            "dukasync_cache_lookups_total",
-            &["layer=\"redis\"", "result=\"hit\""]
-        )
-        .await,
+        app.metric_sum("dukasync_cache_lookups_total", &["layer=\"redis\"", "result=\"hit\""])
+            .await,
         0.0
     );
-    assert_eq!(metric(&app, "dukasync_cache_redis_up", &[]).await, 0.0);
+    assert_eq!(app.metric_sum("dukasync_cache_redis_up", &[]).await, 0.0);
     let report: Value = app.get("/v1/admin/cache", Some(&token)).await.json().await.unwrap();
     assert_eq!(report["redis"], "down");
 }

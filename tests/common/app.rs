@@ -144,6 +144,16 @@ impl TestApp {
             .and_then(|v| v.parse::<f64>().ok())
     }
 
+    /// The family `name` summed over its samples whose labels contain every one of `labels` (0 when none do).
+    pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self.get("/metrics", None).await.text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Polls `/metrics` until `metric` reads `value` (observable state, not a sleep). Panics after 10 s.
     pub async fn wait_for_metric(&self, metric: &str, value: f64) {
         let deadline = Instant::now() + Duration::from_secs(10);
