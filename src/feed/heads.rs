@@ -12,6 +12,9 @@
 //! queued while it ran: a new query would make them wait out a second pool timeout, and a plain read after it a
 //! third (issue 18, item 7c: a pull took 9 s to answer 503). Any other failed query is answered as `None` to its
 //! batch; callers then take their plain path, whose own error maps to the right status.
+//!
+//! The query runs on a connection of its own when it can ([`Dedicated`]): a pooled one costs a second round
+//! trip, sqlx's ping on its way back to the pool.
 
 use crate::concurrency::scope_queue::{ScopeQueues, Serving};
 use crate::{
@@ -19,8 +22,11 @@ use crate::{
     error::{Error, Result},
     store::{self, changes::Head},
 };
-use sqlx::PgPool;
-use std::future::Future;
+use sqlx::{PgConnection, PgPool};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+};
 use tokio::sync::oneshot;
 
 /// `Err`: PostgreSQL was unreachable (the cause, for the log).
@@ -29,6 +35,7 @@ type Reply = oneshot::Sender<Result<Option<Option<Head>>, String>>;
 #[derive(Default)]
 pub struct Heads {
     queues: ScopeQueues<Reply>,
+    dedicated: Arc<Dedicated>,
 }
 
 impl Heads {
@@ -36,10 +43,10 @@ impl Heads {
     /// exist. `None`: the query failed (the caller reads plainly and reports that error). `Err`: `unavailable`,
     /// PostgreSQL could not be reached.
     pub async fn read(&self, db: &PgPool, scope: &ScopeId) -> Result<Option<Option<Head>>> {
-        let (db, owned) = (db.clone(), scope.clone());
+        let (db, owned, dedicated) = (db.clone(), scope.clone(), self.dedicated.clone());
         self.read_with(scope, move || {
-            let (db, scope) = (db.clone(), owned.clone());
-            async move { store::changes::head(&db, &scope).await }
+            let (db, scope, dedicated) = (db.clone(), owned.clone(), dedicated.clone());
+            async move { dedicated.head(&db, &scope).await }
         })
         .await
     }
@@ -61,6 +68,83 @@ impl Heads {
             Ok(Err(cause)) => Err(Error::Unavailable(cause)),
             Err(_) => Ok(None),
         }
+    }
+}
+
+/// The connection head reads use, taken out of the pool once (`PoolConnection::detach`), so the server holds one
+/// more connection than `DUKASYNC_DB_MAX_CONNECTIONS` (and the LISTEN one). sqlx pings every pooled connection
+/// on its way back to the pool: for a head read that is a second round trip to PostgreSQL. Without it, serving
+/// a cached page costs PostgreSQL about 40% less CPU (issue 24, `benches/README.md`).
+///
+/// One read at a time uses it. A read that finds it lent, or whose query fails on it (PostgreSQL restarted, the
+/// backend was terminated) or takes longer than the pool's acquire timeout, reads through the pool as before,
+/// so failures are reported as a pooled read's; the failed connection is dropped and the next read opens
+/// another. A read that cannot get a
+/// connection to detach fails with the pool's error, without waiting a second time.
+#[derive(Default)]
+struct Dedicated(Mutex<Slot>);
+
+#[derive(Default)]
+struct Slot {
+    idle: Option<PgConnection>,
+    /// A read holds the connection (or is opening it).
+    lent: bool,
+}
+
+/// A read's hold on the dedicated connection: ends when dropped, also when the read is cancelled mid-query
+/// (then the connection, in an unknown state, is dropped with it).
+struct Loan<'a> {
+    dedicated: &'a Dedicated,
+    conn: Option<PgConnection>,
+    /// Set once the query succeeded: only then does the connection go back for the next read.
+    healthy: bool,
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.dedicated.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.idle = if self.healthy { self.conn.take() } else { None };
+        slot.lent = false;
+    }
+}
+
+impl Dedicated {
+    async fn head(&self, db: &PgPool, scope: &ScopeId) -> Result<Option<Head>, sqlx::Error> {
+        if let Some(mut loan) = self.lend() {
+            let conn = match loan.conn.as_mut() {
+                Some(conn) => conn,
+                None => loan.conn.insert(db.acquire().await?.detach()),
+            };
+            // A connection whose peer vanished without a reset (host down) would hang until TCP gives up; the pool
+            // bounds the same case by its acquire timeout (its ping of an idle connection), so this does too.
+            match tokio::time::timeout(store::ACQUIRE_TIMEOUT, store::changes::head(&mut *conn, scope)).await {
+                Ok(Ok(head)) => {
+                    loan.healthy = true;
+                    return Ok(head);
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(%scope, error = %err, "head read on its own connection failed; reading through the pool");
+                }
+                Err(_) => {
+                    tracing::warn!(%scope, "head read on its own connection took over {:?}; reading through the pool", store::ACQUIRE_TIMEOUT);
+                }
+            }
+        }
+        store::changes::head(db, scope).await
+    }
+
+    /// The connection (`conn` is `None` when there is none yet), or `None` when another read holds it.
+    fn lend(&self) -> Option<Loan<'_>> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.lent {
+            return None;
+        }
+        slot.lent = true;
+        Some(Loan {
+            dedicated: self,
+            conn: slot.idle.take(),
+            healthy: false,
+        })
     }
 }
 

@@ -59,7 +59,7 @@ pub fn connect_lazy(config: &Config) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(config.db_max_connections)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(3))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(Duration::from_secs(300))
         // sqlx pings a connection on every acquire by default: a second round trip for every statement. Only a
         // connection idle long enough to have been dropped meanwhile (PostgreSQL restarted, a firewall timed it
@@ -103,6 +103,9 @@ fn connect_options(config: &Config) -> Result<PgConnectOptions, sqlx::Error> {
         None => options,
     })
 }
+
+/// The longest a request waits for a pooled connection (then 503 `unavailable`, protocol §5).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A pooled connection idle at least this long is pinged before use (and replaced if that fails).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);

@@ -241,3 +241,102 @@ async fn under_load_no_answer_is_stale_and_queries_are_shared() {
         "queries are shared: {queries} queries for {reads} reads"
     );
 }
+
+/// The backends whose last statement was the head query (`store::changes::head`), other than this one.
+async fn head_readers(db: &PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+         AND query LIKE '%c.version = s.head_version%' AND query NOT LIKE '%pg_stat_activity%' ORDER BY pid",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+/// Head reads run on a connection of their own, out of the pool (no ping on its way back). When that
+/// connection dies (here its backend is terminated, as when PostgreSQL restarts), the read in progress still
+/// answers, through the pool, and the next one opens a new connection. Answering the dead connection's error
+/// instead would fail the pull with 503 although PostgreSQL is up.
+#[tokio::test]
+async fn a_head_read_whose_connection_died_reads_through_the_pool() {
+    let db = database().await;
+    let heads = Heads::default();
+    let read = || async { heads.read(&db, &water()).await };
+    let first = read().await.unwrap().unwrap().unwrap();
+    for _ in 0..3 {
+        read().await.unwrap().unwrap().unwrap();
+    }
+    let readers = head_readers(&db).await;
+    assert_eq!(readers.len(), 1, "one connection reads heads: {readers:?}");
+    let terminated: Vec<bool> = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(readers[0])
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(terminated, [true]);
+    let version = commit(&db, 1).await;
+    assert!(version > first.version);
+    let after = read()
+        .await
+        .expect("not unavailable: PostgreSQL is up")
+        .expect("the query answered");
+    assert_eq!(after.map(|head| head.version), Some(version), "a fresh head");
+    read().await.unwrap().unwrap().unwrap();
+    let now = head_readers(&db).await;
+    assert!(
+        !now.is_empty() && !now.contains(&readers[0]),
+        "the next reads use a new connection: {now:?} (the terminated one was {})",
+        readers[0]
+    );
+}
+
+/// A stopped PostgreSQL backend (`kill -STOP`), continued when dropped, so a failing test leaves none behind.
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(pid: i32) -> Self {
+        signal("STOP", pid);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal("CONT", self.0);
+    }
+}
+
+fn signal(name: &str, pid: i32) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// A head-read connection whose backend stopped answering (as when its host vanished without a reset) must
+/// not hold the scope's pulls for as long as TCP takes to give up: after the pool's acquire timeout the read
+/// goes through the pool and answers.
+#[tokio::test]
+async fn a_head_read_whose_connection_hangs_reads_through_the_pool_after_the_acquire_timeout() {
+    let db = database().await;
+    let heads = Heads::default();
+    heads.read(&db, &water()).await.unwrap().unwrap().unwrap();
+    let readers = head_readers(&db).await;
+    assert_eq!(readers.len(), 1, "one connection reads heads: {readers:?}");
+    let stopped = Stopped::new(readers[0]);
+    let version = commit(&db, 1).await;
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(dukasync::store::ACQUIRE_TIMEOUT * 4, heads.read(&db, &water()))
+        .await
+        .expect("the read answers instead of waiting on the stopped backend");
+    let head = answer.unwrap().unwrap().unwrap();
+    assert_eq!(head.version, version, "a fresh head");
+    assert!(
+        started.elapsed() >= dukasync::store::ACQUIRE_TIMEOUT,
+        "it waited the timeout first: {:?}",
+        started.elapsed()
+    );
+    drop(stopped);
+}
