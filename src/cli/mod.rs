@@ -212,7 +212,13 @@ fn init_tracing() {
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_from_env("DUKASYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("DUKASYNC_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A failed write to stderr (its reader went away) is dropped. By default tracing-subscriber reports it with
+    // `eprintln!`, which panics on a closed pipe: every task that logged then panicked, connections closed
+    // without an answer and SIGTERM went unheeded (tests/ops/log_sink.rs).
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     if json {
         builder.json().init();
     } else {

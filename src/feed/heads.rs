@@ -13,7 +13,7 @@
 //! third (issue 18, item 7c: a pull took 9 s to answer 503). Any other failed query is answered as `None` to its
 //! batch; callers then take their plain path, whose own error maps to the right status.
 //!
-//! The query runs on a connection of its own when it can ([`Dedicated`]): a pooled one costs a second round
+//! The query runs on a connection of its own when it can (`Dedicated` below): a pooled one costs a second round
 //! trip, sqlx's ping on its way back to the pool.
 
 use crate::concurrency::scope_queue::{ScopeQueues, Serving};

@@ -8,6 +8,7 @@ mod common;
 
 mod backup_restore;
 mod connections;
+mod log_sink;
 mod nginx;
 mod outage;
 mod replay_faults;

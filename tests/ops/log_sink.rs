@@ -1,0 +1,75 @@
+//! The log sink going away (the process that read the server's stderr exited: a pipe to a tool that quit, a
+//! log collector restarted) must not take the server down with it. tracing-subscriber reports a failed write
+//! with `eprintln!` by default, which panics when stderr is a closed pipe: every task that logged panicked,
+//! so connections were dropped without an answer and SIGTERM was never acted on (the shutdown logs first).
+
+use crate::common::*;
+use reqwest::StatusCode;
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+#[tokio::test]
+async fn with_its_stderr_pipe_closed_the_server_answers_and_stops_on_sigterm() {
+    let url = fresh_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dukasync"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DUKASYNC_DATABASE_URL", &url)
+        .env("DUKASYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DUKASYNC_LOG", "info")
+        .env("DUKASYNC_SHUTDOWN_GRACE_SECS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the dukasync binary starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Read what it logged so far, then close the read end: every later write to stderr fails (EPIPE).
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = [0u8; 1];
+    stderr.read_exact(&mut first).unwrap();
+    drop(stderr);
+
+    // Each of these logs at info (a refused request), so each write to stderr fails.
+    for _ in 0..3 {
+        let refused = reqwest::get(format!("{base}/v1/scopes"))
+            .await
+            .expect("an answer, not a dropped connection");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server ignored SIGTERM for 20 s with its stderr closed");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "a clean stop: {exit:?}");
+}
