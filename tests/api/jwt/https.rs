@@ -211,7 +211,7 @@ async fn app(url: &str, ca: Option<&Path>) -> Fixture {
         .execute(&app.db)
         .await
         .unwrap();
-    // Fixture wants the http JWKS server too; an unused one costs a listener.
+    // `Fixture` (for jwt.rs' assertions) holds an http JWKS too; this one is never asked.
     let jwks = JwksServer::start(&[]).await;
     Fixture { app, jwks }
 }
@@ -221,7 +221,10 @@ async fn a_jwks_over_https_with_the_private_ca_is_accepted() {
     let (cert, key) = Cert::services();
     let server = HttpsJwks::start(&cert, &key, &[ed()], None).await;
     let f = app(&server.url, Some(&dev_ca())).await;
-    assert_accepted_as_owner(&f, &sign(ed(), &claims())).await;
+    let token = sign(ed(), &claims());
+    assert_accepted_as_owner(&f, &token).await;
+    let pull = f.app.get("/v1/scopes/water/changes?since=0", Some(&token)).await;
+    assert_eq!(pull.status(), StatusCode::OK);
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
 
