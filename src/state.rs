@@ -82,6 +82,7 @@ impl AppState {
             .transpose()?;
         let cache = Arc::new(Cache::new(config.cache.memory_bytes, redis.clone()));
         let hub = Arc::new(FeedHub::default());
+        let jwt_verifier = config.jwt.as_ref().map(JwtVerifier::new).transpose()?.map(Arc::new);
         let shutdown = CancellationToken::new();
         let windows = WindowCache::new(cache.clone(), config.cache.window);
         let durability = Durability::new(config.durability.clone());
@@ -93,7 +94,7 @@ impl AppState {
                 config.enrollment.attempts_per_ip,
                 config.enrollment.attempts_total,
             )),
-            jwt: config.jwt.as_ref().map(|settings| Arc::new(JwtVerifier::new(settings))),
+            jwt: jwt_verifier,
             hub,
             replays: Arc::new(GroupCommit::new(config.limits.max_batch_ops, durability.clone())),
             durability,

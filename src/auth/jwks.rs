@@ -5,10 +5,14 @@
 //! random kids costs one fetch per interval, not one per token. A failed fetch keeps the keys we had (the
 //! backend being briefly down must not sign everyone out) and counts as an attempt.
 //!
+//! Fetched over `https://` with rustls on ring, the certificate checked against the bundled Mozilla roots or the
+//! private CA of `DUKASYNC_JWT_JWKS_CA_FILE` (no setting turns the check off), or over plain `http://`. Redirects
+//! are not followed (so an `https://` URL can never be sent on to `http://`): a 3xx answer is a failed fetch.
+//!
 //! Only EdDSA (Ed25519), ES256 (P-256) and RS256 keys with a `kid` are kept; symmetric (`oct`) keys and keys
 //! marked for encryption are skipped, so a JWKS can never turn into an HMAC secret.
 
-use crate::config::jwt::JwksSource;
+use crate::config::{jwt::JwksSource, tls::CaFile};
 use jsonwebtoken::{
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
     Algorithm, DecodingKey,
@@ -83,23 +87,25 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    pub fn new(source: JwksSource, refresh: Duration, min_refetch: Duration) -> Self {
-        KeySet {
+    /// `ca`: the roots an `https://` URL's certificate must chain to (`None`: the bundled Mozilla roots).
+    pub fn new(
+        source: JwksSource,
+        ca: Option<&CaFile>,
+        refresh: Duration,
+        min_refetch: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(KeySet {
             source,
             refresh,
             min_refetch,
-            http: reqwest::Client::builder()
-                .timeout(FETCH_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            http: client(ca)?,
             loaded: RwLock::new(Loaded {
                 keys: Arc::default(),
                 fetched_at: None,
                 tried_at: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The key named `kid`, refreshing first when the keys are stale or `kid` is unknown (within the bounds of
@@ -153,9 +159,12 @@ impl KeySet {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| error_chain(&e.without_url()))?;
+        if resp.status().is_redirection() {
+            return Err(format!("answered {}: redirects are not followed", resp.status()));
+        }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.without_url().to_string())? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e.without_url()))? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
                 return Err(format!("JWKS larger than {MAX_JWKS_BYTES} bytes"));
             }
@@ -163,6 +172,36 @@ impl KeySet {
         }
         Ok(body)
     }
+}
+
+/// The HTTP client: TLS by rustls on ring with `ca`'s roots (or the bundled ones), no redirects, a timeout.
+fn client(ca: Option<&CaFile>) -> anyhow::Result<reqwest::Client> {
+    let roots = crate::config::tls::root_store(ca).map_err(anyhow::Error::msg)?;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+/// The error and its sources on one line: reqwest's own message ("error sending request") hides why, e.g. the
+/// certificate check that failed.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

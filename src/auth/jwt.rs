@@ -165,14 +165,22 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(settings: &JwtSettings) -> Self {
-        JwtVerifier {
+    pub fn new(settings: &JwtSettings) -> anyhow::Result<Self> {
+        Ok(JwtVerifier {
             rules: Rules::from_settings(settings),
             keys: settings
                 .jwks
                 .clone()
-                .map(|source| KeySet::new(source, settings.jwks_refresh, settings.jwks_min_refetch)),
-        }
+                .map(|source| {
+                    KeySet::new(
+                        source,
+                        settings.jwks_ca.as_ref(),
+                        settings.jwks_refresh,
+                        settings.jwks_min_refetch,
+                    )
+                })
+                .transpose()?,
+        })
     }
 
     /// Verifies `token` now, fetching the JWKS first when it is stale or the token's `kid` is new to it.

@@ -4,7 +4,7 @@
 //! (a JWKS URL or file, an HS256 secret, or both) and `DUKASYNC_JWT_AUDIENCE` are required, so a half-configured
 //! server stops at start-up instead of accepting tokens for any audience.
 
-use super::{problem, ConfigError, Env, Secret};
+use super::{problem, tls::CaFile, ConfigError, Env, Secret};
 use std::{path::PathBuf, time::Duration};
 
 /// Shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least as long as the hash (256 bits).
@@ -13,8 +13,9 @@ const MIN_SECRET_BYTES: usize = 32;
 /// Where the public keys of the asymmetric algorithms (EdDSA, ES256, RS256) come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksSource {
-    /// `DUKASYNC_JWT_JWKS_URL`: fetched over HTTP (plain `http://`, e.g. the ERP on the same host or network;
-    /// this build has no TLS client, so an `https://` URL is refused at start-up).
+    /// `DUKASYNC_JWT_JWKS_URL`: fetched over `https://` (the certificate checked against the bundled Mozilla
+    /// roots, or against `DUKASYNC_JWT_JWKS_CA_FILE`) or plain `http://` (only for the ERP on the same host or a
+    /// trusted network: whoever can change the keys on the way decides who may sign in).
     Url(String),
     /// `DUKASYNC_JWT_JWKS_FILE`: read from disk, re-read on every refresh.
     File(PathBuf),
@@ -23,6 +24,9 @@ pub enum JwksSource {
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
     pub jwks: Option<JwksSource>,
+    /// `DUKASYNC_JWT_JWKS_CA_FILE` (PEM, read at start-up): the private CA an `https://` JWKS URL's certificate
+    /// must chain to, instead of the bundled Mozilla roots.
+    pub jwks_ca: Option<CaFile>,
     /// `DUKASYNC_JWT_HS256_SECRET` or `DUKASYNC_JWT_HS256_SECRET_FILE` (at least 32 bytes).
     pub hs256_secret: Option<Secret>,
     /// `DUKASYNC_JWT_AUDIENCE` (required): the `aud` every token must carry.
@@ -43,11 +47,35 @@ pub struct JwtSettings {
 const VARIABLES: &[&str] = &[
     "DUKASYNC_JWT_JWKS_URL",
     "DUKASYNC_JWT_JWKS_FILE",
+    "DUKASYNC_JWT_JWKS_CA_FILE",
     "DUKASYNC_JWT_HS256_SECRET",
     "DUKASYNC_JWT_HS256_SECRET_FILE",
     "DUKASYNC_JWT_AUDIENCE",
     "DUKASYNC_JWT_ISSUER",
 ];
+
+const JWKS_CA_FILE: &str = "DUKASYNC_JWT_JWKS_CA_FILE";
+
+/// `DUKASYNC_JWT_JWKS_CA_FILE`: only with an `https://` JWKS URL (anywhere else it would be silently unused), and
+/// every certificate in it must parse, so a wrong file stops the start instead of signing everyone out later.
+fn jwks_ca(path: Option<String>, jwks: Option<&JwksSource>) -> Result<Option<CaFile>, ConfigError> {
+    let Some(path) = path.map(PathBuf::from) else {
+        return Ok(None);
+    };
+    match jwks {
+        Some(JwksSource::Url(url)) if url::Url::parse(url).is_ok_and(|u| u.scheme() == "https") => {}
+        _ => {
+            return Err(problem(
+                JWKS_CA_FILE,
+                "is set but DUKASYNC_JWT_JWKS_URL does not start with https://",
+            ))
+        }
+    }
+    let pem = super::tls::read_certificates(JWKS_CA_FILE, "", &path)?;
+    let ca = CaFile { path, pem };
+    super::tls::root_store(Some(&ca)).map_err(|e| problem(JWKS_CA_FILE, e))?;
+    Ok(Some(ca))
+}
 
 pub(super) fn read<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Option<JwtSettings>, ConfigError> {
     if VARIABLES.iter().all(|v| env.optional_string(v).is_none()) {
@@ -64,12 +92,13 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Op
             ))
         }
         (Some(url), None) => {
-            super::check_url("DUKASYNC_JWT_JWKS_URL", &url, &["http"])?;
+            super::check_url("DUKASYNC_JWT_JWKS_URL", &url, &["https", "http"])?;
             Some(JwksSource::Url(url))
         }
         (None, Some(path)) => Some(JwksSource::File(path.into())),
         (None, None) => None,
     };
+    let jwks_ca = jwks_ca(env.optional_string(JWKS_CA_FILE), jwks.as_ref())?;
     let hs256_secret = match (
         env.optional_string("DUKASYNC_JWT_HS256_SECRET"),
         env.optional_string("DUKASYNC_JWT_HS256_SECRET_FILE"),
@@ -113,6 +142,7 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Op
     let secs = |name, default, range| env.parse_or(name, default, range).map(Duration::from_secs);
     Ok(Some(JwtSettings {
         jwks,
+        jwks_ca,
         hs256_secret: hs256_secret.map(Secret::new),
         audience,
         issuer: env.optional_string("DUKASYNC_JWT_ISSUER"),
@@ -125,7 +155,7 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Op
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, ConfigError};
+    use crate::config::{jwt::JwksSource, Config, ConfigError};
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -165,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn url_and_file_exclude_each_other_and_https_is_refused() {
+    fn url_and_file_exclude_each_other_and_https_or_http_is_needed() {
         let both = config(&[
             ("DUKASYNC_JWT_JWKS_URL", "http://127.0.0.1:8000/jwks.json"),
             ("DUKASYNC_JWT_JWKS_FILE", "/etc/jwks.json"),
@@ -173,12 +203,97 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(both.variable, "DUKASYNC_JWT_JWKS_FILE");
-        let https = config(&[
-            ("DUKASYNC_JWT_JWKS_URL", "https://erp.example/jwks.json"),
+        for url in [
+            "https://erp.example/.well-known/jwks.json",
+            "http://127.0.0.1:8000/jwks.json",
+        ] {
+            let cfg = config(&[("DUKASYNC_JWT_JWKS_URL", url), ("DUKASYNC_JWT_AUDIENCE", "dukasync")]).unwrap();
+            let jwt = cfg.jwt.unwrap();
+            assert_eq!(jwt.jwks, Some(JwksSource::Url(url.into())));
+            assert!(jwt.jwks_ca.is_none());
+        }
+        let ftp = config(&[
+            ("DUKASYNC_JWT_JWKS_URL", "ftp://erp.example/jwks.json"),
             ("DUKASYNC_JWT_AUDIENCE", "dukasync"),
         ])
         .unwrap_err();
-        assert_eq!(https.variable, "DUKASYNC_JWT_JWKS_URL");
+        assert_eq!(ftp.variable, "DUKASYNC_JWT_JWKS_URL");
+    }
+
+    /// A real (throwaway, self-signed) CA certificate: the file is parsed, not only searched for a PEM marker.
+    const CA: &str = concat!(
+        "-----BEGIN CERTIFICATE-----\n",
+        "MIIBlzCCAT2gAwIBAgIUJXud5H5N0OjeC8mBE25fI0/rBCQwCgYIKoZIzj0EAwIw\n",
+        "IDEeMBwGA1UEAwwVZHVrYXN5bmMgdW5pdC10ZXN0IENBMCAXDTI2MTIwNDE0MTYx\n",
+        "MloYDzIxMjYxMTEwMTQxNjEyWjAgMR4wHAYDVQQDDBVkdWthc3luYyB1bml0LXRl\n",
+        "c3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQocCSwv6adMALwUnp80JWr\n",
+        "mUqZHVMF/gN/x+zc7OPvhxgNMExLtd1VlCUduVkg9PrELTixUMUtGFUSuh3dRja+\n",
+        "o1MwUTAdBgNVHQ4EFgQUrwgkGYAdH4cm/Jjwrdz8Uy+eJF0wHwYDVR0jBBgwFoAU\n",
+        "rwgkGYAdH4cm/Jjwrdz8Uy+eJF0wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD\n",
+        "AgNIADBFAiB05xM4WESDXqBbyQPSHjxesUQ4iMvgzb7iNGyM3OGfkQIhAKYYSwEF\n",
+        "VJk5nv83D498P573GQ2/up9DQSzsKyDq9FKA\n",
+        "-----END CERTIFICATE-----\n",
+    );
+
+    /// A file for the duration of a test.
+    struct TempFile(std::path::PathBuf);
+    impl TempFile {
+        fn new(name: &str, text: &str) -> TempFile {
+            let path = std::env::temp_dir().join(format!("dukasync-jwt-{}-{name}", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn with_ca(url: &str, ca_file: &str) -> Result<Config, ConfigError> {
+        config(&[
+            ("DUKASYNC_JWT_JWKS_URL", url),
+            ("DUKASYNC_JWT_JWKS_CA_FILE", ca_file),
+            ("DUKASYNC_JWT_AUDIENCE", "dukasync"),
+        ])
+    }
+
+    #[test]
+    fn a_jwks_ca_file_is_read_and_checked_at_start() {
+        const URL: &str = "https://erp.example/jwks.json";
+        let ca = TempFile::new("ca.pem", CA);
+        let cfg = with_ca(URL, ca.path()).unwrap();
+        let jwks_ca = cfg.jwt.unwrap().jwks_ca.unwrap();
+        assert_eq!(jwks_ca.pem, CA.as_bytes());
+
+        let missing = with_ca(URL, "/nonexistent/jwks-ca.pem").unwrap_err();
+        assert_eq!(missing.variable, "DUKASYNC_JWT_JWKS_CA_FILE");
+        assert!(
+            missing.problem.starts_with("/nonexistent/jwks-ca.pem cannot be read"),
+            "{missing}"
+        );
+        assert!(missing.to_string().contains("DUKASYNC_JWT_JWKS_CA_FILE"), "{missing}");
+
+        let junk = TempFile::new("junk.pem", "not a certificate");
+        let err = with_ca(URL, junk.path()).unwrap_err();
+        assert_eq!(err.variable, "DUKASYNC_JWT_JWKS_CA_FILE");
+        assert!(err.problem.ends_with("holds no PEM certificate"), "{err}");
+
+        // A PEM marker around garbage is not a certificate either.
+        let broken = TempFile::new(
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        );
+        let err = with_ca(URL, broken.path()).unwrap_err();
+        assert_eq!(err.variable, "DUKASYNC_JWT_JWKS_CA_FILE");
+
+        // Without an https:// URL the file would be silently unused.
+        let err = with_ca("http://127.0.0.1:8000/jwks.json", ca.path()).unwrap_err();
+        assert_eq!(err.variable, "DUKASYNC_JWT_JWKS_CA_FILE");
+        assert!(err.problem.contains("does not start with https://"), "{err}");
     }
 
     #[test]

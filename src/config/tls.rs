@@ -165,7 +165,11 @@ pub(super) fn redis(url: Option<&url::Url>, ca_file: Option<String>) -> Result<O
 }
 
 /// The file's bytes, if it can be read and holds at least one PEM certificate.
-fn read_certificates(variable: &'static str, what: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+pub(super) fn read_certificates(
+    variable: &'static str,
+    what: &str,
+    path: &std::path::Path,
+) -> Result<Vec<u8>, ConfigError> {
     let pem =
         std::fs::read(path).map_err(|e| problem(variable, format!("{what}{} cannot be read ({e})", path.display())))?;
     if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
@@ -175,6 +179,31 @@ fn read_certificates(variable: &'static str, what: &str, path: &std::path::Path)
         ));
     }
     Ok(pem)
+}
+
+/// The roots a TLS client trusts: the certificates of `ca` if given (all of them must parse), else the bundled
+/// Mozilla roots (`webpki-roots`, as `sslrootcert=system`).
+pub fn root_store(ca: Option<&CaFile>) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let Some(ca) = ca else {
+        return Ok(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        });
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&ca.pem) {
+        let cert = cert.map_err(|e| format!("{} holds an unreadable PEM certificate ({e})", ca.path.display()))?;
+        roots.add(cert).map_err(|e| {
+            format!(
+                "{} holds a certificate that is not a usable CA ({e})",
+                ca.path.display()
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no PEM certificate", ca.path.display()));
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

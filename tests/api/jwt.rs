@@ -13,6 +13,9 @@ use std::sync::{
 };
 use std::time::{Duration, Instant};
 
+/// The same over `https://`, with the dev CA of `deploy/services.sh`.
+mod https;
+
 const AUDIENCE: &str = "dukasync-test";
 const SECRET: &str = "a-shared-hs256-secret-of-40-bytes-or-so!";
 /// The ERP's id of the demo owner (set on the user by `setup`).
