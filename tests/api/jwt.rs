@@ -129,6 +129,16 @@ struct Fixture {
     jwks: JwksServer,
 }
 
+/// The demo owner becomes the ERP user `OWNER_SUB` (the `sub` of the tests' JWTs).
+async fn know_owner_as_sub(app: &TestApp) {
+    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
+        .bind(OWNER_SUB)
+        .bind(OWNER)
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
 /// The server with a JWKS (the first three keys), an HS256 secret and the demo owner known as `OWNER_SUB`.
 async fn setup() -> Fixture {
     let jwks = JwksServer::start(&[&KEYS[0], &KEYS[1], &KEYS[2]]).await;
@@ -139,12 +149,7 @@ async fn setup() -> Fixture {
         ("DUKASYNC_JWT_JWKS_MIN_REFETCH_SECS", "1"),
     ])
     .await;
-    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
-        .bind(OWNER_SUB)
-        .bind(OWNER)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    know_owner_as_sub(&app).await;
     Fixture { app, jwks }
 }
 
@@ -363,12 +368,7 @@ async fn an_unknown_sub_is_refused() {
 #[tokio::test]
 async fn without_jwt_configuration_jwts_are_refused_and_device_tokens_work() {
     let app = TestApp::start().await;
-    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
-        .bind(OWNER_SUB)
-        .bind(OWNER)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    know_owner_as_sub(&app).await;
     assert_eq!(
         status(&app, &sign_hs256(SECRET.as_bytes(), None, &claims())).await,
         StatusCode::UNAUTHORIZED
@@ -424,12 +424,7 @@ async fn a_cached_jwt_is_not_kept_past_its_exp() {
         ("DUKASYNC_TOKEN_CACHE_SECS", "300"),
     ])
     .await;
-    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
-        .bind(OWNER_SUB)
-        .bind(OWNER)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    know_owner_as_sub(&app).await;
     let mut c = claims();
     c["exp"] = json!(now() + 2);
     let token = sign(ed(), &c);
@@ -457,12 +452,7 @@ async fn a_jwks_file_works_like_a_url() {
         ("DUKASYNC_JWT_AUDIENCE", AUDIENCE),
     ])
     .await;
-    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
-        .bind(OWNER_SUB)
-        .bind(OWNER)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    know_owner_as_sub(&app).await;
     assert_eq!(status(&app, &sign(&KEYS[1], &claims())).await, StatusCode::OK);
     assert_eq!(status(&app, &sign(ed(), &claims())).await, StatusCode::UNAUTHORIZED);
     std::fs::remove_dir_all(&dir).unwrap();

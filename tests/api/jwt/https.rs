@@ -205,12 +205,7 @@ async fn app(url: &str, ca: Option<&Path>) -> Fixture {
     }
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let app = TestApp::start_with(&vars).await;
-    sqlx::query("UPDATE users SET external_id = $1 WHERE email = $2")
-        .bind(OWNER_SUB)
-        .bind(OWNER)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    know_owner_as_sub(&app).await;
     // `Fixture` (for jwt.rs' assertions) holds an http JWKS too; this one is never asked.
     let jwks = JwksServer::start(&[]).await;
     Fixture { app, jwks }
