@@ -72,15 +72,15 @@ impl Heads {
 }
 
 /// The connection head reads use, taken out of the pool once (`PoolConnection::detach`), so the server holds one
-/// more connection than `DUKASYNC_DB_MAX_CONNECTIONS` (and the LISTEN one). sqlx pings every pooled connection
+/// more connection than `DUKASYNC_DB_MAX_CONNECTIONS` (protocol §5). sqlx pings every pooled connection
 /// on its way back to the pool: for a head read that is a second round trip to PostgreSQL. Without it, serving
 /// a cached page costs PostgreSQL about a third less CPU (issue 24, `benches/README.md`).
 ///
 /// One read at a time uses it. A read that finds it lent, or whose query fails on it (PostgreSQL restarted, the
 /// backend was terminated) or takes longer than the pool's acquire timeout, reads through the pool as before,
 /// so failures are reported as a pooled read's; the failed connection is dropped and the next read opens
-/// another. A read that cannot get a
-/// connection to detach fails with the pool's error, without waiting a second time.
+/// another. A read that cannot get a connection to detach fails with the pool's error, without waiting a
+/// second time.
 #[derive(Default)]
 struct Dedicated(Mutex<Slot>);
 
