@@ -7,9 +7,22 @@ use crate::common::*;
 use reqwest::StatusCode;
 use std::{
     io::Read,
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+/// The server process, killed if the test ends (or fails) before it stopped: the bug this test is about
+/// makes it ignore SIGTERM.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
 
 #[tokio::test]
 async fn with_its_stderr_pipe_closed_the_server_answers_and_stops_on_sigterm() {
@@ -19,7 +32,7 @@ async fn with_its_stderr_pipe_closed_the_server_answers_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dukasync"))
+    let child = Command::new(env!("CARGO_BIN_EXE_dukasync"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -31,6 +44,8 @@ async fn with_its_stderr_pipe_closed_the_server_answers_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the dukasync binary starts");
+    let mut server = Server(child);
+    let child = &mut server.0;
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/healthz")).await.is_err() {
@@ -65,8 +80,6 @@ async fn with_its_stderr_pipe_closed_the_server_answers_and_stops_on_sigterm() {
             break exit;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("the server ignored SIGTERM for 20 s with its stderr closed");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
