@@ -244,11 +244,7 @@ async fn readiness_reports_redis_as_degraded_and_postgres_as_down() {
     );
 
     // PostgreSQL unreachable: a closed port.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = free_port();
     let down = TestApp::on_database(&format!("postgres://nobody:pw@127.0.0.1:{closed}/none"), &[]).await;
     let resp = down.get("/readyz", None).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);

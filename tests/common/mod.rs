@@ -12,8 +12,9 @@ mod device;
 mod ledger;
 mod locks;
 mod plans;
+mod process;
 mod redis;
 
 // Each test binary uses a part of the harness; the rest would be reported unused there.
 #[allow(unused_imports)]
-pub use self::{app::*, coding::*, db::*, device::*, ledger::*, locks::*, plans::*, redis::*};
+pub use self::{app::*, coding::*, db::*, device::*, ledger::*, locks::*, plans::*, process::*, redis::*};

@@ -1,6 +1,6 @@
 //! Redis: the shared one of `deploy/services.sh`, and private `redis-server` processes a test may pause or kill.
 
-use super::service_env;
+use super::{free_port, service_env};
 use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -21,11 +21,7 @@ pub struct RedisProcess {
 
 impl RedisProcess {
     pub fn start() -> RedisProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         Self::start_on(port)
     }
 

@@ -304,11 +304,7 @@ async fn backups_are_pruned_to_the_newest_few_and_a_failed_dump_leaves_nothing()
     assert!(stdout.trim().ends_with(&left[1]), "the new one is kept: {stdout}");
 
     // An unreachable database: the script fails and leaves no partial file behind.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = free_port();
     let url = format!("postgres://nobody:pw@127.0.0.1:{closed}/none");
     let (ok, _, stderr) = script("backup.sh", &[dir_arg], &[("DUKASYNC_DATABASE_URL", &url)]);
     assert!(!ok, "{stderr}");

@@ -27,17 +27,8 @@ impl Drop for Server {
 #[tokio::test]
 async fn with_its_stderr_pipe_closed_the_server_answers_and_stops_on_sigterm() {
     let url = fresh_database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_dukasync"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DUKASYNC_DATABASE_URL", &url)
-        .env("DUKASYNC_LISTEN", format!("127.0.0.1:{port}"))
+    let port = free_port();
+    let child = serve_command(&url, port)
         .env("DUKASYNC_LOG", "info")
         .env("DUKASYNC_SHUTDOWN_GRACE_SECS", "1")
         .stdout(Stdio::null())
@@ -47,11 +38,7 @@ async fn with_its_stderr_pipe_closed_the_server_answers_and_stops_on_sigterm() {
     let mut server = Server(child);
     let child = &mut server.0;
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_serving(&base).await;
     // Read what it logged so far, then close the read end: every later write to stderr fails (EPIPE).
     let mut stderr = child.stderr.take().unwrap();
     let mut first = [0u8; 1];

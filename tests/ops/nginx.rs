@@ -24,14 +24,6 @@ const MAX_WAIT: &str = "3";
 const REQUEST_TIMEOUT: &str = "1";
 const MAX_BODY: usize = 4096;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn nginx_binary() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 use uuid::Uuid;
@@ -30,17 +30,8 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(database_url: &str, failpoints: &str) -> ServerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_dukasync"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DUKASYNC_DATABASE_URL", database_url)
-            .env("DUKASYNC_LISTEN", format!("127.0.0.1:{port}"))
+        let port = free_port();
+        let child = serve_command(database_url, port)
             .env("DUKASYNC_FAILPOINTS", failpoints)
             .env("DUKASYNC_LOG", "warn")
             .stdout(Stdio::null())
@@ -51,12 +42,7 @@ impl ServerProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
-        // Ready when /healthz answers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(format!("{}/healthz", server.base)).await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until_serving(&server.base).await;
         server
     }
 
