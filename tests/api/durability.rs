@@ -15,6 +15,9 @@ struct Receiver {
     child: Child,
     dir: PathBuf,
     name: String,
+    /// PostgreSQL's binaries, and the replication connection, to drop the slot when done.
+    bin: String,
+    url: String,
 }
 
 impl Receiver {
@@ -27,8 +30,18 @@ impl Receiver {
         std::fs::create_dir_all(&dir).unwrap();
         let mut url = url::Url::parse(&admin_url()).unwrap();
         url.query_pairs_mut().append_pair("application_name", name);
+        // A slot of its own, so the WAL it has not received is kept while it is stopped: the other tests of this
+        // binary write so much WAL meanwhile that, without one, PostgreSQL removed the segment it needed next and
+        // the resumed receiver died ("requested WAL segment ... has already been removed").
+        let created = Command::new(format!("{bin}/pg_receivewal"))
+            .args(["--create-slot", "--if-not-exists", "--slot", name, "-d", url.as_str()])
+            .status()
+            .unwrap();
+        assert!(created.success(), "pg_receivewal --create-slot");
         let child = Command::new(format!("{bin}/pg_receivewal"))
             .arg("--synchronous")
+            .arg("--slot")
+            .arg(name)
             // It reports a flush at once, except the end of a segment, which waits for the status interval
             // (10 s by default; other tests write WAL in the same cluster meanwhile). deploy/pitr.sh does the same.
             .arg("--status-interval=1")
@@ -45,6 +58,8 @@ impl Receiver {
             child,
             dir,
             name: name.to_string(),
+            bin,
+            url: url.to_string(),
         }
     }
 
@@ -81,6 +96,10 @@ impl Drop for Receiver {
         self.signal("CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A slot left behind would keep WAL in the dev cluster for ever.
+        let _ = Command::new(format!("{}/pg_receivewal", self.bin))
+            .args(["--drop-slot", "--slot", &self.name, "-d", &self.url])
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -122,9 +141,18 @@ async fn durable_seq_follows_what_a_standby_has_flushed() {
             >= Some(2.0)
     );
 
-    // It resumes and flushes what it had not: asking again (an empty push) confirms everything up to 3.
+    // It resumes and flushes what it had not: asking again (an empty push) confirms everything up to 3. An ask
+    // waits for the WAL position current when it came, and the other tests of this binary write WAL all the
+    // time; a receiver catching up on what they wrote while it was stopped can take longer than one ask's wait,
+    // so the device asks again, as the reference client does (`confirm()`), until it is confirmed.
     receiver.signal("CONT");
-    let asked_again = device.push(&[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let asked_again = loop {
+        let answer = device.push(&[]).await;
+        if answer.durable_seq != 0 || Instant::now() > deadline {
+            break answer;
+        }
+    };
     assert_eq!((asked_again.last_seq, asked_again.durable_seq), (3, 3));
     assert!(
         app.metric("dukasync_durability_confirmations_total{outcome=\"confirmed\"}")
