@@ -141,11 +141,16 @@ async fn set_database_reachable(url: &str, reachable: bool) {
         .await
         .unwrap();
     if !reachable {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(&name)
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        // Client backends only: an autovacuum worker in the database belongs to the superuser, and terminating it
+        // fails the whole statement ("must be a superuser to terminate superuser process").
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND backend_type = 'client backend'",
+        )
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
 }
 
