@@ -16,6 +16,7 @@ use crate::{
 };
 mod capture;
 mod conflicts;
+mod span_fields;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -220,7 +221,7 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
     if json {
-        builder.json().init();
+        builder.json().fmt_fields(span_fields::JsonSpanFields).init();
     } else {
         builder.init();
     }
