@@ -1,5 +1,10 @@
 //! The bounded in-process cache: least recently used entries go first once the byte budget is spent.
 //!
+//! A hit only stamps the entry with the time of its use; the index of uses by time is brought up to date when
+//! something must be evicted (see [`Inner::evict_one`]). A hit is the hot path (every cached pull looks up its
+//! windows and members here), so it takes no allocation and no index update under the lock; eviction stays
+//! exactly least recently used.
+//!
 //! It serves alone when no Redis is configured, and as the hot layer in front of Redis otherwise. Everything
 //! it holds is immutable (content-addressed snapshots, closed feed windows), so instances never need to agree
 //! on anything and nothing is ever invalidated: an entry is either correct forever or never looked up again.
@@ -60,11 +65,31 @@ struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
-    /// Last use → key; the first entry is the least recently used.
-    order: BTreeMap<u64, String>,
+    entries: HashMap<Arc<str>, Entry, foldhash::fast::RandomState>,
+    /// Each entry once, under the time it was put or last found in this index: never later than its own
+    /// `tick`, which a hit moves on alone.
+    order: BTreeMap<u64, Arc<str>>,
     tick: u64,
     bytes: usize,
+}
+
+impl Inner {
+    /// Removes the least recently used entry, if any. The first in `order` whose tick is still its entry's
+    /// own is that entry: every other entry's own tick is at least the one it is filed under, which is later.
+    /// One filed too early (used since) is filed again under its own tick on the way.
+    fn evict_one(&mut self) -> Option<Entry> {
+        while let Some((filed, key)) = self.order.pop_first() {
+            let Some(entry) = self.entries.get(&key) else {
+                continue;
+            };
+            if entry.tick == filed {
+                return self.entries.remove(&key);
+            }
+            let tick = entry.tick;
+            self.order.insert(tick, key);
+        }
+        None
+    }
 }
 
 pub struct MemoryCache {
@@ -104,11 +129,8 @@ impl MemoryCache {
         inner.tick += 1;
         let tick = inner.tick;
         let entry = inner.entries.get_mut(key)?;
-        let old = std::mem::replace(&mut entry.tick, tick);
-        let value = entry.value.clone();
-        inner.order.remove(&old);
-        inner.order.insert(tick, key.to_string());
-        Some(value)
+        entry.tick = tick;
+        Some(entry.value.clone())
     }
 
     /// Keeps `value` (whose payload is `size` bytes), evicting the least recently used entries as needed.
@@ -124,25 +146,24 @@ impl MemoryCache {
         }
         let mut inner = self.lock();
         if let Some(old) = inner.entries.remove(key) {
-            inner.order.remove(&old.tick);
+            // Its record in `order` goes when eviction comes to it (no entry, or another's tick).
             inner.bytes -= old.size;
             self.stats.memory_removed(old.kind, old.size);
         }
         while inner.bytes + size > self.budget {
-            let Some((_, victim)) = inner.order.pop_first() else {
+            let Some(old) = inner.evict_one() else {
                 break;
             };
-            if let Some(old) = inner.entries.remove(&victim) {
-                inner.bytes -= old.size;
-                self.stats.memory_removed(old.kind, old.size);
-                self.stats.evicted(old.kind);
-            }
+            inner.bytes -= old.size;
+            self.stats.memory_removed(old.kind, old.size);
+            self.stats.evicted(old.kind);
         }
         inner.tick += 1;
         let tick = inner.tick;
-        inner.order.insert(tick, key.to_string());
+        let key: Arc<str> = Arc::from(key);
+        inner.order.insert(tick, key.clone());
         inner.entries.insert(
-            key.to_string(),
+            key,
             Entry {
                 value,
                 kind,
@@ -185,6 +206,37 @@ mod tests {
         assert!(cache.get("k1").is_none(), "old entries go first");
         assert!(cache.get("k99").is_some());
         assert!(stats.snapshot().iter().any(|s| s.evictions > 0));
+    }
+
+    #[test]
+    fn eviction_follows_the_last_use_also_of_entries_found_or_replaced_since_they_were_put() {
+        // Room for eight entries (an entry may take an eighth of the budget at most).
+        let each = 1000 + ENTRY_OVERHEAD + 2;
+        let cache = MemoryCache::new(8 * each + each / 2, Arc::new(Stats::default()));
+        let first: Vec<String> = (0..8).map(|i| format!("a{i}")).collect();
+        for key in &first {
+            cache.put(key, CacheKind::SnapshotBlob, bytes(1000), 1000);
+        }
+        // Uses since they were put, in this order: a0 found, a1 replaced, a2 found twice, a0 found again.
+        // Least recently used first, the order is now a3..a7, a1, a2, a0.
+        assert!(cache.get("a0").is_some());
+        cache.put("a1", CacheKind::SnapshotBlob, bytes(1000), 1000);
+        assert!(cache.get("a2").is_some());
+        assert!(cache.get("a2").is_some());
+        assert!(cache.get("a0").is_some());
+        let mut evicted: Vec<String> = Vec::new();
+        for i in 0..8 {
+            cache.put(&format!("b{i}"), CacheKind::SnapshotBlob, bytes(1000), 1000);
+            assert_eq!(cache.bytes(), 8 * each);
+            let inner = cache.lock();
+            let gone: Vec<&String> = first
+                .iter()
+                .filter(|k| !inner.entries.contains_key(k.as_str()) && !evicted.contains(k))
+                .collect();
+            assert_eq!(gone.len(), 1, "one entry goes for each new one");
+            evicted.push(gone[0].clone());
+        }
+        assert_eq!(evicted, ["a3", "a4", "a5", "a6", "a7", "a1", "a2", "a0"]);
     }
 
     #[test]
