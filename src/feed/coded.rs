@@ -66,35 +66,80 @@ impl Effort {
 /// Brotli window of every member (and of the joined stream): 256 KiB, so a decoder never needs more.
 const BROTLI_LGWIN: u8 = 18;
 
-/// One compressed piece and, for gzip's trailer, the CRC-32 and length of its plain bytes.
+/// One compressed piece and, for gzip's trailer, its plain length and how its bytes go into the page's CRC-32.
 #[derive(Debug, Clone)]
 pub struct Member {
     pub bytes: Bytes,
-    crc: u32,
     len: u32,
+    crc: Crc,
 }
 
-/// The bytes of a cached member start with this many bytes of header (CRC-32 and length, little endian).
-const HEADER: usize = 8;
+/// How a member's plain bytes go into a gzip page's CRC-32.
+#[derive(Debug, Clone, Copy)]
+enum Crc {
+    /// Not needed: a member of zstd or brotli.
+    Unused,
+    /// A compressed member: its CRC-32, and what appending its plain bytes does to a CRC ([`crc32::shift`] of
+    /// its length), both computed once with the member, so that joining costs one multiplication per member.
+    Of { crc: u32, shift: u32 },
+    /// A stored gzip member: its plain bytes are at hand after the block header, and the page's CRC runs on
+    /// over them (a few dozen bytes: cheaper than a CRC and a shift of their own).
+    Stored,
+}
+
+/// The bytes of a cached member start with this many bytes of header (CRC-32, length and shift, little endian).
+const HEADER: usize = 12;
+
+/// A stored DEFLATE block's header: the block type byte, LEN and NLEN ([`stored`]).
+const STORED_BLOCK_HEADER: usize = 5;
 
 impl Member {
+    /// A compressed member of `plain`.
+    fn compressed(bytes: Vec<u8>, plain: &[u8], coding: Coding) -> Member {
+        let crc = match coding {
+            Coding::Gzip => Crc::Of {
+                crc: crc32fast::hash(plain),
+                shift: crc32::shift(plain.len() as u64),
+            },
+            _ => Crc::Unused,
+        };
+        Member {
+            bytes: Bytes::from(bytes),
+            len: plain.len() as u32,
+            crc,
+        }
+    }
+
     /// The member as the cache stores it: header, then the compressed bytes.
     pub fn to_stored(&self) -> Bytes {
+        let (crc, shift) = match self.crc {
+            Crc::Unused => (0, 0),
+            Crc::Of { crc, shift } => (crc, shift),
+            Crc::Stored => (
+                crc32fast::hash(&self.bytes[STORED_BLOCK_HEADER..]),
+                crc32::shift(u64::from(self.len)),
+            ),
+        };
         let mut out = BytesMut::with_capacity(HEADER + self.bytes.len());
-        out.put_u32_le(self.crc);
+        out.put_u32_le(crc);
         out.put_u32_le(self.len);
+        out.put_u32_le(shift);
         out.extend_from_slice(&self.bytes);
         out.freeze()
     }
 
-    /// A member read back from the cache (a slice of `stored`, not a copy), if it has the shape of one.
+    /// A member read back from the cache (a slice of `stored`, not a copy), if it has the shape of one. The
+    /// header is read whatever the coding: in zstd and brotli it is zeros, and unused.
     pub fn from_stored(stored: &Bytes) -> Option<Member> {
         if stored.len() <= HEADER {
             return None;
         }
         let word = |at: usize| u32::from_le_bytes([stored[at], stored[at + 1], stored[at + 2], stored[at + 3]]);
         Some(Member {
-            crc: word(0),
+            crc: Crc::Of {
+                crc: word(0),
+                shift: word(8),
+            },
             len: word(4),
             bytes: stored.slice(HEADER..),
         })
@@ -122,13 +167,7 @@ pub fn member(plain: &[u8], coding: Coding, effort: Effort) -> io::Result<Member
             out
         }
     };
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(plain);
-    Ok(Member {
-        bytes: Bytes::from(bytes),
-        crc: crc.finalize(),
-        len: plain.len() as u32,
-    })
+    Ok(Member::compressed(bytes, plain, coding))
 }
 
 /// Raw DEFLATE of `plain` ended by a sync flush: byte aligned, no final block, so more can follow.
@@ -210,12 +249,13 @@ pub fn stored(plain: &[u8], coding: Coding) -> io::Result<Member> {
             }
         }
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(plain);
     Ok(Member {
         bytes: Bytes::from(out),
-        crc: crc.finalize(),
         len: n as u32,
+        crc: match coding {
+            Coding::Gzip => Crc::Stored,
+            _ => Crc::Unused,
+        },
     })
 }
 
@@ -241,18 +281,26 @@ pub fn join(coding: Coding, members: &[Member]) -> io::Result<Vec<Bytes>> {
         Coding::Identity => Err(io::Error::other("identity has no members")),
         Coding::Zstd => Ok(members.iter().map(|m| m.bytes.clone()).collect()),
         Coding::Gzip => {
-            let mut crc = crc32fast::Hasher::new();
+            let mut crc = 0;
             let mut len: u32 = 0;
             let mut out = Vec::with_capacity(members.len() + 2);
             out.push(Bytes::from_static(&GZIP_HEADER));
             for m in members {
-                crc.combine(&crc32fast::Hasher::new_with_initial_len(m.crc, u64::from(m.len)));
+                crc = match m.crc {
+                    Crc::Of { crc: own, shift } => crc32::append(crc, own, shift),
+                    Crc::Stored => {
+                        let mut running = crc32fast::Hasher::new_with_initial(crc);
+                        running.update(&m.bytes[STORED_BLOCK_HEADER..]);
+                        running.finalize()
+                    }
+                    Crc::Unused => return Err(io::Error::other("a member of another coding in a gzip page")),
+                };
                 len = len.wrapping_add(m.len);
                 out.push(m.bytes.clone());
             }
             let mut tail = Vec::with_capacity(10);
             tail.extend_from_slice(&DEFLATE_FINAL);
-            tail.extend_from_slice(&crc.finalize().to_le_bytes());
+            tail.extend_from_slice(&crc.to_le_bytes());
             tail.extend_from_slice(&len.to_le_bytes());
             out.push(Bytes::from(tail));
             Ok(out)
@@ -312,6 +360,56 @@ pub fn decode(coding: Coding, body: &[u8]) -> io::Result<Vec<u8>> {
         Coding::Zstd => out = zstd::decode_all(body)?,
     }
     Ok(out)
+}
+
+/// Joining CRC-32s (as zlib's `crc32_combine`): the CRC of `a` then `b` is the CRC of `a` shifted by `b`'s
+/// length, xor the CRC of `b`. The shift is a multiplication by x^(8·len) modulo the CRC polynomial, in
+/// reflected bit order, so it can be computed once per member and kept with it.
+mod crc32 {
+    /// The CRC-32 polynomial, reflected.
+    const POLY: u32 = 0xedb8_8320;
+
+    /// a(x)·b(x) modulo the polynomial, reflected.
+    const fn multiply(a: u32, mut b: u32) -> u32 {
+        let mut product = 0u32;
+        let mut i = 0;
+        while i < 32 {
+            product ^= b & ((a >> (31 - i)) & 1).wrapping_neg();
+            b = (b >> 1) ^ ((b & 1).wrapping_neg() & POLY);
+            i += 1;
+        }
+        product
+    }
+
+    /// x^(8·2^k) for every k: the shift of 2^k bytes.
+    const SHIFT_OF_POWERS: [u32; 64] = {
+        let mut table = [0u32; 64];
+        let mut power = 1u32 << 23; // x^8, reflected
+        let mut k = 0;
+        while k < 64 {
+            table[k] = power;
+            power = multiply(power, power);
+            k += 1;
+        }
+        table
+    };
+
+    /// x^(8·len) modulo the polynomial: what appending `len` bytes does to a CRC.
+    pub fn shift(len: u64) -> u32 {
+        let mut shift = 1u32 << 31; // x^0, reflected
+        let bits = (u64::BITS - len.leading_zeros()) as usize;
+        for (k, power) in SHIFT_OF_POWERS[..bits].iter().enumerate() {
+            if len >> k & 1 == 1 {
+                shift = multiply(*power, shift);
+            }
+        }
+        shift
+    }
+
+    /// The CRC of bytes whose CRC is `before`, followed by bytes whose CRC is `crc` and shift is `shift`.
+    pub fn append(before: u32, crc: u32, shift: u32) -> u32 {
+        multiply(shift, before) ^ crc
+    }
 }
 
 #[cfg(test)]
@@ -375,6 +473,12 @@ mod tests {
             for &n in &sizes {
                 let alone = join(coding, &[stored(&text[..n], coding).unwrap()]).unwrap().concat();
                 assert_eq!(decode(coding, &alone).unwrap(), &text[..n], "{coding:?} {n} alone");
+                // As the cache would keep it (it keeps compressed members only, but the header must hold).
+                let back = Member::from_stored(&stored(&text[..n], coding).unwrap().to_stored());
+                if let Some(back) = back {
+                    let again = join(coding, &[back]).unwrap().concat();
+                    assert_eq!(decode(coding, &again).unwrap(), &text[..n], "{coding:?} {n} kept");
+                }
             }
             // Stored first, last, next to each other and between compressed members.
             let pieces: Vec<(Vec<u8>, bool)> = vec![
@@ -433,6 +537,27 @@ mod tests {
                 "{coding:?}"
             );
         }
+    }
+
+    #[test]
+    fn crcs_append_as_if_computed_over_the_bytes_joined() {
+        let text = sample(400, 1);
+        // Splits at every edge: empty parts, one byte, lengths with one and with many bits set.
+        for at in [0, 1, 2, 255, 256, 4096, 4097, text.len() - 1, text.len()] {
+            let (a, b) = text.split_at(at);
+            let joined = crc32::append(crc32fast::hash(a), crc32fast::hash(b), crc32::shift(b.len() as u64));
+            assert_eq!(joined, crc32fast::hash(&text), "split at {at}");
+        }
+        assert_eq!(
+            crc32::append(0, 0x1234_5678, crc32::shift(3)),
+            0x1234_5678,
+            "after nothing"
+        );
+        // zlib's crc32_combine golden value (crc32fast's test vector).
+        assert_eq!(
+            crc32::append(0x4f62_6f9a, 0x9e5c_cbf5, crc32::shift(0xa59d)),
+            0x98d4_3168
+        );
     }
 
     #[test]

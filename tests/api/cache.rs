@@ -434,7 +434,7 @@ async fn cache_statistics_are_for_owners_and_managers() {
         if status == StatusCode::OK {
             let report: Value = resp.json().await.unwrap();
             assert_eq!(report["redis"], "not_configured");
-            assert_eq!(report["format"], "v1");
+            assert_eq!(report["format"], "v2");
             assert_eq!(
                 report["caches"].as_array().unwrap().len(),
                 5,

@@ -238,7 +238,7 @@ async fn windows_from_redis_equal_plain_reads_and_garbage_is_a_miss() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let keys: Vec<String> = wait_for_keys(&mut conn, "dks:v1:*:w:*", 100 / WINDOW as usize).await;
+    let keys: Vec<String> = wait_for_keys(&mut conn, "dks:v2:*:w:*", 100 / WINDOW as usize).await;
     assert_equivalent(&cache, &db, "from redis").await;
     let hits = cache
         .cache
