@@ -1,7 +1,7 @@
 //! The bounded in-process cache: least recently used entries go first once the byte budget is spent.
 //!
 //! A hit only stamps the entry with the time of its use; the index of uses by time is brought up to date when
-//! something must be evicted (see [`Inner::evict_one`]). A hit is the hot path (every cached pull looks up its
+//! something must be evicted (see `Inner::evict_one`). A hit is the hot path (every cached pull looks up its
 //! windows and members here), so it takes no allocation and no index update under the lock; eviction stays
 //! exactly least recently used.
 //!
