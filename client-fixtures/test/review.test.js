@@ -117,9 +117,9 @@ test("the owner resolves a cashier's oversold sale on the phone, and the cashier
   await o.fill('#merge-value', '{"phone": "0700000000"}');
   await o.click('#review-detail [data-decision="merge"]');
   const shown = await o.waitForSelector('#error[data-code="invalid_value"]');
-  const requestId = await shown.getAttribute('data-request-id');
+  const [requestId, text] = await shownError(shown);
   assert.match(requestId, /^[0-9a-f-]{36}$/);
-  assert.match(await shown.textContent(), new RegExp(`request ${requestId}`));
+  assert.match(text, new RegExp(`request ${requestId}`));
   await o.screenshot({ path: path.join(ARTIFACTS, 'review-field-conflict.png'), fullPage: true });
   await o.fill('#merge-value', '{"name": "Mama Njoki"}');
   await o.click('#review-detail [data-decision="merge"]');
@@ -130,6 +130,12 @@ test("the owner resolves a cashier's oversold sale on the phone, and the cashier
   assert.deepEqual(till.errors, []);
   assert.deepEqual(owner.errors, []);
 });
+
+// The error box's request id and text, read at one moment: a second refused request (the revoked till's pull
+// after its push) may render its own error between two separate reads.
+function shownError(box) {
+  return box.evaluate((el) => [el.dataset.requestId, el.textContent]);
+}
 
 test('a sync error is shown with the request id of the refused request', async () => {
   const ownerToken = server.token(OWNER, 'owner-revoker');
@@ -146,9 +152,9 @@ test('a sync error is shown with the request id of the refused request', async (
   await p.click('button[data-product="r-bread-400"]');
   await p.click('#record-sale');
   const shown = await p.waitForSelector('#sync-error[data-code="unauthorized"]');
-  const requestId = await shown.getAttribute('data-request-id');
+  const [requestId, text] = await shownError(shown);
   assert.match(requestId, /^[0-9a-f-]{36}$/);
-  assert.match(await shown.textContent(), new RegExp(`Sync stopped: .* · request ${requestId}`));
+  assert.match(text, new RegExp(`Sync stopped: .* · request ${requestId}`));
   await p.screenshot({ path: path.join(ARTIFACTS, 'review-sync-error.png'), fullPage: true });
   assert.deepEqual(phone.errors, []);
 });
