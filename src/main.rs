@@ -2,7 +2,7 @@
 
 /// mimalloc instead of glibc's allocator: a cached page's answer makes about 75 allocations (most of them
 /// hyper's, axum's and tower's), and with mimalloc the server does 15% fewer instructions per answer
-/// (callgrind, benches/README.md "Layers around every route"), for 15–23 MiB more resident memory
+/// (callgrind, benches/README.md "Layers around every route"), for 12–23 MiB more resident memory
 /// (deploy/MEMORY.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
