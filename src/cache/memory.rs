@@ -60,14 +60,16 @@ struct Entry {
     value: Value,
     kind: CacheKind,
     size: usize,
+    /// Its last use.
     tick: u64,
+    /// Where `order` files it: its last use when it was put or last met by eviction, at most `tick`.
+    filed: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Arc<str>, Entry, foldhash::fast::RandomState>,
-    /// Each entry once, under the time it was put or last found in this index: never later than its own
-    /// `tick`, which a hit moves on alone.
+    /// Each entry once, under its `filed` time: never later than its own `tick`, which a hit moves on alone.
     order: BTreeMap<u64, Arc<str>>,
     tick: u64,
     bytes: usize,
@@ -79,14 +81,14 @@ impl Inner {
     /// One filed too early (used since) is filed again under its own tick on the way.
     fn evict_one(&mut self) -> Option<Entry> {
         while let Some((filed, key)) = self.order.pop_first() {
-            let Some(entry) = self.entries.get(&key) else {
-                continue;
+            let Some(entry) = self.entries.get_mut(&key) else {
+                continue; // not expected: a record leaves with its entry
             };
             if entry.tick == filed {
                 return self.entries.remove(&key);
             }
-            let tick = entry.tick;
-            self.order.insert(tick, key);
+            entry.filed = entry.tick;
+            self.order.insert(entry.tick, key);
         }
         None
     }
@@ -146,7 +148,7 @@ impl MemoryCache {
         }
         let mut inner = self.lock();
         if let Some(old) = inner.entries.remove(key) {
-            // Its record in `order` goes when eviction comes to it (no entry, or another's tick).
+            inner.order.remove(&old.filed);
             inner.bytes -= old.size;
             self.stats.memory_removed(old.kind, old.size);
         }
@@ -169,6 +171,7 @@ impl MemoryCache {
                 kind,
                 size,
                 tick,
+                filed: tick,
             },
         );
         inner.bytes += size;
@@ -255,7 +258,9 @@ mod tests {
         let cache = MemoryCache::new(8 * 1000, Arc::new(Stats::default()));
         for _ in 0..10 {
             cache.put("same", CacheKind::Window, bytes(100), 100);
+            assert!(cache.get("same").is_some());
         }
         assert_eq!(cache.bytes(), 100 + ENTRY_OVERHEAD + "same".len());
+        assert_eq!(cache.lock().order.len(), 1, "nor records in the eviction index");
     }
 }
